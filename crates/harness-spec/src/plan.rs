@@ -1,0 +1,374 @@
+//! Matrix expansion: an experiment and the manifests it names become pre-training jobs and
+//! cells, each with a content fingerprint that identifies its result.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::SpecError;
+use crate::experiment::{Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH};
+use crate::manifest::{Manifest, ManifestSet, Modality};
+
+/// Bumped whenever a change alters what a cell or a pre-training run computes, so that stale
+/// results and checkpoints are not reused.
+pub const FINGERPRINT_VERSION: u32 = 1;
+
+/// The modality of the source relative to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relation {
+    /// Trained from scratch.
+    None,
+    /// Pre-trained on the same modality as the target.
+    Matched,
+    /// Pre-trained on another modality.
+    Mismatched,
+}
+
+impl Relation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::None => "none",
+            Relation::Matched => "matched",
+            Relation::Mismatched => "mismatched",
+        }
+    }
+}
+
+/// One pre-training run: a source dataset, an architecture and pre-training settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainJob {
+    pub source: String,
+    pub modality: Modality,
+    pub model: ModelSpec,
+    pub pretrain: PretrainSpec,
+    /// Content of the source dataset (its manifest's checksums).
+    pub source_content: String,
+    /// Content hash that names the checkpoint in the cache.
+    pub key: String,
+}
+
+/// One cell of the matrix: everything needed to train and evaluate one result row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub experiment: String,
+    pub target: String,
+    pub source: String,
+    pub relation: Relation,
+    pub option: u8,
+    pub n_train: usize,
+    pub seed: u64,
+    pub model: ModelSpec,
+    pub finetune: FinetuneSpec,
+    /// Key of the pre-training job whose checkpoint initialises this cell (none for scratch).
+    pub pretrain_key: Option<String>,
+    /// Content of the target dataset (its manifest's checksums).
+    pub target_content: String,
+    /// Content hash of all the above but the experiment name: equal fingerprints, equal results.
+    pub fingerprint: String,
+}
+
+/// Everything one or more experiment files ask for.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub pretrain_jobs: Vec<PretrainJob>,
+    pub cells: Vec<Cell>,
+}
+
+impl Plan {
+    /// Adds another experiment's jobs and cells; a pre-training job already present is shared.
+    pub fn merge(&mut self, other: Plan) {
+        for job in other.pretrain_jobs {
+            if !self.pretrain_jobs.iter().any(|j| j.key == job.key) {
+                self.pretrain_jobs.push(job);
+            }
+        }
+        self.cells.extend(other.cells);
+    }
+
+    pub fn job(&self, key: &str) -> Option<&PretrainJob> {
+        self.pretrain_jobs.iter().find(|j| j.key == key)
+    }
+}
+
+/// SHA256 of the canonical JSON of `value`, as hex.
+pub fn fingerprint_of<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).expect("plan values serialise");
+    hex::encode(Sha256::digest(&json))
+}
+
+/// Expands an experiment into its pre-training jobs and cells, checking every dataset id, size
+/// and option against the manifests. Cells come in the order they run: small `n_train` first.
+pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, SpecError> {
+    let m = &experiment.matrix;
+    let lookup = |id: &toml::Spanned<String>, role: &str| -> Result<&Manifest, SpecError> {
+        manifests.get(id.get_ref()).ok_or_else(|| {
+            experiment
+                .error_at(id.span(), format!("unknown {role} dataset id `{}`", id.get_ref()))
+                .with_help(format!(
+                    "known datasets in {}: {}",
+                    manifests.dir.display(),
+                    manifests.known_ids()
+                ))
+        })
+    };
+
+    let mut plan = Plan::default();
+    for target_id in &m.targets {
+        let target = lookup(target_id, "target")?;
+        check_model_fits(experiment, target, target_id.span())?;
+        let pool = target.train_pool_size();
+        let classes = target.classes.len();
+        for n in &m.n_train {
+            let n_value = *n.get_ref();
+            if n_value > pool {
+                return Err(experiment
+                    .error_at(n.span(), format!(
+                        "n_train = {n_value} is larger than the training pool of `{}` ({pool} examples)",
+                        target.id
+                    ))
+                    .with_help(format!("use at most {pool}")));
+            }
+            if n_value < 2 * classes {
+                return Err(experiment.error_at(n.span(), format!(
+                    "n_train = {n_value} is too small for `{}`: it needs at least 2 examples per class \
+                     ({} in all) so that every class is in both the fitting and the validation split",
+                    target.id,
+                    2 * classes
+                )));
+            }
+        }
+
+        let mut sources = Vec::new();
+        for source_id in &m.sources {
+            if source_id.get_ref() == SCRATCH {
+                sources.push((SCRATCH.to_string(), Relation::None, None));
+                continue;
+            }
+            let source = lookup(source_id, "source")?;
+            if source.id == target.id {
+                return Err(experiment.error_at(
+                    source_id.span(),
+                    format!("`{}` is the target itself; a source must be another dataset", source.id),
+                ));
+            }
+            let relation = if source.modality == target.modality {
+                check_model_fits(experiment, source, source_id.span())?;
+                if source.image != target.image {
+                    return Err(experiment.error_at(source_id.span(), format!(
+                        "source `{}` and target `{}` have different image sizes; the stem is copied, so they must match",
+                        source.id, target.id
+                    )));
+                }
+                Relation::Matched
+            } else {
+                Relation::Mismatched
+            };
+            let job = pretrain_job(experiment, source);
+            let key = job.key.clone();
+            if !plan.pretrain_jobs.iter().any(|j: &PretrainJob| j.key == key) {
+                plan.pretrain_jobs.push(job);
+            }
+            sources.push((source.id.clone(), relation, Some(key)));
+        }
+
+        for n in &m.n_train {
+            for &seed in &m.seeds {
+                for (source, relation, pretrain_key) in &sources {
+                    for option in &m.options {
+                        plan.cells.push(cell(
+                            experiment,
+                            target,
+                            source,
+                            *relation,
+                            *option.get_ref(),
+                            *n.get_ref(),
+                            seed,
+                            pretrain_key.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn check_model_fits(
+    experiment: &Experiment,
+    dataset: &Manifest,
+    span: std::ops::Range<usize>,
+) -> Result<(), SpecError> {
+    if dataset.modality != Modality::Image {
+        return Err(experiment
+            .error_at(span, format!(
+                "dataset `{}` is {}; this version of the harness trains image datasets only",
+                dataset.id,
+                dataset.modality.as_str()
+            ))
+            .with_help("audio and text stems are not built yet"));
+    }
+    let side = dataset.image.as_ref().map_or(0, |i| i.side);
+    if side % experiment.model.patch != 0 {
+        return Err(experiment.error_near("patch", format!(
+            "`model.patch` = {} does not divide the {side}-pixel side of `{}`",
+            experiment.model.patch, dataset.id
+        )));
+    }
+    Ok(())
+}
+
+fn pretrain_job(experiment: &Experiment, source: &Manifest) -> PretrainJob {
+    #[derive(Serialize)]
+    struct Key<'a> {
+        version: u32,
+        source: &'a str,
+        content: String,
+        model: &'a ModelSpec,
+        pretrain: &'a PretrainSpec,
+    }
+    let content = source.content_key();
+    let key = fingerprint_of(&Key {
+        version: FINGERPRINT_VERSION,
+        source: &source.id,
+        content: content.clone(),
+        model: &experiment.model,
+        pretrain: &experiment.pretrain,
+    });
+    PretrainJob {
+        source: source.id.clone(),
+        modality: source.modality,
+        model: experiment.model.clone(),
+        pretrain: experiment.pretrain.clone(),
+        source_content: content,
+        key,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cell(
+    experiment: &Experiment,
+    target: &Manifest,
+    source: &str,
+    relation: Relation,
+    option: u8,
+    n_train: usize,
+    seed: u64,
+    pretrain_key: Option<String>,
+) -> Cell {
+    let mut cell = Cell {
+        experiment: experiment.name.clone(),
+        target: target.id.clone(),
+        source: source.to_string(),
+        relation,
+        option,
+        n_train,
+        seed,
+        model: experiment.model.clone(),
+        finetune: experiment.finetune.clone(),
+        pretrain_key,
+        target_content: target.content_key(),
+        fingerprint: String::new(),
+    };
+    #[derive(Serialize)]
+    struct Key<'a> {
+        version: u32,
+        cell: &'a Cell,
+    }
+    let mut keyed = cell.clone();
+    keyed.experiment = String::new();
+    cell.fingerprint = fingerprint_of(&Key { version: FINGERPRINT_VERSION, cell: &keyed });
+    cell
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn manifest(id: &str, train: usize) -> Manifest {
+        let text = format!(
+            r#"
+id = "{id}"
+name = "{id}"
+modality = "image"
+licence = "CC0"
+citation = "test"
+format = "csv-pixels"
+classes = ["a", "b"]
+[image]
+side = 28
+[split]
+method = "stratified"
+test_per_class = 1
+seed = 1
+train = {train}
+test = 2
+[[source]]
+kind = "local"
+path = "."
+files = {{ data = "x.csv" }}
+"#
+        );
+        Manifest::parse(Path::new(&format!("{id}.toml")), &text).unwrap()
+    }
+
+    fn set() -> ManifestSet {
+        let mut s = ManifestSet::default();
+        for m in [manifest("tgt", 100), manifest("src", 1000)] {
+            s.by_id.insert(m.id.clone(), m);
+        }
+        s
+    }
+
+    fn experiment(matrix: &str) -> Experiment {
+        Experiment::parse(Path::new("e.toml"), matrix).unwrap()
+    }
+
+    const MATRIX: &str = r#"[matrix]
+targets = ["tgt"]
+sources = ["scratch", "src"]
+n_train = [10, 40]
+options = [1, 2]
+seeds = [0, 1, 2]
+"#;
+
+    #[test]
+    fn the_matrix_expands_to_every_combination_with_one_shared_pretraining() {
+        let plan = expand(&experiment(MATRIX), &set()).unwrap();
+        assert_eq!(plan.cells.len(), 2 * 2 * 2 * 3);
+        assert_eq!(plan.pretrain_jobs.len(), 1);
+        let fps: std::collections::HashSet<_> = plan.cells.iter().map(|c| &c.fingerprint).collect();
+        assert_eq!(fps.len(), plan.cells.len(), "fingerprints are unique per cell");
+        assert!(plan.cells.iter().filter(|c| c.source == "src").all(|c| c.relation == Relation::Matched));
+        assert!(plan.cells.iter().filter(|c| c.source == "scratch").all(|c| c.pretrain_key.is_none()));
+    }
+
+    #[test]
+    fn fingerprints_ignore_the_experiment_name_but_not_the_settings() {
+        let a = expand(&experiment(MATRIX), &set()).unwrap();
+        let named = format!("name = \"other\"\n{MATRIX}");
+        let b = expand(&experiment(&named), &set()).unwrap();
+        assert_eq!(a.cells[0].fingerprint, b.cells[0].fingerprint);
+        let wider = format!("{MATRIX}[model]\nd_model = 32\n");
+        let c = expand(&experiment(&wider), &set()).unwrap();
+        assert_ne!(a.cells[0].fingerprint, c.cells[0].fingerprint);
+        assert_ne!(a.pretrain_jobs[0].key, c.pretrain_jobs[0].key);
+    }
+
+    #[test]
+    fn an_unknown_dataset_names_its_line_and_the_known_ids() {
+        let text = MATRIX.replace("\"src\"", "\"srx\"");
+        let err = expand(&experiment(&text), &set()).unwrap_err();
+        assert!(err.message.contains("`srx`"), "{err}");
+        assert_eq!(err.location.unwrap().line, 3);
+        assert!(err.help.unwrap().contains("src, tgt"));
+    }
+
+    #[test]
+    fn n_train_larger_than_the_pool_names_its_line() {
+        let text = MATRIX.replace("[10, 40]", "[10, 400]");
+        let err = expand(&experiment(&text), &set()).unwrap_err();
+        assert!(err.message.contains("400") && err.message.contains("100 examples"), "{err}");
+        assert_eq!(err.location.unwrap().line, 4);
+    }
+}

@@ -1,0 +1,147 @@
+//! Pre-training a source network on its whole training pool, once per pre-training key: the
+//! checkpoint lives in the cache under the key and is reused by every cell and every experiment
+//! that asks for the same source, architecture and settings.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use harness_data::{Dataset, Normalisation, Rng, training_subset};
+use harness_model::{Checkpoint, ClassifierConfig, save_pretrained};
+use harness_spec::PretrainJob;
+use serde::{Deserialize, Serialize};
+
+use crate::batches::batch;
+use crate::eval::evaluate;
+use crate::{TrainEvent, train_device};
+
+/// What is recorded beside a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PretrainMeta {
+    pub key: String,
+    pub source: String,
+    pub source_sha256: String,
+    pub examples: usize,
+    pub epochs: usize,
+    /// Accuracy of the pre-trained network on the source's own test set.
+    pub source_test_accuracy: f64,
+    pub seconds: f64,
+    pub harness_version: String,
+}
+
+/// A checkpoint ready for use, and whether this call trained it.
+#[derive(Debug, Clone)]
+pub struct PretrainOutcome {
+    pub checkpoint: Checkpoint,
+    pub meta: PretrainMeta,
+    pub trained_now: bool,
+}
+
+/// The checkpoint folder of `key` under `cache`.
+pub fn checkpoint_dir(cache: &Path, key: &str) -> PathBuf {
+    cache.join("checkpoints").join(key)
+}
+
+/// Returns the checkpoint of `job`, training it first if the cache has none.
+pub fn ensure_pretrained(
+    job: &PretrainJob,
+    source: &Dataset,
+    cache: &Path,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<PretrainOutcome> {
+    let dir = checkpoint_dir(cache, &job.key);
+    let checkpoint = Checkpoint::new(&dir);
+    let meta_path = dir.join("meta.json");
+    if checkpoint.exists() && meta_path.is_file() {
+        let meta: PretrainMeta = serde_json::from_slice(&std::fs::read(&meta_path)?)
+            .with_context(|| format!("reading {}", meta_path.display()))?;
+        return Ok(PretrainOutcome { checkpoint, meta, trained_now: false });
+    }
+
+    // Train into a temporary folder beside the final one, then rename: a crash leaves no
+    // half-written checkpoint that a later run would trust.
+    let parent = dir.parent().context("checkpoint folder has no parent")?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new().prefix(".pretrain-").tempdir_in(parent)?;
+    let meta = train(job, source, tmp.path(), events)?;
+    std::fs::write(tmp.path().join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    let tmp_path = tmp.keep();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::rename(&tmp_path, &dir)?;
+    Ok(PretrainOutcome { checkpoint, meta, trained_now: true })
+}
+
+fn train(job: &PretrainJob, source: &Dataset, out: &Path, events: &mut dyn FnMut(TrainEvent)) -> Result<PretrainMeta> {
+    let started = Instant::now();
+    let spec = &job.pretrain;
+    let model_spec = &job.model;
+    let classes = source.classes.len();
+    let pool: Vec<usize> = (0..source.train.len()).collect();
+    let mut examples = if spec.max_examples > 0 && spec.max_examples < pool.len() {
+        training_subset(&pool, &source.train.labels, classes, spec.max_examples, spec.seed, 0.5)?.all()
+    } else {
+        pool
+    };
+    let norm = Normalisation::of_pool(&source.train);
+    let device = train_device();
+    let config = ClassifierConfig::image(
+        source.side(),
+        model_spec.patch,
+        model_spec.d_model,
+        model_spec.n_layers,
+        model_spec.n_heads,
+        model_spec.d_ff,
+        &model_spec.activation,
+        model_spec.dropout,
+        classes,
+    );
+    let mut model = config.init_seeded(&device, spec.seed);
+    let mut optim = AdamConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut rng = Rng::new(spec.seed, "pretrain-order");
+    let steps_per_epoch = examples.len().div_ceil(spec.batch_size);
+    let total = steps_per_epoch * spec.epochs;
+    let mut step = 0;
+    for epoch in 0..spec.epochs {
+        rng.shuffle(&mut examples);
+        let mut loss_sum = 0.0f64;
+        for chunk in examples.chunks(spec.batch_size) {
+            let (x, y) = batch(&source.train, &norm, chunk, &device);
+            let loss = loss_fn.forward(model.forward(x), y);
+            let value: f32 = loss.clone().into_scalar().elem();
+            if !value.is_finite() {
+                bail!("pre-training on `{}` diverged at step {step} (loss {value}); lower `pretrain.learning_rate`", job.source);
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            // Cosine decay to zero over the run.
+            let lr = spec.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+            model = optim.step(lr, model, grads);
+            loss_sum += value as f64;
+            step += 1;
+            events(TrainEvent::PretrainStep { step, total, loss: value });
+        }
+        events(TrainEvent::PretrainEpoch {
+            epoch: epoch + 1,
+            epochs: spec.epochs,
+            loss: (loss_sum / steps_per_epoch as f64) as f32,
+        });
+    }
+    let test: Vec<usize> = (0..source.test.len()).collect();
+    let test_eval = evaluate(&model, &source.test, &norm, &test, classes);
+    save_pretrained(&model, out)?;
+    Ok(PretrainMeta {
+        key: job.key.clone(),
+        source: job.source.clone(),
+        source_sha256: source.content_sha256.clone(),
+        examples: examples.len(),
+        epochs: spec.epochs,
+        source_test_accuracy: test_eval.accuracy,
+        seconds: started.elapsed().as_secs_f64(),
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}

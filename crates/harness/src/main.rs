@@ -1,0 +1,132 @@
+//! # harness
+//!
+//! The command line of transfer-harness: parses commands (clap), loads experiments and
+//! manifests, schedules pre-training and cells, shows progress, and hands rows to the result
+//! store and reports. It is glue only: every stage lives in its own crate.
+
+mod progress;
+mod provenance;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run matrices of transfer-learning experiments and report, with confidence intervals,
+/// whether pre-training helps.
+///
+/// An experiment file (experiments/*.toml) names a target dataset, the sources to pre-train on
+/// (or `scratch`), training-set sizes, options (1 = freeze transferred layers, 2 = fine-tune
+/// all) and seeds. Datasets come only through manifests (data-manifests/*.toml).
+#[derive(Parser, Debug)]
+#[command(name = "harness", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every cell of the given experiment files that is not already in the result store,
+    /// then write their reports.
+    ///
+    /// Datasets are fetched and verified first, then each pre-training job runs once (or is
+    /// read from the cache), then the cells. Running the same command again skips finished
+    /// cells, so an interrupted run resumes where it stopped.
+    Run {
+        /// Experiment files, e.g. experiments/image.toml (several may be given).
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+        /// Worker threads for the compute backend (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Do not write reports at the end.
+        #[arg(long)]
+        no_report: bool,
+    },
+    /// List the cells and pre-training jobs of the given experiment files without running
+    /// anything; say which are already finished or cached.
+    Plan {
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Write reports/NAME/ (report.md, SVG figures, results.parquet) from the result store.
+    Report {
+        /// Experiment files whose results to report.
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Fetch, verify, decode and cache datasets without training anything.
+    Fetch {
+        /// Dataset ids (default: every manifest).
+        ids: Vec<String>,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Describe every column of the results table.
+    Schema,
+}
+
+/// Where things are read and written.
+#[derive(Args, Debug, Clone)]
+struct Paths {
+    /// Folder of dataset manifests.
+    #[arg(long, env = "HARNESS_MANIFESTS", default_value = "data-manifests")]
+    manifests: PathBuf,
+    /// Folder of result stores (one sub-folder per experiment).
+    #[arg(long, env = "HARNESS_RESULTS", default_value = "results")]
+    results: PathBuf,
+    /// Folder of reports (one sub-folder per experiment).
+    #[arg(long, env = "HARNESS_REPORTS", default_value = "reports")]
+    reports: PathBuf,
+    /// Cache of downloads, decoded datasets and pre-trained checkpoints
+    /// (default: $XDG_CACHE_HOME/transfer-harness or ~/.cache/transfer-harness).
+    #[arg(long, env = "HARNESS_CACHE")]
+    cache: Option<PathBuf>,
+}
+
+impl Paths {
+    fn cache_dir(&self) -> PathBuf {
+        if let Some(c) = &self.cache {
+            return c.clone();
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(|| PathBuf::from(".cache"));
+        base.join("transfer-harness")
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { experiments, paths, threads, no_report } => run::run(&experiments, &paths, threads, !no_report),
+        Command::Plan { experiments, paths } => run::plan(&experiments, &paths),
+        Command::Report { experiments, paths } => run::report(&experiments, &paths),
+        Command::Fetch { ids, paths } => run::fetch(&ids, &paths),
+        Command::Schema => {
+            for (name, doc) in harness_results::COLUMN_DOCS {
+                println!("{name:24} {doc}");
+            }
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            match err.downcast_ref::<harness_spec::SpecError>() {
+                Some(spec) => eprintln!("error: {spec}"),
+                None => eprintln!("error: {err:#}"),
+            }
+            ExitCode::from(if err.downcast_ref::<harness_spec::SpecError>().is_some() { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The commands: load and validate everything first, then fetch data, pre-train, run cells and
+//! write rows and reports, in that order, so that bad input never writes a result.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use harness_data::{DataCache, Dataset, FetchEvent, prepare};
+use harness_results::{ReportContext, ResultRow, ResultStore, write_report};
+use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, expand};
+use harness_train::{CellOutcome, PretrainOutcome, TrainEvent, ensure_pretrained, run_cell};
+use serde::{Deserialize, Serialize};
+
+use crate::Paths;
+use crate::progress::Display;
+use crate::provenance;
+
+/// An experiment file with its expanded plan.
+struct Loaded {
+    experiment: Experiment,
+    plan: Plan,
+}
+
+/// Reads the manifests and every experiment file, and expands them; any error stops here.
+fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded>)> {
+    let manifests = ManifestSet::load_dir(&paths.manifests)?;
+    let mut loaded = Vec::new();
+    let mut names = BTreeMap::new();
+    for file in files {
+        let experiment = Experiment::load(file)?;
+        if let Some(other) = names.insert(experiment.name.clone(), file.clone()) {
+            anyhow::bail!(harness_spec::SpecError::new(
+                file,
+                format!("experiment name `{}` is also used by {}; names pick the results folder, so they must differ", experiment.name, other.display())
+            ));
+        }
+        let plan = expand(&experiment, &manifests)?;
+        loaded.push(Loaded { experiment, plan });
+    }
+    Ok((manifests, loaded))
+}
+
+/// Fingerprints of rows that need no rerun (every status but `failed`).
+fn finished(store: &ResultStore) -> Result<BTreeSet<String>> {
+    if store.finished().is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    Ok(store.rows()?.into_iter().filter(|r| r.status != "failed").map(|r| r.fingerprint).collect())
+}
+
+fn fetch_datasets(ids: &BTreeSet<String>, manifests: &ManifestSet, cache: &DataCache, display: &Display) -> Result<HashMap<String, Dataset>> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let manifest = manifests.get(id).context("dataset id checked at load")?;
+        let spinner = display.spinner(format!("dataset {id}: looking in the cache"));
+        let mut on_event = |event: FetchEvent| match event {
+            FetchEvent::Trying { source, .. } => spinner.set_message(format!("dataset {id}: fetching through {source}")),
+            FetchEvent::Failed { source, reason, .. } => display.line(format!("  {id}: {source} failed: {reason}")),
+            FetchEvent::Fetched { source, .. } => spinner.set_message(format!("dataset {id}: decoding what {source} delivered")),
+        };
+        let dataset = prepare(manifest, cache, &mut on_event);
+        spinner.finish_and_clear();
+        let dataset = dataset?;
+        display.line(format!(
+            "dataset {id}: {} training-pool + {} test examples from {} (sha256 {})",
+            dataset.train.len(),
+            dataset.test.len(),
+            dataset.origin,
+            &dataset.content_sha256[..16]
+        ));
+        out.insert(id.clone(), dataset);
+    }
+    Ok(out)
+}
+
+#[derive(Serialize, Deserialize)]
+struct RunRecord {
+    command: String,
+    started_at: String,
+    finished_at: String,
+    wall_seconds: f64,
+    cells_run: usize,
+    pretrainings_run: usize,
+}
+
+fn command_line(files: &[PathBuf]) -> String {
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!("harness run {}", files.join(" "))
+}
+
+/// `harness run`.
+pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_reports: bool) -> Result<()> {
+    let started = Instant::now();
+    let started_at = provenance::now();
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
+    }
+    let (manifests, loaded) = load(files, paths)?;
+    let display = Display::new();
+    let cache = DataCache::new(paths.cache_dir());
+
+    // What is left to do, experiment by experiment.
+    let mut todo: Vec<(usize, Vec<Cell>)> = Vec::new();
+    for (i, l) in loaded.iter().enumerate() {
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        store.clean_partial_writes();
+        let done = finished(&store)?;
+        let remaining: Vec<Cell> = l.plan.cells.iter().filter(|c| !done.contains(&c.fingerprint)).cloned().collect();
+        display.line(format!(
+            "experiment {}: {} cells, {} finished, {} to run",
+            l.experiment.name,
+            l.plan.cells.len(),
+            l.plan.cells.len() - remaining.len(),
+            remaining.len()
+        ));
+        todo.push((i, remaining));
+    }
+    let mut all = Plan::default();
+    for l in &loaded {
+        all.merge(l.plan.clone());
+    }
+    let pending: Vec<&Cell> = todo.iter().flat_map(|(_, cells)| cells.iter()).collect();
+    let keys: BTreeSet<String> = pending.iter().filter_map(|c| c.pretrain_key.clone()).collect();
+    let mut ids: BTreeSet<String> = pending.iter().map(|c| c.target.clone()).collect();
+    ids.extend(keys.iter().filter_map(|k| all.job(k)).map(|j| j.source.clone()));
+
+    let datasets = fetch_datasets(&ids, &manifests, &cache, &display)?;
+
+    // Pre-training, once per key.
+    let mut checkpoints: HashMap<String, (PretrainOutcome, Option<String>)> = HashMap::new();
+    let mut pretrainings_run = 0;
+    for key in &keys {
+        let job = all.job(key).context("job of a planned key")?;
+        let source = &datasets[&job.source];
+        let bar = display.bar(0, format!("pre-train {}", job.source));
+        let mut on_event = |event: TrainEvent| match event {
+            TrainEvent::PretrainStep { step, total, loss } => {
+                bar.set_length(total as u64);
+                bar.set_position(step as u64);
+                if step % 20 == 0 {
+                    bar.set_message(format!("loss {loss:.3}"));
+                }
+            }
+            TrainEvent::PretrainEpoch { epoch, epochs, loss } => {
+                display.line(format!("  pre-training {}: epoch {epoch}/{epochs}, mean loss {loss:.4}", job.source))
+            }
+            TrainEvent::CellStep { .. } => {}
+        };
+        let outcome = ensure_pretrained(job, source, &cache.root, &mut on_event)
+            .with_context(|| format!("pre-training on `{}`", job.source))?;
+        bar.finish_and_clear();
+        if outcome.trained_now {
+            pretrainings_run += 1;
+        }
+        display.line(format!(
+            "pre-trained {} ({}): {} examples × {} epochs, {:.1}% on its own test set, {:.0} s{}",
+            job.source,
+            &key[..16],
+            outcome.meta.examples,
+            outcome.meta.epochs,
+            outcome.meta.source_test_accuracy * 100.0,
+            outcome.meta.seconds,
+            if outcome.trained_now { "" } else { " (cached)" }
+        ));
+        let sha = provenance::checkpoint_sha256(&[&outcome.checkpoint.stem_file(), &outcome.checkpoint.backbone_file()]);
+        checkpoints.insert(key.clone(), (outcome, sha));
+    }
+
+    // Cells.
+    let (git_commit, git_dirty) = provenance::git_state();
+    let context = RowContext { git_commit, git_dirty, host: provenance::host(), threads: rayon::current_num_threads() };
+    let total: usize = pending.len();
+    let overall = display.bar(total as u64, "cells");
+    let mut cells_run: HashMap<usize, usize> = HashMap::new();
+    let mut failures = 0;
+    for (index, cells) in &todo {
+        let l = &loaded[*index];
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        for cell in cells {
+            let started_at = provenance::now();
+            let target = &datasets[&cell.target];
+            let pretrained = cell.pretrain_key.as_ref().map(|k| &checkpoints[k]);
+            let step_bar = display.bar(0, "steps");
+            step_bar.set_message(format!("{} ← {} option {} n={} seed {}", cell.target, cell.source, cell.option, cell.n_train, cell.seed));
+            let mut on_event = |event: TrainEvent| {
+                if let TrainEvent::CellStep { step, total } = event {
+                    step_bar.set_length(total as u64);
+                    step_bar.set_position(step as u64);
+                }
+            };
+            let outcome = run_cell(cell, target, pretrained.map(|p| &p.0.checkpoint), &mut on_event);
+            step_bar.finish_and_clear();
+            let source = (cell.source != harness_spec::SCRATCH).then(|| &datasets[&cell.source]);
+            let job = cell.pretrain_key.as_ref().and_then(|k| all.job(k));
+            let row = make_row(cell, job, target, source, pretrained, outcome.as_ref().map_err(|e| format!("{e:#}")), &context, started_at);
+            store.write(&row).with_context(|| format!("writing a result row into {}", store.dir.display()))?;
+            if row.status == "failed" {
+                failures += 1;
+            }
+            *cells_run.entry(*index).or_default() += 1;
+            overall.inc(1);
+            display.line(format!(
+                "[{}/{}] {} ← {:<14} option {} n={:<5} seed {}: {} test accuracy {:.3} ({:.1} s)",
+                overall.position(),
+                total,
+                cell.target,
+                cell.source,
+                cell.option,
+                cell.n_train,
+                cell.seed,
+                row.status,
+                row.test_accuracy,
+                row.train_seconds
+            ));
+        }
+    }
+    overall.finish_and_clear();
+
+    let finished_at = provenance::now();
+    let wall = started.elapsed().as_secs_f64();
+    for (index, _) in &todo {
+        let l = &loaded[*index];
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        let ran = cells_run.get(index).copied().unwrap_or(0);
+        if ran > 0 {
+            append_run_record(&store, &RunRecord {
+                command: command_line(&[l.experiment.path.clone()]),
+                started_at: started_at.clone(),
+                finished_at: finished_at.clone(),
+                wall_seconds: wall,
+                cells_run: ran,
+                pretrainings_run,
+            })?;
+        }
+        if write_reports {
+            let out = write_experiment_report(l, paths)?;
+            display.line(format!("report: {}", out.display()));
+        }
+    }
+    display.line(format!("done in {:.0} s: {total} cells run, {failures} failed", wall));
+    if failures > 0 {
+        anyhow::bail!("{failures} cells failed; their rows say why (status = failed), and the next run retries them");
+    }
+    Ok(())
+}
+
+fn append_run_record(store: &ResultStore, record: &RunRecord) -> Result<()> {
+    std::fs::create_dir_all(&store.dir)?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(store.dir.join("runs.jsonl"))?;
+    writeln!(file, "{}", serde_json::to_string(record)?)?;
+    Ok(())
+}
+
+/// Total wall time of the runs that did work for this experiment. Runs started by one command
+/// over several experiments are counted once per experiment.
+fn recorded_wall_seconds(store: &ResultStore) -> Option<f64> {
+    let text = std::fs::read_to_string(store.dir.join("runs.jsonl")).ok()?;
+    let records: Vec<RunRecord> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    (!records.is_empty()).then(|| records.iter().map(|r| r.wall_seconds).sum())
+}
+
+struct RowContext {
+    git_commit: Option<String>,
+    git_dirty: Option<bool>,
+    host: String,
+    threads: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_row(
+    cell: &Cell,
+    job: Option<&PretrainJob>,
+    target: &Dataset,
+    source: Option<&Dataset>,
+    pretrained: Option<&(PretrainOutcome, Option<String>)>,
+    outcome: std::result::Result<&CellOutcome, String>,
+    ctx: &RowContext,
+    started_at: String,
+) -> ResultRow {
+    let m = &cell.model;
+    let ft = &cell.finetune;
+    let nan = f64::NAN;
+    let (status, message) = match &outcome {
+        Ok(o) => (o.status.as_str().to_string(), (o.status.as_str() != "ok").then(|| "training loss became NaN or infinite".to_string())),
+        Err(e) => ("failed".to_string(), Some(e.clone())),
+    };
+    let o = outcome.as_ref().ok();
+    ResultRow {
+        experiment: cell.experiment.clone(),
+        target: cell.target.clone(),
+        source: cell.source.clone(),
+        relation: cell.relation.as_str().into(),
+        option: cell.option as i64,
+        n_train: cell.n_train as i64,
+        seed: cell.seed as i64,
+        patch: m.patch as i64,
+        d_model: m.d_model as i64,
+        n_layers: m.n_layers as i64,
+        n_heads: m.n_heads as i64,
+        d_ff: m.d_ff as i64,
+        activation: m.activation.clone(),
+        dropout: m.dropout,
+        batch_size: ft.batch_size as i64,
+        learning_rate: if cell.option == 1 { ft.option1_learning_rate } else { ft.option2_learning_rate },
+        epochs: ft.epochs as i64,
+        min_steps: ft.min_steps as i64,
+        validation_fraction: ft.validation_fraction,
+        evaluations: ft.evaluations as i64,
+        patience: ft.patience as i64,
+        pretrain_epochs: job.map(|j| j.pretrain.epochs as i64),
+        pretrain_batch_size: job.map(|j| j.pretrain.batch_size as i64),
+        pretrain_learning_rate: job.map(|j| j.pretrain.learning_rate),
+        pretrain_seed: job.map(|j| j.pretrain.seed as i64),
+        pretrain_max_examples: job.map(|j| j.pretrain.max_examples as i64),
+        source_test_accuracy: pretrained.map(|p| p.0.meta.source_test_accuracy),
+        test_accuracy: o.map_or(nan, |o| o.test.accuracy),
+        test_macro_f1: o.map_or(nan, |o| o.test.macro_f1),
+        test_loss: o.map_or(nan, |o| o.test.loss),
+        validation_accuracy: o.map_or(nan, |o| o.validation_accuracy),
+        best_step: o.map_or(0, |o| o.best_step as i64),
+        best_epoch: o.map_or(nan, |o| o.best_epoch),
+        steps_run: o.map_or(0, |o| o.steps_run as i64),
+        n_fit: o.map_or(0, |o| o.n_fit as i64),
+        n_validation: o.map_or(0, |o| o.n_validation as i64),
+        train_seconds: o.map_or(0.0, |o| o.train_seconds),
+        examples_per_second: o.map_or(nan, |o| o.examples_per_second),
+        peak_rss_mib: harness_train::peak_rss_mib(),
+        status,
+        message,
+        fingerprint: cell.fingerprint.clone(),
+        pretrain_key: cell.pretrain_key.clone(),
+        checkpoint_sha256: pretrained.and_then(|p| p.1.clone()),
+        target_sha256: target.content_sha256.clone(),
+        source_sha256: source.map(|s| s.content_sha256.clone()),
+        harness_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: ctx.git_commit.clone(),
+        git_dirty: ctx.git_dirty,
+        backend: harness_train::BACKEND.into(),
+        threads: ctx.threads as i64,
+        host: ctx.host.clone(),
+        started_at,
+        finished_at: provenance::now(),
+    }
+}
+
+fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
+    let store = ResultStore::open(&paths.results, &l.experiment.name);
+    let mut rows = store.rows()?;
+    // Report only the cells the experiment file asks for now.
+    let wanted: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
+    rows.retain(|r| wanted.contains(&r.fingerprint));
+    let out = paths.reports.join(&l.experiment.name);
+    let ctx = ReportContext {
+        experiment: l.experiment.name.clone(),
+        description: l.experiment.description.clone(),
+        experiment_file: l.experiment.path.display().to_string(),
+        experiment_text: l.experiment.text.clone(),
+        command: command_line(&[l.experiment.path.clone()]),
+        wall_seconds: recorded_wall_seconds(&store),
+        versions: provenance::versions(),
+        generated_at: provenance::now(),
+    };
+    write_report(&rows, &ctx, &out)?;
+    Ok(out)
+}
+
+/// `harness plan`.
+pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
+    let (_, loaded) = load(files, paths)?;
+    let cache = paths.cache_dir();
+    let mut all = Plan::default();
+    for l in &loaded {
+        all.merge(l.plan.clone());
+    }
+    println!("pre-training jobs: {}", all.pretrain_jobs.len());
+    for job in &all.pretrain_jobs {
+        let cached = harness_model::Checkpoint::new(cache.join("checkpoints").join(&job.key)).exists();
+        println!(
+            "  {}  source {:<16} {} epochs, batch {}, lr {}, seed {}{}",
+            &job.key[..16],
+            job.source,
+            job.pretrain.epochs,
+            job.pretrain.batch_size,
+            job.pretrain.learning_rate,
+            job.pretrain.seed,
+            if cached { "  [cached]" } else { "" }
+        );
+    }
+    for l in &loaded {
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        let done = finished(&store)?;
+        let n_done = l.plan.cells.iter().filter(|c| done.contains(&c.fingerprint)).count();
+        println!("\nexperiment {} ({}): {} cells, {} finished", l.experiment.name, l.experiment.path.display(), l.plan.cells.len(), n_done);
+        println!("  {:<16} {:<10} {:<16} {:<10} {:>6} {:>7} {:>5}  {:<16} state", "fingerprint", "target", "source", "relation", "option", "n_train", "seed", "pre-training");
+        for c in &l.plan.cells {
+            println!(
+                "  {:<16} {:<10} {:<16} {:<10} {:>6} {:>7} {:>5}  {:<16} {}",
+                &c.fingerprint[..16],
+                c.target,
+                c.source,
+                c.relation.as_str(),
+                c.option,
+                c.n_train,
+                c.seed,
+                c.pretrain_key.as_deref().map_or("-", |k| &k[..16]),
+                if done.contains(&c.fingerprint) { "finished" } else { "to run" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `harness report`.
+pub fn report(files: &[PathBuf], paths: &Paths) -> Result<()> {
+    let (_, loaded) = load(files, paths)?;
+    for l in &loaded {
+        let out = write_experiment_report(l, paths)?;
+        println!("report: {}", out.join("report.md").display());
+    }
+    Ok(())
+}
+
+/// `harness fetch`.
+pub fn fetch(ids: &[String], paths: &Paths) -> Result<()> {
+    let manifests = ManifestSet::load_dir(&paths.manifests)?;
+    let wanted: BTreeSet<String> = if ids.is_empty() {
+        manifests.by_id.keys().cloned().collect()
+    } else {
+        for id in ids {
+            if manifests.get(id).is_none() {
+                anyhow::bail!("unknown dataset id `{id}`; known: {}", manifests.known_ids());
+            }
+        }
+        ids.iter().cloned().collect()
+    };
+    let display = Display::new();
+    fetch_datasets(&wanted, &manifests, &DataCache::new(paths.cache_dir()), &display)?;
+    Ok(())
+}
