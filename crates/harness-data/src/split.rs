@@ -127,7 +127,11 @@ pub fn training_subset(
     seed: u64,
     validation_fraction: f64,
 ) -> Result<Subset> {
-    ensure!(n <= pool.len(), "n_train = {n} is larger than the training pool ({} examples)", pool.len());
+    ensure!(
+        n <= pool.len(),
+        "n_train = {n} is larger than the training pool ({} examples)",
+        pool.len()
+    );
     let quotas = class_quotas(n, classes, seed);
     let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
     for &i in pool {
@@ -142,7 +146,10 @@ pub fn training_subset(
             "class {class} has {} examples in the pool; n_train = {n} needs {quota}",
             members.len()
         );
-        ensure!(quota >= 2, "n_train = {n} leaves class {class} fewer than 2 examples");
+        ensure!(
+            quota >= 2,
+            "n_train = {n} leaves class {class} fewer than 2 examples"
+        );
         // The permutation depends on the seed and class only, so smaller n take a prefix.
         Rng::new(seed ^ (class as u64).wrapping_mul(0x9e37), "subset").shuffle(members);
         let chosen = &members[..quota];
@@ -161,7 +168,9 @@ mod tests {
     use std::collections::HashSet;
 
     fn labels(per_class: usize, classes: usize) -> Vec<u16> {
-        (0..per_class * classes).map(|i| (i % classes) as u16).collect()
+        (0..per_class * classes)
+            .map(|i| (i % classes) as u16)
+            .collect()
     }
 
     #[test]
@@ -198,7 +207,10 @@ mod tests {
                 let s = training_subset(&pool, &labels, 10, n, seed, 0.2).unwrap();
                 let all: HashSet<usize> = s.all().into_iter().collect();
                 assert_eq!(all.len(), n);
-                assert!(previous.is_subset(&all), "seed {seed}: subset of {n} misses smaller ones");
+                assert!(
+                    previous.is_subset(&all),
+                    "seed {seed}: subset of {n} misses smaller ones"
+                );
                 previous = all;
             }
         }

@@ -21,10 +21,13 @@
 mod snapshot;
 mod transfer;
 
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
-use burn::nn::{ActivationConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::prelude::*;
 use burn::module::Param;
+use burn::nn::activation::ActivationConfig;
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
 
 pub use snapshot::{ParamSnapshot, materialise, snapshot};
 pub use transfer::{Checkpoint, Transfer, load_pretrained, save_pretrained};
@@ -62,7 +65,8 @@ pub struct Backbone {
 
 impl Backbone {
     pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
-        self.norm.forward(self.encoder.forward(TransformerEncoderInput::new(tokens)))
+        self.norm
+            .forward(self.encoder.forward(TransformerEncoderInput::new(tokens)))
     }
 }
 
@@ -114,7 +118,17 @@ impl ClassifierConfig {
         dropout: f64,
         classes: usize,
     ) -> Self {
-        ClassifierConfig::new(side, patch, d_model, n_layers, n_heads, d_ff, activation.to_string(), dropout, classes)
+        ClassifierConfig::new(
+            side,
+            patch,
+            d_model,
+            n_layers,
+            n_heads,
+            d_ff,
+            activation.to_string(),
+            dropout,
+            classes,
+        )
     }
 
     /// Builds the network with every parameter drawn now from `seed`, so that the same seed
@@ -132,11 +146,12 @@ impl ClassifierConfig {
             "gelu" => ActivationConfig::Gelu,
             _ => ActivationConfig::Relu,
         };
-        let encoder = TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
-            .with_norm_first(true)
-            .with_dropout(self.dropout)
-            .with_activation(activation)
-            .init(device);
+        let encoder =
+            TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
+                .with_norm_first(true)
+                .with_dropout(self.dropout)
+                .with_activation(activation)
+                .init(device);
         let position = Tensor::<3>::random(
             [1, tokens, self.d_model],
             burn::tensor::Distribution::Normal(0.0, 0.02),
@@ -149,7 +164,10 @@ impl ClassifierConfig {
                 side: self.side,
                 patch: self.patch,
             },
-            backbone: Backbone { encoder, norm: LayerNormConfig::new(self.d_model).init(device) },
+            backbone: Backbone {
+                encoder,
+                norm: LayerNormConfig::new(self.d_model).init(device),
+            },
             head: LinearConfig::new(self.d_model, self.classes).init(device),
         }
     }

@@ -28,7 +28,11 @@ impl ModuleVisitor for Collector {
         // `val()` runs a lazy initialiser if it has not run yet.
         let value = param.val();
         if self.read_values {
-            let values = value.into_data().convert::<f32>().to_vec::<f32>().expect("f32 parameter");
+            let values = value
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 parameter");
             let mut key = self.path.join(".");
             let mut unique = key.clone();
             let mut i = 1;
@@ -44,13 +48,21 @@ impl ModuleVisitor for Collector {
 
 /// Copies every float parameter of `module` out by path.
 pub fn snapshot<M: Module>(module: &M) -> ParamSnapshot {
-    let mut c = Collector { path: Vec::new(), out: BTreeMap::new(), read_values: true };
+    let mut c = Collector {
+        path: Vec::new(),
+        out: BTreeMap::new(),
+        read_values: true,
+    };
     module.visit(&mut c);
     c.out
 }
 
 /// Draws every lazily initialised parameter of `module` now, in a fixed order.
 pub fn materialise<M: Module>(module: &M) {
-    let mut c = Collector { path: Vec::new(), out: BTreeMap::new(), read_values: false };
+    let mut c = Collector {
+        path: Vec::new(),
+        out: BTreeMap::new(),
+        read_values: false,
+    };
     module.visit(&mut c);
 }

@@ -37,7 +37,10 @@ pub enum Transfer {
     /// Random initialisation; `freeze` gives the frozen-random-backbone control (Option 1).
     Scratch { freeze: bool },
     /// Stem and backbone copied from a checkpoint, head new; `freeze` is Option 1.
-    Pretrained { checkpoint: Checkpoint, freeze: bool },
+    Pretrained {
+        checkpoint: Checkpoint,
+        freeze: bool,
+    },
 }
 
 /// Writes the stem and backbone of `model` into `dir` (created if needed).
@@ -66,11 +69,15 @@ pub fn load_pretrained(mut model: Classifier, transfer: &Transfer) -> anyhow::Re
             model.stem = model
                 .stem
                 .try_load_file(checkpoint.stem_file())
-                .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", checkpoint.stem_file().display()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("loading {}: {e:?}", checkpoint.stem_file().display())
+                })?;
             model.backbone = model
                 .backbone
                 .try_load_file(checkpoint.backbone_file())
-                .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", checkpoint.backbone_file().display()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("loading {}: {e:?}", checkpoint.backbone_file().display())
+                })?;
             *freeze
         }
     };

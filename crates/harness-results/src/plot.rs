@@ -13,10 +13,14 @@ const MARGIN_R: f64 = 24.0;
 const MARGIN_T: f64 = 56.0;
 const MARGIN_B: f64 = 56.0;
 const LEGEND_H: f64 = 34.0;
-const COLOURS: [&str; 8] = ["#4d4d4d", "#1b7cc4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d"];
+const COLOURS: [&str; 8] = [
+    "#4d4d4d", "#1b7cc4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
+];
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn option_title(option: i64) -> String {
@@ -32,15 +36,39 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
     let arms: Vec<&ArmSummary> = arms.iter().filter(|a| a.target == target).collect();
     let options: BTreeSet<i64> = arms.iter().map(|a| a.option).collect();
     // Scratch first, then the others in name order, so colours are stable.
-    let mut sources: Vec<String> = arms.iter().map(|a| a.source.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut sources: Vec<String> = arms
+        .iter()
+        .map(|a| a.source.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     sources.sort_by_key(|s| (s != "scratch", s.clone()));
     let ns: BTreeSet<i64> = arms.iter().map(|a| a.n_train).collect();
-    let (n_min, n_max) = (*ns.first().unwrap_or(&1) as f64, *ns.last().unwrap_or(&10) as f64);
-    let (lx_min, lx_max) = if n_max > n_min { (n_min.log10(), n_max.log10()) } else { (n_min.log10() - 0.5, n_min.log10() + 0.5) };
+    let (n_min, n_max) = (
+        *ns.first().unwrap_or(&1) as f64,
+        *ns.last().unwrap_or(&10) as f64,
+    );
+    let (lx_min, lx_max) = if n_max > n_min {
+        (n_min.log10(), n_max.log10())
+    } else {
+        (n_min.log10() - 0.5, n_min.log10() + 0.5)
+    };
     let pad = (lx_max - lx_min) * 0.06;
     let (lx_min, lx_max) = (lx_min - pad, lx_max + pad);
-    let lows = arms.iter().map(|a| if a.accuracy.low.is_finite() { a.accuracy.low } else { a.accuracy.mean });
-    let highs = arms.iter().map(|a| if a.accuracy.high.is_finite() { a.accuracy.high } else { a.accuracy.mean });
+    let lows = arms.iter().map(|a| {
+        if a.accuracy.low.is_finite() {
+            a.accuracy.low
+        } else {
+            a.accuracy.mean
+        }
+    });
+    let highs = arms.iter().map(|a| {
+        if a.accuracy.high.is_finite() {
+            a.accuracy.high
+        } else {
+            a.accuracy.mean
+        }
+    });
     let y_min = ((lows.fold(1.0f64, f64::min) - 0.02) * 10.0).floor() / 10.0;
     let y_max = ((highs.fold(0.0f64, f64::max) + 0.02) * 10.0).ceil() / 10.0;
     let (y_min, y_max) = (y_min.max(0.0), y_max.min(1.0).max(y_min.max(0.0) + 0.1));
@@ -64,29 +92,68 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
         let y0 = MARGIN_T;
         let sx = |n: f64| x0 + (n.log10() - lx_min) / (lx_max - lx_min) * PANEL_W;
         let sy = |v: f64| y0 + PANEL_H - (v - y_min) / (y_max - y_min) * PANEL_H;
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text>"#, x0 + PANEL_W / 2.0, y0 - 10.0, escape(&option_title(*option)));
-        let _ = writeln!(svg, r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PANEL_W}" height="{PANEL_H}" fill="none" stroke="#333"/>"##);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text>"#,
+            x0 + PANEL_W / 2.0,
+            y0 - 10.0,
+            escape(&option_title(*option))
+        );
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PANEL_W}" height="{PANEL_H}" fill="none" stroke="#333"/>"##
+        );
         // y grid and labels
         let steps = ((y_max - y_min) / 0.1).round() as usize;
         let stride = if steps > 6 { 2 } else { 1 };
         for i in (0..=steps).step_by(stride) {
             let v = y_min + i as f64 * 0.1;
             let y = sy(v);
-            let _ = writeln!(svg, r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, x0 + PANEL_W);
-            let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v:.1}</text>"#, x0 - 6.0, y + 4.0);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+                x0 + PANEL_W
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v:.1}</text>"#,
+                x0 - 6.0,
+                y + 4.0
+            );
         }
         // x ticks at the measured sizes
         for &n in &ns {
             let x = sx(n as f64);
-            let _ = writeln!(svg, r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/>"##, y0 + PANEL_H);
-            let _ = writeln!(svg, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#, y0 + PANEL_H + 18.0);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/>"##,
+                y0 + PANEL_H
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#,
+                y0 + PANEL_H + 18.0
+            );
         }
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">training examples (n_train, log scale)</text>"#, x0 + PANEL_W / 2.0, y0 + PANEL_H + 40.0);
-        let _ = writeln!(svg, r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">test accuracy</text>"#, x0 - 44.0, y0 + PANEL_H / 2.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">training examples (n_train, log scale)</text>"#,
+            x0 + PANEL_W / 2.0,
+            y0 + PANEL_H + 40.0
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">test accuracy</text>"#,
+            x0 - 44.0,
+            y0 + PANEL_H / 2.0
+        );
 
         for (s, source) in sources.iter().enumerate() {
             let colour = COLOURS[s % COLOURS.len()];
-            let mut pts: Vec<&&ArmSummary> = arms.iter().filter(|a| a.option == *option && &a.source == source).collect();
+            let mut pts: Vec<&&ArmSummary> = arms
+                .iter()
+                .filter(|a| a.option == *option && &a.source == source)
+                .collect();
             pts.sort_by_key(|a| a.n_train);
             if pts.is_empty() {
                 continue;
@@ -94,7 +161,13 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
             let band: Vec<(f64, f64, f64)> = pts
                 .iter()
                 .filter(|a| a.accuracy.low.is_finite())
-                .map(|a| (sx(a.n_train as f64), sy(a.accuracy.low.max(y_min)), sy(a.accuracy.high.min(y_max))))
+                .map(|a| {
+                    (
+                        sx(a.n_train as f64),
+                        sy(a.accuracy.low.max(y_min)),
+                        sy(a.accuracy.high.min(y_max)),
+                    )
+                })
                 .collect();
             if band.len() >= 2 {
                 let mut d = String::new();
@@ -104,13 +177,26 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
                 for (x, lo, _) in band.iter().rev() {
                     let _ = write!(d, "L{x:.1},{lo:.1} ");
                 }
-                let _ = writeln!(svg, r#"<path d="{d}Z" fill="{colour}" fill-opacity="0.15" stroke="none"/>"#);
+                let _ = writeln!(
+                    svg,
+                    r#"<path d="{d}Z" fill="{colour}" fill-opacity="0.15" stroke="none"/>"#
+                );
             }
             for (x, lo, hi) in &band {
-                let _ = writeln!(svg, r#"<line x1="{x:.1}" y1="{lo:.1}" x2="{x:.1}" y2="{hi:.1}" stroke="{colour}" stroke-width="1.5"/>"#);
+                let _ = writeln!(
+                    svg,
+                    r#"<line x1="{x:.1}" y1="{lo:.1}" x2="{x:.1}" y2="{hi:.1}" stroke="{colour}" stroke-width="1.5"/>"#
+                );
             }
-            let line: Vec<String> = pts.iter().map(|a| format!("{:.1},{:.1}", sx(a.n_train as f64), sy(a.accuracy.mean))).collect();
-            let _ = writeln!(svg, r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2.5"/>"#, line.join(" "));
+            let line: Vec<String> = pts
+                .iter()
+                .map(|a| format!("{:.1},{:.1}", sx(a.n_train as f64), sy(a.accuracy.mean)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2.5"/>"#,
+                line.join(" ")
+            );
             for a in &pts {
                 let _ = writeln!(
                     svg,
@@ -135,9 +221,23 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
     for (s, source) in sources.iter().enumerate() {
         let colour = COLOURS[s % COLOURS.len()];
         let x = start + s as f64 * item_w;
-        let label = if source == "scratch" { "scratch (no pre-training)".to_string() } else { format!("pre-trained on {source}") };
-        let _ = writeln!(svg, r#"<line x1="{x:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/>"#, x + 26.0);
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, x + 32.0, ly + 4.0, escape(&label));
+        let label = if source == "scratch" {
+            "scratch (no pre-training)".to_string()
+        } else {
+            format!("pre-trained on {source}")
+        };
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{x:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/>"#,
+            x + 26.0
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            x + 32.0,
+            ly + 4.0,
+            escape(&label)
+        );
     }
     svg.push_str("</svg>\n");
     svg

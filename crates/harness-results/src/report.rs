@@ -30,15 +30,27 @@ pub struct ReportContext {
 }
 
 fn pct(v: f64) -> String {
-    if v.is_finite() { format!("{:.1}", v * 100.0) } else { "–".into() }
+    if v.is_finite() {
+        format!("{:.1}", v * 100.0)
+    } else {
+        "–".into()
+    }
 }
 
 fn ci(m: &MeanCi) -> String {
-    if m.low.is_finite() { format!("[{}, {}]", pct(m.low), pct(m.high)) } else { "–".into() }
+    if m.low.is_finite() {
+        format!("[{}, {}]", pct(m.low), pct(m.high))
+    } else {
+        "–".into()
+    }
 }
 
 fn signed_pts(v: f64) -> String {
-    if v.is_finite() { format!("{:+.1}", v * 100.0) } else { "–".into() }
+    if v.is_finite() {
+        format!("{:+.1}", v * 100.0)
+    } else {
+        "–".into()
+    }
 }
 
 fn verdict(d: &MeanCi) -> &'static str {
@@ -55,11 +67,20 @@ fn verdict(d: &MeanCi) -> &'static str {
 
 fn fmt_duration(seconds: f64) -> String {
     let s = seconds.round() as u64;
-    format!("{}h {:02}m {:02}s ({seconds:.0} s)", s / 3600, (s / 60) % 60, s % 60)
+    format!(
+        "{}h {:02}m {:02}s ({seconds:.0} s)",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
 }
 
 /// Writes `out_dir/report.md`, `out_dir/accuracy-TARGET.svg` and `out_dir/results.parquet`.
-pub fn write_report(rows: &[ResultRow], ctx: &ReportContext, out_dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_report(
+    rows: &[ResultRow],
+    ctx: &ReportContext,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let arms = summarise(rows);
     let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
@@ -85,7 +106,11 @@ pub fn write_report(rows: &[ResultRow], ctx: &ReportContext, out_dir: &Path) -> 
 }
 
 fn differences_against_scratch(rows: &[ResultRow]) -> Vec<PairedDifference> {
-    let sources: BTreeSet<&str> = rows.iter().filter(|r| r.source != "scratch").map(|r| r.source.as_str()).collect();
+    let sources: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.source != "scratch")
+        .map(|r| r.source.as_str())
+        .collect();
     let options: BTreeSet<i64> = rows.iter().map(|r| r.option).collect();
     let mut out = Vec::new();
     for source in &sources {
@@ -98,10 +123,18 @@ fn differences_against_scratch(rows: &[ResultRow]) -> Vec<PairedDifference> {
 
 fn options_compared(rows: &[ResultRow]) -> Vec<PairedDifference> {
     let sources: BTreeSet<&str> = rows.iter().map(|r| r.source.as_str()).collect();
-    sources.iter().flat_map(|s| paired(rows, (s, 1), (s, 2))).collect()
+    sources
+        .iter()
+        .flat_map(|s| paired(rows, (s, 1), (s, 2)))
+        .collect()
 }
 
-fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext, figures: &[(String, String)]) -> String {
+fn render_markdown(
+    rows: &[ResultRow],
+    arms: &[ArmSummary],
+    ctx: &ReportContext,
+    figures: &[(String, String)],
+) -> String {
     let mut md = String::new();
     let ok = rows.iter().filter(|r| r.status == "ok").count();
     let seeds: BTreeSet<i64> = rows.iter().map(|r| r.seed).collect();
@@ -119,7 +152,11 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
         seeds.len()
     );
     if let Some(w) = ctx.wall_seconds {
-        let _ = writeln!(md, "**Wall time of the run** (pre-training included): {}.\n", fmt_duration(w));
+        let _ = writeln!(
+            md,
+            "**Wall time of the run** (pre-training included): {}.\n",
+            fmt_duration(w)
+        );
     }
     let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let _ = writeln!(md, "Sum of cell times: {}.\n", fmt_duration(cell_seconds));
@@ -127,29 +164,58 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
     let diffs = differences_against_scratch(rows);
     if !diffs.is_empty() {
         let _ = writeln!(md, "## Does pre-training help?\n");
-        let _ = writeln!(md, "Paired difference in test accuracy, pre-trained minus scratch at the same option, seed and subset \
-            (percentage points, mean and 95% t-interval over seeds):\n");
-        let _ = writeln!(md, "| target | n_train | pre-trained arm | scratch arm | seeds | difference (pts) | 95% CI (pts) | reading |");
+        let _ = writeln!(
+            md,
+            "Paired difference in test accuracy, pre-trained minus scratch at the same option, seed and subset \
+            (percentage points, mean and 95% t-interval over seeds):\n"
+        );
+        let _ = writeln!(
+            md,
+            "| target | n_train | pre-trained arm | scratch arm | seeds | difference (pts) | 95% CI (pts) | reading |"
+        );
         let _ = writeln!(md, "| --- | ---: | --- | --- | ---: | ---: | --- | --- |");
         for d in &diffs {
             let m = &d.difference;
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | [{}, {}] | {} |",
-                d.target, d.n_train, d.a, d.b, m.n, signed_pts(m.mean), signed_pts(m.low), signed_pts(m.high), verdict(m)
+                d.target,
+                d.n_train,
+                d.a,
+                d.b,
+                m.n,
+                signed_pts(m.mean),
+                signed_pts(m.low),
+                signed_pts(m.high),
+                verdict(m)
             );
         }
         md.push('\n');
     }
 
     let _ = writeln!(md, "## Mean test accuracy per arm\n");
-    let _ = writeln!(md, "| target | option | source | relation | n_train | seeds | accuracy % | 95% CI | macro-F1 % | cell seconds |");
-    let _ = writeln!(md, "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| target | option | source | relation | n_train | seeds | accuracy % | 95% CI | macro-F1 % | cell seconds |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"
+    );
     for a in arms {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
-            a.target, a.option, a.source, a.relation, a.n_train, a.accuracy.n, pct(a.accuracy.mean), ci(&a.accuracy), pct(a.macro_f1.mean), a.seconds
+            a.target,
+            a.option,
+            a.source,
+            a.relation,
+            a.n_train,
+            a.accuracy.n,
+            pct(a.accuracy.mean),
+            ci(&a.accuracy),
+            pct(a.macro_f1.mean),
+            a.seconds
         );
     }
     md.push('\n');
@@ -160,13 +226,30 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
     let opts = options_compared(rows);
     if !opts.is_empty() {
         let _ = writeln!(md, "## Option 1 against Option 2\n");
-        let _ = writeln!(md, "Paired difference, Option 1 minus Option 2 for the same source, seed and subset (points):\n");
-        let _ = writeln!(md, "| target | n_train | source | seeds | difference (pts) | 95% CI (pts) | reading |");
+        let _ = writeln!(
+            md,
+            "Paired difference, Option 1 minus Option 2 for the same source, seed and subset (points):\n"
+        );
+        let _ = writeln!(
+            md,
+            "| target | n_train | source | seeds | difference (pts) | 95% CI (pts) | reading |"
+        );
         let _ = writeln!(md, "| --- | ---: | --- | ---: | ---: | --- | --- |");
         for d in &opts {
             let m = &d.difference;
             let source = d.a.split(',').next().unwrap_or_default();
-            let _ = writeln!(md, "| {} | {} | {} | {} | {} | [{}, {}] | {} |", d.target, d.n_train, source, m.n, signed_pts(m.mean), signed_pts(m.low), signed_pts(m.high), verdict(m));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | [{}, {}] | {} |",
+                d.target,
+                d.n_train,
+                source,
+                m.n,
+                signed_pts(m.mean),
+                signed_pts(m.low),
+                signed_pts(m.high),
+                verdict(m)
+            );
         }
         md.push('\n');
     }
@@ -179,7 +262,10 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
     }
     if !pretrained.is_empty() {
         let _ = writeln!(md, "## Pre-training\n");
-        let _ = writeln!(md, "| source | epochs | batch | learning rate | seed | accuracy on the source's test set | checkpoint key |");
+        let _ = writeln!(
+            md,
+            "| source | epochs | batch | learning rate | seed | accuracy on the source's test set | checkpoint key |"
+        );
         let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | --- |");
         for r in pretrained {
             let _ = writeln!(
@@ -191,7 +277,8 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
                 r.pretrain_learning_rate.unwrap_or_default(),
                 r.pretrain_seed.unwrap_or_default(),
                 pct(r.source_test_accuracy.unwrap_or(f64::NAN)),
-                &r.pretrain_key.as_deref().unwrap_or_default()[..16.min(r.pretrain_key.as_deref().unwrap_or_default().len())]
+                &r.pretrain_key.as_deref().unwrap_or_default()
+                    [..16.min(r.pretrain_key.as_deref().unwrap_or_default().len())]
             );
         }
         md.push('\n');
@@ -201,7 +288,17 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
     if !failed.is_empty() {
         let _ = writeln!(md, "## Cells that did not finish well\n");
         for r in failed {
-            let _ = writeln!(md, "- {} / {} / option {} / n={} / seed {}: **{}** {}", r.target, r.source, r.option, r.n_train, r.seed, r.status, r.message.clone().unwrap_or_default());
+            let _ = writeln!(
+                md,
+                "- {} / {} / option {} / n={} / seed {}: **{}** {}",
+                r.target,
+                r.source,
+                r.option,
+                r.n_train,
+                r.seed,
+                r.status,
+                r.message.clone().unwrap_or_default()
+            );
         }
         md.push('\n');
     }
@@ -215,11 +312,32 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
     }
     let _ = writeln!(md, "{}", ctx.command);
     let _ = writeln!(md, "```\n");
-    let _ = writeln!(md, "- commit(s) of the rows: {}{}", if commits.is_empty() { "unknown".into() } else { commits.iter().cloned().collect::<Vec<_>>().join(", ") }, if dirty { " (with uncommitted changes)" } else { "" });
+    let _ = writeln!(
+        md,
+        "- commit(s) of the rows: {}{}",
+        if commits.is_empty() {
+            "unknown".into()
+        } else {
+            commits.iter().cloned().collect::<Vec<_>>().join(", ")
+        },
+        if dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        }
+    );
     for (name, version) in &ctx.versions {
         let _ = writeln!(md, "- {name} {version}");
     }
-    let backends: BTreeSet<String> = rows.iter().map(|r| format!("{} backend, {} threads, host {}", r.backend, r.threads, r.host)).collect();
+    let backends: BTreeSet<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} backend, {} threads, host {}",
+                r.backend, r.threads, r.host
+            )
+        })
+        .collect();
     for b in backends {
         let _ = writeln!(md, "- {b}");
     }
@@ -234,7 +352,10 @@ fn render_markdown(rows: &[ResultRow], arms: &[ArmSummary], ctx: &ReportContext,
         let _ = writeln!(md, "- dataset `{id}`: decoded content sha256 `{sha}`");
     }
     let _ = writeln!(md, "- report generated {}\n", ctx.generated_at);
-    let _ = writeln!(md, "Training on the Flex backend is deterministic: the same command on the same machine gives the same rows.\n");
+    let _ = writeln!(
+        md,
+        "Training on the Flex backend is deterministic: the same command on the same machine gives the same rows.\n"
+    );
     let _ = writeln!(md, "### Experiment file `{}`\n", ctx.experiment_file);
     let _ = writeln!(md, "```toml\n{}\n```", ctx.experiment_text.trim_end());
     md

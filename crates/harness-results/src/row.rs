@@ -9,43 +9,54 @@ pub trait FromColumn: Sized {
 }
 
 fn missing(name: &str) -> PolarsError {
-    PolarsError::ComputeError(format!("column `{name}` has a null where a value is required").into())
+    PolarsError::ComputeError(
+        format!("column `{name}` has a null where a value is required").into(),
+    )
 }
 
 impl FromColumn for String {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
-        c.str()?.into_iter().map(|v| v.map(str::to_string).ok_or_else(|| missing(c.name()))).collect()
+        c.str()?
+            .iter()
+            .map(|v| v.map(str::to_string).ok_or_else(|| missing(c.name())))
+            .collect()
     }
 }
 impl FromColumn for Option<String> {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
-        Ok(c.str()?.into_iter().map(|v| v.map(str::to_string)).collect())
+        Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
     }
 }
 impl FromColumn for i64 {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
-        c.i64()?.into_iter().map(|v| v.ok_or_else(|| missing(c.name()))).collect()
+        c.i64()?
+            .iter()
+            .map(|v| v.ok_or_else(|| missing(c.name())))
+            .collect()
     }
 }
 impl FromColumn for Option<i64> {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
-        Ok(c.i64()?.into_iter().collect())
+        Ok(c.i64()?.iter().collect())
     }
 }
 impl FromColumn for f64 {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
         // NaN marks a metric that a diverged cell could not produce; null is read the same.
-        Ok(c.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+        Ok(c.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
 }
 impl FromColumn for Option<f64> {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
-        Ok(c.f64()?.into_iter().collect())
+        Ok(c.f64()?.iter().collect())
     }
 }
 impl FromColumn for bool {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
-        c.bool()?.into_iter().map(|v| v.ok_or_else(|| missing(c.name()))).collect()
+        c.bool()?
+            .iter()
+            .map(|v| v.ok_or_else(|| missing(c.name())))
+            .collect()
     }
 }
 
@@ -198,6 +209,6 @@ result_schema! {
 
 impl FromColumn for Option<bool> {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
-        Ok(c.bool()?.into_iter().collect())
+        Ok(c.bool()?.iter().collect())
     }
 }

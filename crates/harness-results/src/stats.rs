@@ -8,17 +8,19 @@ use crate::row::ResultRow;
 /// Two-sided 95% Student-t quantile for `df` degrees of freedom.
 pub fn t_quantile_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     match df {
         0 => f64::NAN,
         1..=30 => TABLE[df - 1],
         // Cornish–Fisher expansion; within 0.001 of the exact value beyond 30.
         _ => {
-            let z = 1.959_964;
+            let z: f64 = 1.959_964;
             let d = df as f64;
-            z + (z.powi(3) + z) / (4.0 * d) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
+            z + (z.powi(3) + z) / (4.0 * d)
+                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
         }
     }
 }
@@ -38,12 +40,24 @@ impl MeanCi {
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n.max(1) as f64;
         if n < 2 {
-            return MeanCi { n, mean, sd: f64::NAN, low: f64::NAN, high: f64::NAN };
+            return MeanCi {
+                n,
+                mean,
+                sd: f64::NAN,
+                low: f64::NAN,
+                high: f64::NAN,
+            };
         }
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         let sd = var.sqrt();
         let half = t_quantile_975(n - 1) * sd / (n as f64).sqrt();
-        MeanCi { n, mean, sd, low: mean - half, high: mean + half }
+        MeanCi {
+            n,
+            mean,
+            sd,
+            low: mean - half,
+            high: mean + half,
+        }
     }
 
     pub fn half_width(&self) -> f64 {
@@ -65,14 +79,18 @@ pub struct ArmSummary {
 }
 
 fn ok(rows: &[ResultRow]) -> impl Iterator<Item = &ResultRow> {
-    rows.iter().filter(|r| r.status == "ok" && r.test_accuracy.is_finite())
+    rows.iter()
+        .filter(|r| r.status == "ok" && r.test_accuracy.is_finite())
 }
 
 /// Summaries of every arm, ordered by target, option, source, n_train.
 pub fn summarise(rows: &[ResultRow]) -> Vec<ArmSummary> {
     let mut groups: BTreeMap<(String, i64, String, i64), Vec<&ResultRow>> = BTreeMap::new();
     for r in ok(rows) {
-        groups.entry((r.target.clone(), r.option, r.source.clone(), r.n_train)).or_default().push(r);
+        groups
+            .entry((r.target.clone(), r.option, r.source.clone(), r.n_train))
+            .or_default()
+            .push(r);
     }
     groups
         .into_iter()
@@ -104,7 +122,8 @@ pub struct PairedDifference {
 
 /// A − B for every (target, n_train) where both arms have results, paired by seed.
 pub fn paired(rows: &[ResultRow], a: (&str, i64), b: (&str, i64)) -> Vec<PairedDifference> {
-    let mut by_key: BTreeMap<(String, i64), (BTreeMap<i64, f64>, BTreeMap<i64, f64>)> = BTreeMap::new();
+    let mut by_key: BTreeMap<(String, i64), (BTreeMap<i64, f64>, BTreeMap<i64, f64>)> =
+        BTreeMap::new();
     for r in ok(rows) {
         let entry = by_key.entry((r.target.clone(), r.n_train)).or_default();
         if (r.source.as_str(), r.option) == a {
@@ -117,7 +136,10 @@ pub fn paired(rows: &[ResultRow], a: (&str, i64), b: (&str, i64)) -> Vec<PairedD
     by_key
         .into_iter()
         .filter_map(|((target, n_train), (xa, xb))| {
-            let diffs: Vec<f64> = xa.iter().filter_map(|(seed, va)| xb.get(seed).map(|vb| va - vb)).collect();
+            let diffs: Vec<f64> = xa
+                .iter()
+                .filter_map(|(seed, va)| xb.get(seed).map(|vb| va - vb))
+                .collect();
             (!diffs.is_empty()).then(|| PairedDifference {
                 target,
                 n_train,

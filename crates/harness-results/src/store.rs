@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use polars::prelude::*;
 
 use crate::row::ResultRow;
@@ -20,7 +20,9 @@ pub struct ResultStore {
 
 impl ResultStore {
     pub fn open(results_root: &Path, experiment: &str) -> ResultStore {
-        ResultStore { dir: results_root.join(experiment) }
+        ResultStore {
+            dir: results_root.join(experiment),
+        }
     }
 
     fn row_path(&self, fingerprint: &str) -> PathBuf {
@@ -29,21 +31,29 @@ impl ResultStore {
 
     /// Fingerprints of the rows already stored.
     pub fn finished(&self) -> HashSet<String> {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return HashSet::new() };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return HashSet::new();
+        };
         entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_suffix(".parquet").filter(|s| !s.starts_with('.')).map(str::to_string)
+                name.strip_suffix(".parquet")
+                    .filter(|s| !s.starts_with('.'))
+                    .map(str::to_string)
             })
             .collect()
     }
 
     /// Writes one row atomically; a row with the same fingerprint is replaced.
     pub fn write(&self, row: &ResultRow) -> Result<PathBuf> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
         let mut frame = ResultRow::to_frame(std::slice::from_ref(row))?;
-        let mut tmp = tempfile::Builder::new().prefix(".row-").suffix(".tmp").tempfile_in(&self.dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".row-")
+            .suffix(".tmp")
+            .tempfile_in(&self.dir)?;
         ParquetWriter::new(tmp.as_file_mut()).finish(&mut frame)?;
         tmp.as_file_mut().flush()?;
         tmp.as_file().sync_all()?;
@@ -57,7 +67,8 @@ impl ResultStore {
         let frame = self.frame()?;
         let mut rows = ResultRow::from_frame(&frame)?;
         rows.sort_by(|a, b| {
-            (&a.target, a.n_train, a.seed, &a.source, a.option).cmp(&(&b.target, b.n_train, b.seed, &b.source, b.option))
+            (&a.target, a.n_train, a.seed, &a.source, a.option)
+                .cmp(&(&b.target, b.n_train, b.seed, &b.source, b.option))
         });
         Ok(rows)
     }
@@ -69,7 +80,9 @@ impl ResultStore {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.extension().is_some_and(|x| x == "parquet")
-                        && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
                 })
                 .collect(),
             Err(_) => Vec::new(),
@@ -77,10 +90,13 @@ impl ResultStore {
         paths.sort();
         let mut frame = ResultRow::to_frame(&[])?;
         for path in paths {
-            let part = ParquetReader::new(File::open(&path)?)
-                .finish()
-                .with_context(|| format!("reading result row {}", path.display()))?;
-            frame.vstack_mut(&part).with_context(|| format!("{} has another schema", path.display()))?;
+            let part = anyhow::Context::with_context(
+                ParquetReader::new(File::open(&path)?).finish(),
+                || format!("reading result row {}", path.display()),
+            )?;
+            anyhow::Context::with_context(frame.vstack_mut(&part), || {
+                format!("{} has another schema", path.display())
+            })?;
         }
         Ok(frame)
     }

@@ -63,7 +63,8 @@ impl SpecError {
             None => SpecError::new(file, message.clone()),
         };
         if message.starts_with("unknown field") {
-            error = error.with_help("remove the key or fix its spelling; the README lists every key");
+            error =
+                error.with_help("remove the key or fix its spelling; the README lists every key");
         }
         error
     }
@@ -73,7 +74,13 @@ impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.message)?;
         match self.location {
-            Some(loc) => write!(f, "\n  --> {}:{}:{}", self.file.display(), loc.line, loc.column)?,
+            Some(loc) => write!(
+                f,
+                "\n  --> {}:{}:{}",
+                self.file.display(),
+                loc.line,
+                loc.column
+            )?,
             None => write!(f, "\n  --> {}", self.file.display())?,
         }
         if let Some(help) = &self.help {
@@ -92,8 +99,17 @@ mod tests {
     #[test]
     fn offsets_become_one_based_lines_and_columns() {
         let text = "a = 1\nbb = 2\n";
-        assert_eq!(Location::from_offset(text, 0), Location { line: 1, column: 1 });
-        assert_eq!(Location::from_offset(text, 6), Location { line: 2, column: 1 });
-        assert_eq!(Location::from_offset(text, 11), Location { line: 2, column: 6 });
+        assert_eq!(
+            Location::from_offset(text, 0),
+            Location { line: 1, column: 1 }
+        );
+        assert_eq!(
+            Location::from_offset(text, 6),
+            Location { line: 2, column: 1 }
+        );
+        assert_eq!(
+            Location::from_offset(text, 11),
+            Location { line: 2, column: 6 }
+        );
     }
 }

@@ -61,7 +61,13 @@ pub struct PretrainSpec {
 
 impl Default for PretrainSpec {
     fn default() -> Self {
-        PretrainSpec { epochs: 3, batch_size: 64, learning_rate: 1e-3, seed: 0, max_examples: 0 }
+        PretrainSpec {
+            epochs: 3,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            seed: 0,
+            max_examples: 0,
+        }
     }
 }
 
@@ -154,7 +160,10 @@ impl Experiment {
             toml::from_str(text).map_err(|e| SpecError::from_toml(path, text, &e))?;
         let name = match file.name {
             Some(n) => n,
-            None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         };
         let experiment = Experiment {
             name,
@@ -184,12 +193,18 @@ impl Experiment {
 
     fn validate(&self) -> Result<(), SpecError> {
         if self.name.is_empty()
-            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(self.error_near("name", format!(
-                "the experiment name must be letters, digits, `-` or `_`, found {:?}",
-                self.name
-            )));
+            return Err(self.error_near(
+                "name",
+                format!(
+                    "the experiment name must be letters, digits, `-` or `_`, found {:?}",
+                    self.name
+                ),
+            ));
         }
         let m = &self.matrix;
         for (what, empty) in [
@@ -213,34 +228,52 @@ impl Experiment {
         }
         let model = &self.model;
         if model.d_model == 0 || model.n_heads == 0 || model.d_model % model.n_heads != 0 {
-            return Err(self.error_near("d_model", format!(
-                "`model.d_model` ({}) must be a positive multiple of `model.n_heads` ({})",
-                model.d_model, model.n_heads
-            )));
+            return Err(self.error_near(
+                "d_model",
+                format!(
+                    "`model.d_model` ({}) must be a positive multiple of `model.n_heads` ({})",
+                    model.d_model, model.n_heads
+                ),
+            ));
         }
         if model.patch == 0 || model.n_layers == 0 || model.d_ff == 0 {
-            return Err(self.error_near("[model]", "`patch`, `n_layers` and `d_ff` must be positive"));
+            return Err(
+                self.error_near("[model]", "`patch`, `n_layers` and `d_ff` must be positive")
+            );
         }
         if !matches!(model.activation.as_str(), "relu" | "gelu") {
-            return Err(self.error_near("activation", format!(
-                "`model.activation` must be \"relu\" or \"gelu\", found {:?}",
-                model.activation
-            )));
+            return Err(self.error_near(
+                "activation",
+                format!(
+                    "`model.activation` must be \"relu\" or \"gelu\", found {:?}",
+                    model.activation
+                ),
+            ));
         }
         if !(0.0..1.0).contains(&model.dropout) {
             return Err(self.error_near("dropout", "`model.dropout` must be in [0, 1)"));
         }
         let ft = &self.finetune;
         if !(ft.validation_fraction > 0.0 && ft.validation_fraction < 1.0) {
-            return Err(self.error_near("validation_fraction", "`finetune.validation_fraction` must be in (0, 1)"));
+            return Err(self.error_near(
+                "validation_fraction",
+                "`finetune.validation_fraction` must be in (0, 1)",
+            ));
         }
         if ft.batch_size == 0 || self.pretrain.batch_size == 0 {
             return Err(self.error_near("batch_size", "`batch_size` must be positive"));
         }
         if ft.evaluations == 0 || ft.patience == 0 {
-            return Err(self.error_near("evaluations", "`finetune.evaluations` and `patience` must be positive"));
+            return Err(self.error_near(
+                "evaluations",
+                "`finetune.evaluations` and `patience` must be positive",
+            ));
         }
-        for lr in [ft.option1_learning_rate, ft.option2_learning_rate, self.pretrain.learning_rate] {
+        for lr in [
+            ft.option1_learning_rate,
+            ft.option2_learning_rate,
+            self.pretrain.learning_rate,
+        ] {
             if !(lr > 0.0 && lr.is_finite()) {
                 return Err(self.error_near("learning_rate", "learning rates must be positive"));
             }

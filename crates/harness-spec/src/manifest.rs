@@ -233,18 +233,27 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), SpecError> {
         let whole = |msg: String| SpecError::new(&self.path, msg);
-        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if self.id.is_empty()
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(whole(format!(
                 "field `id` must be a non-empty name of letters, digits, `-` or `_`, found {:?}",
                 self.id
             )));
         }
         if self.classes.len() < 2 {
-            return Err(whole("field `classes` must list at least two classes".into()));
+            return Err(whole(
+                "field `classes` must list at least two classes".into(),
+            ));
         }
         if self.modality == Modality::Image && self.image.is_none() {
-            return Err(whole("an image dataset needs an `[image]` table with `side`".into())
-                .with_help("add `[image]` and `side = 28` (the side in pixels)"));
+            return Err(
+                whole("an image dataset needs an `[image]` table with `side`".into())
+                    .with_help("add `[image]` and `side = 28` (the side in pixels)"),
+            );
         }
         if let Some(image) = &self.image
             && image.side == 0
@@ -263,7 +272,9 @@ impl Manifest {
         if self.split.method == SplitMethod::Stratified
             && (self.split.test_per_class.is_none() || self.split.seed.is_none())
         {
-            return Err(whole("a stratified split needs `test_per_class` and `seed` in `[split]`".into()));
+            return Err(whole(
+                "a stratified split needs `test_per_class` and `seed` in `[split]`".into(),
+            ));
         }
         for (role, file) in &self.files {
             if !self.format.roles().contains(&role.as_str()) {
@@ -276,9 +287,10 @@ impl Manifest {
             if let Some(sha) = &file.sha256 {
                 let s = sha.get_ref();
                 if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(self.error_at(sha.span(), format!(
-                        "`sha256` of `{role}` must be 64 hexadecimal digits, found {s:?}"
-                    )));
+                    return Err(self.error_at(
+                        sha.span(),
+                        format!("`sha256` of `{role}` must be 64 hexadecimal digits, found {s:?}"),
+                    ));
                 }
             }
         }
@@ -290,14 +302,18 @@ impl Manifest {
             let at = |msg: String| self.error_at(source.span(), msg);
             match spec.kind {
                 SourceKind::Pip | SourceKind::Apt if spec.package.is_none() => {
-                    return Err(at(format!("a `{}` source needs `package`", spec.kind.as_str())));
+                    return Err(at(format!(
+                        "a `{}` source needs `package`",
+                        spec.kind.as_str()
+                    )));
                 }
                 SourceKind::Local if spec.path.is_none() => {
                     return Err(at("a `local` source needs `path`".into()));
                 }
                 _ => {}
             }
-            let needs_files = !(spec.kind == SourceKind::Local && self.format == Format::ImageFolder);
+            let needs_files =
+                !(spec.kind == SourceKind::Local && self.format == Format::ImageFolder);
             if needs_files {
                 for role in self.format.roles() {
                     if !spec.files.contains_key(*role) {
@@ -347,15 +363,21 @@ impl ManifestSet {
             let manifest = Manifest::load(&path)?;
             if let Some(other) = by_id.get(&manifest.id) {
                 let other: &Manifest = other;
-                return Err(SpecError::new(&path, format!(
-                    "dataset id `{}` is already declared by {}",
-                    manifest.id,
-                    other.path.display()
-                )));
+                return Err(SpecError::new(
+                    &path,
+                    format!(
+                        "dataset id `{}` is already declared by {}",
+                        manifest.id,
+                        other.path.display()
+                    ),
+                ));
             }
             by_id.insert(manifest.id.clone(), manifest);
         }
-        Ok(ManifestSet { dir: dir.to_path_buf(), by_id })
+        Ok(ManifestSet {
+            dir: dir.to_path_buf(),
+            by_id,
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&Manifest> {

@@ -103,7 +103,10 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
     let lookup = |id: &toml::Spanned<String>, role: &str| -> Result<&Manifest, SpecError> {
         manifests.get(id.get_ref()).ok_or_else(|| {
             experiment
-                .error_at(id.span(), format!("unknown {role} dataset id `{}`", id.get_ref()))
+                .error_at(
+                    id.span(),
+                    format!("unknown {role} dataset id `{}`", id.get_ref()),
+                )
                 .with_help(format!(
                     "known datasets in {}: {}",
                     manifests.dir.display(),
@@ -148,7 +151,10 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
             if source.id == target.id {
                 return Err(experiment.error_at(
                     source_id.span(),
-                    format!("`{}` is the target itself; a source must be another dataset", source.id),
+                    format!(
+                        "`{}` is the target itself; a source must be another dataset",
+                        source.id
+                    ),
                 ));
             }
             let relation = if source.modality == target.modality {
@@ -165,7 +171,11 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
             };
             let job = pretrain_job(experiment, source);
             let key = job.key.clone();
-            if !plan.pretrain_jobs.iter().any(|j: &PretrainJob| j.key == key) {
+            if !plan
+                .pretrain_jobs
+                .iter()
+                .any(|j: &PretrainJob| j.key == key)
+            {
                 plan.pretrain_jobs.push(job);
             }
             sources.push((source.id.clone(), relation, Some(key)));
@@ -200,19 +210,25 @@ fn check_model_fits(
 ) -> Result<(), SpecError> {
     if dataset.modality != Modality::Image {
         return Err(experiment
-            .error_at(span, format!(
-                "dataset `{}` is {}; this version of the harness trains image datasets only",
-                dataset.id,
-                dataset.modality.as_str()
-            ))
+            .error_at(
+                span,
+                format!(
+                    "dataset `{}` is {}; this version of the harness trains image datasets only",
+                    dataset.id,
+                    dataset.modality.as_str()
+                ),
+            )
             .with_help("audio and text stems are not built yet"));
     }
     let side = dataset.image.as_ref().map_or(0, |i| i.side);
     if side % experiment.model.patch != 0 {
-        return Err(experiment.error_near("patch", format!(
-            "`model.patch` = {} does not divide the {side}-pixel side of `{}`",
-            experiment.model.patch, dataset.id
-        )));
+        return Err(experiment.error_near(
+            "patch",
+            format!(
+                "`model.patch` = {} does not divide the {side}-pixel side of `{}`",
+                experiment.model.patch, dataset.id
+            ),
+        ));
     }
     Ok(())
 }
@@ -276,7 +292,10 @@ fn cell(
     }
     let mut keyed = cell.clone();
     keyed.experiment = String::new();
-    cell.fingerprint = fingerprint_of(&Key { version: FINGERPRINT_VERSION, cell: &keyed });
+    cell.fingerprint = fingerprint_of(&Key {
+        version: FINGERPRINT_VERSION,
+        cell: &keyed,
+    });
     cell
 }
 
@@ -338,9 +357,23 @@ seeds = [0, 1, 2]
         assert_eq!(plan.cells.len(), 2 * 2 * 2 * 3);
         assert_eq!(plan.pretrain_jobs.len(), 1);
         let fps: std::collections::HashSet<_> = plan.cells.iter().map(|c| &c.fingerprint).collect();
-        assert_eq!(fps.len(), plan.cells.len(), "fingerprints are unique per cell");
-        assert!(plan.cells.iter().filter(|c| c.source == "src").all(|c| c.relation == Relation::Matched));
-        assert!(plan.cells.iter().filter(|c| c.source == "scratch").all(|c| c.pretrain_key.is_none()));
+        assert_eq!(
+            fps.len(),
+            plan.cells.len(),
+            "fingerprints are unique per cell"
+        );
+        assert!(
+            plan.cells
+                .iter()
+                .filter(|c| c.source == "src")
+                .all(|c| c.relation == Relation::Matched)
+        );
+        assert!(
+            plan.cells
+                .iter()
+                .filter(|c| c.source == "scratch")
+                .all(|c| c.pretrain_key.is_none())
+        );
     }
 
     #[test]
@@ -368,7 +401,10 @@ seeds = [0, 1, 2]
     fn n_train_larger_than_the_pool_names_its_line() {
         let text = MATRIX.replace("[10, 40]", "[10, 400]");
         let err = expand(&experiment(&text), &set()).unwrap_err();
-        assert!(err.message.contains("400") && err.message.contains("100 examples"), "{err}");
+        assert!(
+            err.message.contains("400") && err.message.contains("100 examples"),
+            "{err}"
+        );
         assert_eq!(err.location.unwrap().line, 4);
     }
 }

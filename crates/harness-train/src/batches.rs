@@ -5,7 +5,12 @@ use burn::tensor::TensorData;
 use harness_data::{ImageSet, Normalisation};
 
 /// Normalised pixels `[n, side²]` and labels `[n]` of the examples at `indices`.
-pub fn batch(set: &ImageSet, norm: &Normalisation, indices: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+pub fn batch(
+    set: &ImageSet,
+    norm: &Normalisation,
+    indices: &[usize],
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>) {
     let features = norm.features(set, indices);
     let width = set.side * set.side;
     let x = Tensor::<2>::from_data(TensorData::new(features, [indices.len(), width]), device);

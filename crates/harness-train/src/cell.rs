@@ -6,7 +6,6 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::prelude::*;
 use harness_data::{Dataset, Normalisation, Rng, training_subset};
 use harness_model::{Checkpoint, Classifier, ClassifierConfig, Transfer, load_pretrained};
 use harness_spec::Cell;
@@ -54,7 +53,11 @@ pub struct CellOutcome {
 }
 
 /// Builds the cell's starting network: seeded fresh weights, then the transfer applied.
-pub fn initial_model(cell: &Cell, target: &Dataset, checkpoint: Option<&Checkpoint>) -> Result<Classifier> {
+pub fn initial_model(
+    cell: &Cell,
+    target: &Dataset,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Classifier> {
     let m = &cell.model;
     let config = ClassifierConfig::image(
         target.side(),
@@ -72,7 +75,10 @@ pub fn initial_model(cell: &Cell, target: &Dataset, checkpoint: Option<&Checkpoi
     let model = config.init_seeded(&train_device(), cell.seed);
     let freeze = cell.option == 1;
     let transfer = match checkpoint {
-        Some(c) => Transfer::Pretrained { checkpoint: c.clone(), freeze },
+        Some(c) => Transfer::Pretrained {
+            checkpoint: c.clone(),
+            freeze,
+        },
         None => Transfer::Scratch { freeze },
     };
     load_pretrained(model, &transfer)
@@ -89,18 +95,33 @@ pub fn run_cell(
         cell.pretrain_key.is_none() == checkpoint.is_none(),
         "cell {} needs {} checkpoint",
         cell.fingerprint,
-        if cell.pretrain_key.is_some() { "a" } else { "no" }
+        if cell.pretrain_key.is_some() {
+            "a"
+        } else {
+            "no"
+        }
     );
     let started = Instant::now();
     let ft = &cell.finetune;
     let classes = target.classes.len();
     let pool: Vec<usize> = (0..target.train.len()).collect();
-    let subset = training_subset(&pool, &target.train.labels, classes, cell.n_train, cell.seed, ft.validation_fraction)?;
+    let subset = training_subset(
+        &pool,
+        &target.train.labels,
+        classes,
+        cell.n_train,
+        cell.seed,
+        ft.validation_fraction,
+    )?;
     let norm = Normalisation::of_pool(&target.train);
     let device = train_device();
 
     let mut model = initial_model(cell, target, checkpoint)?;
-    let lr = if cell.option == 1 { ft.option1_learning_rate } else { ft.option2_learning_rate };
+    let lr = if cell.option == 1 {
+        ft.option1_learning_rate
+    } else {
+        ft.option2_learning_rate
+    };
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
 
@@ -128,7 +149,7 @@ pub fn run_cell(
         examples_seen += end - cursor;
         cursor = end;
         let loss = loss_fn.forward(model.forward(x), y);
-        let value: f32 = loss.clone().into_scalar().elem();
+        let value: f32 = loss.clone().into_scalar::<f32>();
         if !value.is_finite() {
             status = CellStatus::Diverged;
             break;

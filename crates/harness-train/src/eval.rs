@@ -1,6 +1,5 @@
 //! Evaluation without gradients: accuracy, macro-F1 and mean cross-entropy.
 
-use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use harness_data::{ImageSet, Normalisation};
@@ -20,7 +19,13 @@ pub struct Evaluation {
 const EVAL_BATCH: usize = 500;
 
 /// Evaluates `model` on the examples of `set` at `indices`.
-pub fn evaluate(model: &Classifier, set: &ImageSet, norm: &Normalisation, indices: &[usize], classes: usize) -> Evaluation {
+pub fn evaluate(
+    model: &Classifier,
+    set: &ImageSet,
+    norm: &Normalisation,
+    indices: &[usize],
+    classes: usize,
+) -> Evaluation {
     let device = eval_device();
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
@@ -29,13 +34,22 @@ pub fn evaluate(model: &Classifier, set: &ImageSet, norm: &Normalisation, indice
     for chunk in indices.chunks(EVAL_BATCH) {
         let (x, y) = batch(set, norm, chunk, &device);
         let logits = model.forward(x);
-        let loss: f32 = loss_fn.forward(logits.clone(), y).into_scalar().elem();
+        let loss: f32 = loss_fn.forward(logits.clone(), y).into_scalar::<f32>();
         loss_sum += loss as f64 * chunk.len() as f64;
-        let argmax = logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("int predictions");
+        let argmax = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .expect("int predictions");
         predictions.extend(argmax.into_iter().map(|p| p as usize));
     }
     let truth: Vec<usize> = indices.iter().map(|&i| set.labels[i] as usize).collect();
-    let correct = predictions.iter().zip(&truth).filter(|(p, t)| p == t).count();
+    let correct = predictions
+        .iter()
+        .zip(&truth)
+        .filter(|(p, t)| p == t)
+        .count();
     Evaluation {
         accuracy: correct as f64 / indices.len().max(1) as f64,
         macro_f1: macro_f1(&predictions, &truth, classes),
@@ -60,7 +74,11 @@ pub fn macro_f1(predictions: &[usize], truth: &[usize], classes: usize) -> f64 {
     let sum: f64 = (0..classes)
         .map(|c| {
             let denom = 2 * tp[c] + fp[c] + fn_[c];
-            if denom == 0 { 0.0 } else { 2.0 * tp[c] as f64 / denom as f64 }
+            if denom == 0 {
+                0.0
+            } else {
+                2.0 * tp[c] as f64 / denom as f64
+            }
         })
         .sum();
     sum / classes as f64

@@ -29,9 +29,17 @@ use burn::prelude::*;
 #[derive(Debug, Clone)]
 pub enum TrainEvent {
     /// Pre-training finished a step (`step` of `total`).
-    PretrainStep { step: usize, total: usize, loss: f32 },
+    PretrainStep {
+        step: usize,
+        total: usize,
+        loss: f32,
+    },
     /// Pre-training finished an epoch.
-    PretrainEpoch { epoch: usize, epochs: usize, loss: f32 },
+    PretrainEpoch {
+        epoch: usize,
+        epochs: usize,
+        loss: f32,
+    },
     /// A cell finished a step (`step` of at most `total`).
     CellStep { step: usize, total: usize },
 }

@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::prelude::*;
 use harness_data::{Dataset, Normalisation, Rng, training_subset};
 use harness_model::{Checkpoint, ClassifierConfig, save_pretrained};
 use harness_spec::PretrainJob;
@@ -58,32 +57,58 @@ pub fn ensure_pretrained(
     if checkpoint.exists() && meta_path.is_file() {
         let meta: PretrainMeta = serde_json::from_slice(&std::fs::read(&meta_path)?)
             .with_context(|| format!("reading {}", meta_path.display()))?;
-        return Ok(PretrainOutcome { checkpoint, meta, trained_now: false });
+        return Ok(PretrainOutcome {
+            checkpoint,
+            meta,
+            trained_now: false,
+        });
     }
 
     // Train into a temporary folder beside the final one, then rename: a crash leaves no
     // half-written checkpoint that a later run would trust.
     let parent = dir.parent().context("checkpoint folder has no parent")?;
     std::fs::create_dir_all(parent)?;
-    let tmp = tempfile::Builder::new().prefix(".pretrain-").tempdir_in(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".pretrain-")
+        .tempdir_in(parent)?;
     let meta = train(job, source, tmp.path(), events)?;
-    std::fs::write(tmp.path().join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    std::fs::write(
+        tmp.path().join("meta.json"),
+        serde_json::to_vec_pretty(&meta)?,
+    )?;
     let tmp_path = tmp.keep();
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::rename(&tmp_path, &dir)?;
-    Ok(PretrainOutcome { checkpoint, meta, trained_now: true })
+    Ok(PretrainOutcome {
+        checkpoint,
+        meta,
+        trained_now: true,
+    })
 }
 
-fn train(job: &PretrainJob, source: &Dataset, out: &Path, events: &mut dyn FnMut(TrainEvent)) -> Result<PretrainMeta> {
+fn train(
+    job: &PretrainJob,
+    source: &Dataset,
+    out: &Path,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<PretrainMeta> {
     let started = Instant::now();
     let spec = &job.pretrain;
     let model_spec = &job.model;
     let classes = source.classes.len();
     let pool: Vec<usize> = (0..source.train.len()).collect();
     let mut examples = if spec.max_examples > 0 && spec.max_examples < pool.len() {
-        training_subset(&pool, &source.train.labels, classes, spec.max_examples, spec.seed, 0.5)?.all()
+        training_subset(
+            &pool,
+            &source.train.labels,
+            classes,
+            spec.max_examples,
+            spec.seed,
+            0.5,
+        )?
+        .all()
     } else {
         pool
     };
@@ -113,17 +138,26 @@ fn train(job: &PretrainJob, source: &Dataset, out: &Path, events: &mut dyn FnMut
         for chunk in examples.chunks(spec.batch_size) {
             let (x, y) = batch(&source.train, &norm, chunk, &device);
             let loss = loss_fn.forward(model.forward(x), y);
-            let value: f32 = loss.clone().into_scalar().elem();
+            let value: f32 = loss.clone().into_scalar::<f32>();
             if !value.is_finite() {
-                bail!("pre-training on `{}` diverged at step {step} (loss {value}); lower `pretrain.learning_rate`", job.source);
+                bail!(
+                    "pre-training on `{}` diverged at step {step} (loss {value}); lower `pretrain.learning_rate`",
+                    job.source
+                );
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             // Cosine decay to zero over the run.
-            let lr = spec.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+            let lr = spec.learning_rate
+                * 0.5
+                * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
             model = optim.step(lr, model, grads);
             loss_sum += value as f64;
             step += 1;
-            events(TrainEvent::PretrainStep { step, total, loss: value });
+            events(TrainEvent::PretrainStep {
+                step,
+                total,
+                loss: value,
+            });
         }
         events(TrainEvent::PretrainEpoch {
             epoch: epoch + 1,

@@ -7,11 +7,22 @@ use harness_train::{initial_model, run_cell};
 
 const SIDE: usize = 8;
 
+/// burn seeds one global generator per backend, so initialisations running in parallel test
+/// threads would interleave their draws; each test holds this lock while it runs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Class `c` of 3: a bright 4×4 quadrant `c` (of the first three) over noise; `shift` moves
 /// the brightness so source and target differ.
 fn images(per_class: usize, seed: u64, shift: u8) -> ImageSet {
     let mut rng = Rng::new(seed, "images");
-    let mut set = ImageSet { side: SIDE, ..Default::default() };
+    let mut set = ImageSet {
+        side: SIDE,
+        ..Default::default()
+    };
     for i in 0..per_class * 3 {
         let class = i % 3;
         let (qy, qx) = [(0, 0), (0, 4), (4, 0)][class];
@@ -19,7 +30,11 @@ fn images(per_class: usize, seed: u64, shift: u8) -> ImageSet {
             for x in 0..SIDE {
                 let inside = y >= qy && y < qy + 4 && x >= qx && x < qx + 4;
                 let noise = (rng.next_u64() % 60) as u8;
-                set.pixels.push(if inside { 150 + noise + shift / 2 } else { noise + shift });
+                set.pixels.push(if inside {
+                    150 + noise + shift / 2
+                } else {
+                    noise + shift
+                });
             }
         }
         set.labels.push(class as u16);
@@ -41,7 +56,15 @@ fn dataset(id: &str, shift: u8) -> Dataset {
 }
 
 fn model_spec() -> ModelSpec {
-    ModelSpec { patch: 4, d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, activation: "relu".into(), dropout: 0.0 }
+    ModelSpec {
+        patch: 4,
+        d_model: 16,
+        n_layers: 1,
+        n_heads: 2,
+        d_ff: 32,
+        activation: "relu".into(),
+        dropout: 0.0,
+    }
 }
 
 fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
@@ -49,12 +72,23 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
         experiment: "t".into(),
         target: "target".into(),
         source: source.into(),
-        relation: if pretrain_key.is_some() { Relation::Matched } else { Relation::None },
+        relation: if pretrain_key.is_some() {
+            Relation::Matched
+        } else {
+            Relation::None
+        },
         option,
         n_train: 30,
         seed: 3,
         model: model_spec(),
-        finetune: FinetuneSpec { epochs: 5, min_steps: 30, evaluations: 5, patience: 5, batch_size: 8, ..Default::default() },
+        finetune: FinetuneSpec {
+            epochs: 5,
+            min_steps: 80,
+            evaluations: 8,
+            patience: 8,
+            batch_size: 8,
+            ..Default::default()
+        },
         pretrain_key,
         target_content: "t".into(),
         fingerprint: format!("{source}-{option}"),
@@ -66,7 +100,13 @@ fn pretrained(cache: &std::path::Path) -> harness_train::PretrainOutcome {
         source: "source".into(),
         modality: Modality::Image,
         model: model_spec(),
-        pretrain: PretrainSpec { epochs: 2, batch_size: 16, learning_rate: 3e-3, seed: 0, max_examples: 0 },
+        pretrain: PretrainSpec {
+            epochs: 20,
+            batch_size: 16,
+            learning_rate: 3e-3,
+            seed: 0,
+            max_examples: 0,
+        },
         source_content: "s".into(),
         key: "k".into(),
     };
@@ -74,7 +114,10 @@ fn pretrained(cache: &std::path::Path) -> harness_train::PretrainOutcome {
 }
 
 fn part(snap: &ParamSnapshot, prefix: &str) -> ParamSnapshot {
-    snap.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    snap.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The stem and backbone as saved in the checkpoint.
@@ -88,18 +131,31 @@ fn checkpoint_params(outcome: &harness_train::PretrainOutcome) -> ParamSnapshot 
 
 #[test]
 fn at_the_start_copied_tensors_equal_the_checkpoint_and_the_head_is_fresh() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let outcome = pretrained(dir.path());
     let target = dataset("target", 0);
     let saved = checkpoint_params(&outcome);
-    assert!(saved.len() >= 4, "stem and backbone hold parameters: {:?}", saved.keys());
+    assert!(
+        saved.len() >= 4,
+        "stem and backbone hold parameters: {:?}",
+        saved.keys()
+    );
     for option in [1, 2] {
-        let transferred = initial_model(&cell("source", option, Some("k".into())), &target, Some(&outcome.checkpoint)).unwrap();
+        let transferred = initial_model(
+            &cell("source", option, Some("k".into())),
+            &target,
+            Some(&outcome.checkpoint),
+        )
+        .unwrap();
         let scratch = initial_model(&cell("scratch", option, None), &target, None).unwrap();
         let t = snapshot(&transferred);
         let s = snapshot(&scratch);
         for (name, values) in &saved {
-            assert_eq!(&t[name], values, "option {option}: `{name}` copied from the checkpoint");
+            assert_eq!(
+                &t[name], values,
+                "option {option}: `{name}` copied from the checkpoint"
+            );
             assert_ne!(&s[name], values, "scratch `{name}` is not the checkpoint's");
         }
         // The head is new, and the same fresh head in every arm of one seed.
@@ -109,23 +165,35 @@ fn at_the_start_copied_tensors_equal_the_checkpoint_and_the_head_is_fresh() {
 
 #[test]
 fn option1_leaves_every_copied_parameter_bit_identical_and_trains_the_head() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let outcome = pretrained(dir.path());
     let target = dataset("target", 0);
     let c = cell("source", 1, Some("k".into()));
     let before = snapshot(&initial_model(&c, &target, Some(&outcome.checkpoint)).unwrap());
     let result = run_cell(&c, &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
-    assert!(result.best_step > 0, "training improved on the starting point");
+    assert!(
+        result.best_step > 0,
+        "training improved on the starting point: {} steps, val {}, test {}",
+        result.steps_run,
+        result.validation_accuracy,
+        result.test_accuracy
+    );
     let after = snapshot(&result.model);
     let saved = checkpoint_params(&outcome);
     for (name, values) in &saved {
         assert_eq!(&after[name], values, "`{name}` changed under Option 1");
     }
-    assert_ne!(part(&after, "head"), part(&before, "head"), "the head trained");
+    assert_ne!(
+        part(&after, "head"),
+        part(&before, "head"),
+        "the head trained"
+    );
 }
 
 #[test]
 fn option1_on_scratch_keeps_the_random_backbone_frozen() {
+    let _serial = serial();
     let target = dataset("target", 0);
     let c = cell("scratch", 1, None);
     let before = snapshot(&initial_model(&c, &target, None).unwrap());
@@ -138,6 +206,7 @@ fn option1_on_scratch_keeps_the_random_backbone_frozen() {
 
 #[test]
 fn option2_changes_the_backbone() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let outcome = pretrained(dir.path());
     let target = dataset("target", 0);
@@ -146,12 +215,20 @@ fn option2_changes_the_backbone() {
     assert!(result.best_step > 0);
     let after = snapshot(&result.model);
     let saved = checkpoint_params(&outcome);
-    let changed = saved.iter().filter(|(name, values)| &&after[*name] != values).count();
-    assert!(changed == saved.len(), "{changed} of {} copied tensors changed under Option 2", saved.len());
+    let changed = saved
+        .iter()
+        .filter(|(name, values)| &&after[*name] != values)
+        .count();
+    assert!(
+        changed == saved.len(),
+        "{changed} of {} copied tensors changed under Option 2",
+        saved.len()
+    );
 }
 
 #[test]
 fn every_source_and_option_of_one_seed_trains_on_the_same_subset() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let outcome = pretrained(dir.path());
     let target = dataset("target", 0);
@@ -160,7 +237,11 @@ fn every_source_and_option_of_one_seed_trains_on_the_same_subset() {
         for option in [1, 2] {
             let c = cell(source, option, key.clone());
             let checkpoint = key.as_ref().map(|_| &outcome.checkpoint);
-            subsets.push(run_cell(&c, &target, checkpoint, &mut |_| {}).unwrap().subset);
+            subsets.push(
+                run_cell(&c, &target, checkpoint, &mut |_| {})
+                    .unwrap()
+                    .subset,
+            );
         }
     }
     assert_eq!(subsets[0].len(), 30);
@@ -169,6 +250,7 @@ fn every_source_and_option_of_one_seed_trains_on_the_same_subset() {
 
 #[test]
 fn the_same_cell_gives_bit_identical_results_twice() {
+    let _serial = serial();
     let target = dataset("target", 0);
     let c = cell("scratch", 2, None);
     let a = run_cell(&c, &target, None, &mut |_| {}).unwrap();
@@ -180,10 +262,14 @@ fn the_same_cell_gives_bit_identical_results_twice() {
 
 #[test]
 fn a_second_request_for_the_same_pretraining_reads_the_cache() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let first = pretrained(dir.path());
     assert!(first.trained_now);
     let second = pretrained(dir.path());
     assert!(!second.trained_now);
-    assert_eq!(first.meta.source_test_accuracy, second.meta.source_test_accuracy);
+    assert_eq!(
+        first.meta.source_test_accuracy,
+        second.meta.source_test_accuracy
+    );
 }

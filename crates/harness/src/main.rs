@@ -108,7 +108,12 @@ impl Paths {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { experiments, paths, threads, no_report } => run::run(&experiments, &paths, threads, !no_report),
+        Command::Run {
+            experiments,
+            paths,
+            threads,
+            no_report,
+        } => run::run(&experiments, &paths, threads, !no_report),
         Command::Plan { experiments, paths } => run::plan(&experiments, &paths),
         Command::Report { experiments, paths } => run::report(&experiments, &paths),
         Command::Fetch { ids, paths } => run::fetch(&ids, &paths),
@@ -126,7 +131,11 @@ fn main() -> ExitCode {
                 Some(spec) => eprintln!("error: {spec}"),
                 None => eprintln!("error: {err:#}"),
             }
-            ExitCode::from(if err.downcast_ref::<harness_spec::SpecError>().is_some() { 2 } else { 1 })
+            ExitCode::from(if err.downcast_ref::<harness_spec::SpecError>().is_some() {
+                2
+            } else {
+                1
+            })
         }
     }
 }

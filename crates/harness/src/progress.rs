@@ -33,7 +33,9 @@ impl Display {
 
     pub fn spinner(&self, message: impl Into<String>) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new_spinner());
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
+        );
         bar.set_message(message.into());
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
@@ -42,9 +44,11 @@ impl Display {
     pub fn bar(&self, total: u64, prefix: impl Into<String>) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg} ({elapsed} elapsed, eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:40}] {pos}/{len} {msg} ({elapsed} elapsed, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(prefix.into());
         bar

@@ -41,7 +41,12 @@ pub fn versions() -> Vec<(String, String)> {
         ("harness".into(), env!("CARGO_PKG_VERSION").into()),
         ("burn".into(), env!("HARNESS_BURN_VERSION").into()),
         ("polars".into(), env!("HARNESS_POLARS_VERSION").into()),
-        ("rustc".into(), env!("HARNESS_RUSTC_VERSION").trim_start_matches("rustc ").into()),
+        (
+            "rustc".into(),
+            env!("HARNESS_RUSTC_VERSION")
+                .trim_start_matches("rustc ")
+                .into(),
+        ),
     ]
 }
 

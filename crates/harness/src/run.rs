@@ -33,7 +33,11 @@ fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded>)> 
         if let Some(other) = names.insert(experiment.name.clone(), file.clone()) {
             anyhow::bail!(harness_spec::SpecError::new(
                 file,
-                format!("experiment name `{}` is also used by {}; names pick the results folder, so they must differ", experiment.name, other.display())
+                format!(
+                    "experiment name `{}` is also used by {}; names pick the results folder, so they must differ",
+                    experiment.name,
+                    other.display()
+                )
             ));
         }
         let plan = expand(&experiment, &manifests)?;
@@ -47,18 +51,34 @@ fn finished(store: &ResultStore) -> Result<BTreeSet<String>> {
     if store.finished().is_empty() {
         return Ok(BTreeSet::new());
     }
-    Ok(store.rows()?.into_iter().filter(|r| r.status != "failed").map(|r| r.fingerprint).collect())
+    Ok(store
+        .rows()?
+        .into_iter()
+        .filter(|r| r.status != "failed")
+        .map(|r| r.fingerprint)
+        .collect())
 }
 
-fn fetch_datasets(ids: &BTreeSet<String>, manifests: &ManifestSet, cache: &DataCache, display: &Display) -> Result<HashMap<String, Dataset>> {
+fn fetch_datasets(
+    ids: &BTreeSet<String>,
+    manifests: &ManifestSet,
+    cache: &DataCache,
+    display: &Display,
+) -> Result<HashMap<String, Dataset>> {
     let mut out = HashMap::new();
     for id in ids {
         let manifest = manifests.get(id).context("dataset id checked at load")?;
         let spinner = display.spinner(format!("dataset {id}: looking in the cache"));
         let mut on_event = |event: FetchEvent| match event {
-            FetchEvent::Trying { source, .. } => spinner.set_message(format!("dataset {id}: fetching through {source}")),
-            FetchEvent::Failed { source, reason, .. } => display.line(format!("  {id}: {source} failed: {reason}")),
-            FetchEvent::Fetched { source, .. } => spinner.set_message(format!("dataset {id}: decoding what {source} delivered")),
+            FetchEvent::Trying { source, .. } => {
+                spinner.set_message(format!("dataset {id}: fetching through {source}"))
+            }
+            FetchEvent::Failed { source, reason, .. } => {
+                display.line(format!("  {id}: {source} failed: {reason}"))
+            }
+            FetchEvent::Fetched { source, .. } => {
+                spinner.set_message(format!("dataset {id}: decoding what {source} delivered"))
+            }
         };
         let dataset = prepare(manifest, cache, &mut on_event);
         spinner.finish_and_clear();
@@ -91,11 +111,19 @@ fn command_line(files: &[PathBuf]) -> String {
 }
 
 /// `harness run`.
-pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_reports: bool) -> Result<()> {
+pub fn run(
+    files: &[PathBuf],
+    paths: &Paths,
+    threads: Option<usize>,
+    write_reports: bool,
+) -> Result<()> {
     let started = Instant::now();
     let started_at = provenance::now();
     if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the thread count")?;
     }
     let (manifests, loaded) = load(files, paths)?;
     let display = Display::new();
@@ -107,7 +135,13 @@ pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_repor
         let store = ResultStore::open(&paths.results, &l.experiment.name);
         store.clean_partial_writes();
         let done = finished(&store)?;
-        let remaining: Vec<Cell> = l.plan.cells.iter().filter(|c| !done.contains(&c.fingerprint)).cloned().collect();
+        let remaining: Vec<Cell> = l
+            .plan
+            .cells
+            .iter()
+            .filter(|c| !done.contains(&c.fingerprint))
+            .cloned()
+            .collect();
         display.line(format!(
             "experiment {}: {} cells, {} finished, {} to run",
             l.experiment.name,
@@ -122,9 +156,16 @@ pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_repor
         all.merge(l.plan.clone());
     }
     let pending: Vec<&Cell> = todo.iter().flat_map(|(_, cells)| cells.iter()).collect();
-    let keys: BTreeSet<String> = pending.iter().filter_map(|c| c.pretrain_key.clone()).collect();
+    let keys: BTreeSet<String> = pending
+        .iter()
+        .filter_map(|c| c.pretrain_key.clone())
+        .collect();
     let mut ids: BTreeSet<String> = pending.iter().map(|c| c.target.clone()).collect();
-    ids.extend(keys.iter().filter_map(|k| all.job(k)).map(|j| j.source.clone()));
+    ids.extend(
+        keys.iter()
+            .filter_map(|k| all.job(k))
+            .map(|j| j.source.clone()),
+    );
 
     let datasets = fetch_datasets(&ids, &manifests, &cache, &display)?;
 
@@ -143,9 +184,14 @@ pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_repor
                     bar.set_message(format!("loss {loss:.3}"));
                 }
             }
-            TrainEvent::PretrainEpoch { epoch, epochs, loss } => {
-                display.line(format!("  pre-training {}: epoch {epoch}/{epochs}, mean loss {loss:.4}", job.source))
-            }
+            TrainEvent::PretrainEpoch {
+                epoch,
+                epochs,
+                loss,
+            } => display.line(format!(
+                "  pre-training {}: epoch {epoch}/{epochs}, mean loss {loss:.4}",
+                job.source
+            )),
             TrainEvent::CellStep { .. } => {}
         };
         let outcome = ensure_pretrained(job, source, &cache.root, &mut on_event)
@@ -164,13 +210,21 @@ pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_repor
             outcome.meta.seconds,
             if outcome.trained_now { "" } else { " (cached)" }
         ));
-        let sha = provenance::checkpoint_sha256(&[&outcome.checkpoint.stem_file(), &outcome.checkpoint.backbone_file()]);
+        let sha = provenance::checkpoint_sha256(&[
+            &outcome.checkpoint.stem_file(),
+            &outcome.checkpoint.backbone_file(),
+        ]);
         checkpoints.insert(key.clone(), (outcome, sha));
     }
 
     // Cells.
     let (git_commit, git_dirty) = provenance::git_state();
-    let context = RowContext { git_commit, git_dirty, host: provenance::host(), threads: rayon::current_num_threads() };
+    let context = RowContext {
+        git_commit,
+        git_dirty,
+        host: provenance::host(),
+        threads: rayon::current_num_threads(),
+    };
     let total: usize = pending.len();
     let overall = display.bar(total as u64, "cells");
     let mut cells_run: HashMap<usize, usize> = HashMap::new();
@@ -183,19 +237,38 @@ pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_repor
             let target = &datasets[&cell.target];
             let pretrained = cell.pretrain_key.as_ref().map(|k| &checkpoints[k]);
             let step_bar = display.bar(0, "steps");
-            step_bar.set_message(format!("{} ← {} option {} n={} seed {}", cell.target, cell.source, cell.option, cell.n_train, cell.seed));
+            step_bar.set_message(format!(
+                "{} ← {} option {} n={} seed {}",
+                cell.target, cell.source, cell.option, cell.n_train, cell.seed
+            ));
             let mut on_event = |event: TrainEvent| {
                 if let TrainEvent::CellStep { step, total } = event {
                     step_bar.set_length(total as u64);
                     step_bar.set_position(step as u64);
                 }
             };
-            let outcome = run_cell(cell, target, pretrained.map(|p| &p.0.checkpoint), &mut on_event);
+            let outcome = run_cell(
+                cell,
+                target,
+                pretrained.map(|p| &p.0.checkpoint),
+                &mut on_event,
+            );
             step_bar.finish_and_clear();
             let source = (cell.source != harness_spec::SCRATCH).then(|| &datasets[&cell.source]);
             let job = cell.pretrain_key.as_ref().and_then(|k| all.job(k));
-            let row = make_row(cell, job, target, source, pretrained, outcome.as_ref().map_err(|e| format!("{e:#}")), &context, started_at);
-            store.write(&row).with_context(|| format!("writing a result row into {}", store.dir.display()))?;
+            let row = make_row(
+                cell,
+                job,
+                target,
+                source,
+                pretrained,
+                outcome.as_ref().map_err(|e| format!("{e:#}")),
+                &context,
+                started_at,
+            );
+            store
+                .write(&row)
+                .with_context(|| format!("writing a result row into {}", store.dir.display()))?;
             if row.status == "failed" {
                 failures += 1;
             }
@@ -225,30 +298,41 @@ pub fn run(files: &[PathBuf], paths: &Paths, threads: Option<usize>, write_repor
         let store = ResultStore::open(&paths.results, &l.experiment.name);
         let ran = cells_run.get(index).copied().unwrap_or(0);
         if ran > 0 {
-            append_run_record(&store, &RunRecord {
-                command: command_line(&[l.experiment.path.clone()]),
-                started_at: started_at.clone(),
-                finished_at: finished_at.clone(),
-                wall_seconds: wall,
-                cells_run: ran,
-                pretrainings_run,
-            })?;
+            append_run_record(
+                &store,
+                &RunRecord {
+                    command: command_line(&[l.experiment.path.clone()]),
+                    started_at: started_at.clone(),
+                    finished_at: finished_at.clone(),
+                    wall_seconds: wall,
+                    cells_run: ran,
+                    pretrainings_run,
+                },
+            )?;
         }
         if write_reports {
             let out = write_experiment_report(l, paths)?;
             display.line(format!("report: {}", out.display()));
         }
     }
-    display.line(format!("done in {:.0} s: {total} cells run, {failures} failed", wall));
+    display.line(format!(
+        "done in {:.0} s: {total} cells run, {failures} failed",
+        wall
+    ));
     if failures > 0 {
-        anyhow::bail!("{failures} cells failed; their rows say why (status = failed), and the next run retries them");
+        anyhow::bail!(
+            "{failures} cells failed; their rows say why (status = failed), and the next run retries them"
+        );
     }
     Ok(())
 }
 
 fn append_run_record(store: &ResultStore, record: &RunRecord) -> Result<()> {
     std::fs::create_dir_all(&store.dir)?;
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(store.dir.join("runs.jsonl"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(store.dir.join("runs.jsonl"))?;
     writeln!(file, "{}", serde_json::to_string(record)?)?;
     Ok(())
 }
@@ -257,7 +341,10 @@ fn append_run_record(store: &ResultStore, record: &RunRecord) -> Result<()> {
 /// over several experiments are counted once per experiment.
 fn recorded_wall_seconds(store: &ResultStore) -> Option<f64> {
     let text = std::fs::read_to_string(store.dir.join("runs.jsonl")).ok()?;
-    let records: Vec<RunRecord> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let records: Vec<RunRecord> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     (!records.is_empty()).then(|| records.iter().map(|r| r.wall_seconds).sum())
 }
 
@@ -283,7 +370,10 @@ fn make_row(
     let ft = &cell.finetune;
     let nan = f64::NAN;
     let (status, message) = match &outcome {
-        Ok(o) => (o.status.as_str().to_string(), (o.status.as_str() != "ok").then(|| "training loss became NaN or infinite".to_string())),
+        Ok(o) => (
+            o.status.as_str().to_string(),
+            (o.status.as_str() != "ok").then(|| "training loss became NaN or infinite".to_string()),
+        ),
         Err(e) => ("failed".to_string(), Some(e.clone())),
     };
     let o = outcome.as_ref().ok();
@@ -303,7 +393,11 @@ fn make_row(
         activation: m.activation.clone(),
         dropout: m.dropout,
         batch_size: ft.batch_size as i64,
-        learning_rate: if cell.option == 1 { ft.option1_learning_rate } else { ft.option2_learning_rate },
+        learning_rate: if cell.option == 1 {
+            ft.option1_learning_rate
+        } else {
+            ft.option2_learning_rate
+        },
         epochs: ft.epochs as i64,
         min_steps: ft.min_steps as i64,
         validation_fraction: ft.validation_fraction,
@@ -376,7 +470,8 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     }
     println!("pre-training jobs: {}", all.pretrain_jobs.len());
     for job in &all.pretrain_jobs {
-        let cached = harness_model::Checkpoint::new(cache.join("checkpoints").join(&job.key)).exists();
+        let cached =
+            harness_model::Checkpoint::new(cache.join("checkpoints").join(&job.key)).exists();
         println!(
             "  {}  source {:<16} {} epochs, batch {}, lr {}, seed {}{}",
             &job.key[..16],
@@ -391,9 +486,30 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     for l in &loaded {
         let store = ResultStore::open(&paths.results, &l.experiment.name);
         let done = finished(&store)?;
-        let n_done = l.plan.cells.iter().filter(|c| done.contains(&c.fingerprint)).count();
-        println!("\nexperiment {} ({}): {} cells, {} finished", l.experiment.name, l.experiment.path.display(), l.plan.cells.len(), n_done);
-        println!("  {:<16} {:<10} {:<16} {:<10} {:>6} {:>7} {:>5}  {:<16} state", "fingerprint", "target", "source", "relation", "option", "n_train", "seed", "pre-training");
+        let n_done = l
+            .plan
+            .cells
+            .iter()
+            .filter(|c| done.contains(&c.fingerprint))
+            .count();
+        println!(
+            "\nexperiment {} ({}): {} cells, {} finished",
+            l.experiment.name,
+            l.experiment.path.display(),
+            l.plan.cells.len(),
+            n_done
+        );
+        println!(
+            "  {:<16} {:<10} {:<16} {:<10} {:>6} {:>7} {:>5}  {:<16} state",
+            "fingerprint",
+            "target",
+            "source",
+            "relation",
+            "option",
+            "n_train",
+            "seed",
+            "pre-training"
+        );
         for c in &l.plan.cells {
             println!(
                 "  {:<16} {:<10} {:<16} {:<10} {:>6} {:>7} {:>5}  {:<16} {}",
@@ -405,7 +521,11 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
                 c.n_train,
                 c.seed,
                 c.pretrain_key.as_deref().map_or("-", |k| &k[..16]),
-                if done.contains(&c.fingerprint) { "finished" } else { "to run" }
+                if done.contains(&c.fingerprint) {
+                    "finished"
+                } else {
+                    "to run"
+                }
             );
         }
     }
@@ -430,12 +550,20 @@ pub fn fetch(ids: &[String], paths: &Paths) -> Result<()> {
     } else {
         for id in ids {
             if manifests.get(id).is_none() {
-                anyhow::bail!("unknown dataset id `{id}`; known: {}", manifests.known_ids());
+                anyhow::bail!(
+                    "unknown dataset id `{id}`; known: {}",
+                    manifests.known_ids()
+                );
             }
         }
         ids.iter().cloned().collect()
     };
     let display = Display::new();
-    fetch_datasets(&wanted, &manifests, &DataCache::new(paths.cache_dir()), &display)?;
+    fetch_datasets(
+        &wanted,
+        &manifests,
+        &DataCache::new(paths.cache_dir()),
+        &display,
+    )?;
     Ok(())
 }
