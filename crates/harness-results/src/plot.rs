@@ -216,16 +216,21 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
 
     // Legend centred under the panels.
     let ly = MARGIN_T + PANEL_H + MARGIN_B + 18.0;
-    let item_w = 190.0;
-    let start = width / 2.0 - item_w * sources.len() as f64 / 2.0;
-    for (s, source) in sources.iter().enumerate() {
-        let colour = COLOURS[s % COLOURS.len()];
-        let x = start + s as f64 * item_w;
-        let label = if source == "scratch" {
+    let label = |source: &str| {
+        if source == "scratch" {
             "scratch (no pre-training)".to_string()
         } else {
             format!("pre-trained on {source}")
-        };
+        }
+    };
+    // Width of each legend entry from its text (about 7.5 px per character at 13 px).
+    let widths: Vec<f64> = sources
+        .iter()
+        .map(|s| 32.0 + 7.5 * label(s).chars().count() as f64 + 24.0)
+        .collect();
+    let mut x = width / 2.0 - widths.iter().sum::<f64>() / 2.0;
+    for (s, source) in sources.iter().enumerate() {
+        let colour = COLOURS[s % COLOURS.len()];
         let _ = writeln!(
             svg,
             r#"<line x1="{x:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/>"#,
@@ -236,8 +241,9 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
             r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
             x + 32.0,
             ly + 4.0,
-            escape(&label)
+            escape(&label(source))
         );
+        x += widths[s];
     }
     svg.push_str("</svg>\n");
     svg
