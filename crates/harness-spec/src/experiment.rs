@@ -96,13 +96,13 @@ impl Default for FinetuneSpec {
     fn default() -> Self {
         FinetuneSpec {
             batch_size: 32,
-            option1_learning_rate: 3e-3,
+            option1_learning_rate: 1e-2,
             option2_learning_rate: 1e-3,
             epochs: 30,
             min_steps: 200,
             validation_fraction: 0.2,
             evaluations: 20,
-            patience: 6,
+            patience: 20,
         }
     }
 }
