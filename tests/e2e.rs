@@ -2,7 +2,7 @@
 //! itself (CSV of pixels, fetched through `local` manifest sources), fully offline.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -473,5 +473,4 @@ fn report_rewrites_the_report_from_the_store() {
     assert!(out.status.success(), "{}", stderr(&out));
     let svg = fs::read_to_string(p.path("reports/tiny/accuracy-target.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("Option 1") && svg.contains("Option 2"));
-    let _ = Path::new("");
 }
