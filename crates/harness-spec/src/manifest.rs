@@ -42,6 +42,14 @@ pub enum Format {
     /// A folder (role `root`) holding one sub-folder per class named as in `classes`, of PNG or
     /// JPEG images; or `train/` and `test/` folders each holding those class folders.
     ImageFolder,
+    /// A folder (role `root`) of WAV or Ogg Vorbis clips laid out as `[audio] layout` says:
+    /// `"class/clip"` (one sub-folder per class) or `"group/class"` (one sub-folder per group,
+    /// e.g. a speaker, holding one clip per class named after the class).
+    AudioFolder,
+    /// Spoken words rendered by espeak-ng (`[render]`); each class name is the text spoken.
+    /// Roles `library` (the libespeak-ng shared library) and `data` (its `espeak-ng-data`
+    /// folder) come from the source's assets.
+    EspeakNg,
 }
 
 impl Format {
@@ -50,7 +58,8 @@ impl Format {
         match self {
             Format::Idx => &["train_images", "train_labels", "test_images", "test_labels"],
             Format::CsvPixels => &["data"],
-            Format::ImageFolder => &["root"],
+            Format::ImageFolder | Format::AudioFolder => &["root"],
+            Format::EspeakNg => &["library", "data"],
         }
     }
 }
@@ -67,6 +76,10 @@ pub enum SourceKind {
     Apt,
     /// The user's own files: `path` is a folder; each role maps to a path inside it.
     Local,
+    /// A deterministic generator (format `espeak-ng`) fed by assets fetched the way `assets`
+    /// says (`pip`, `apt` or `local`, with `package` / `version` / `path` as for that kind);
+    /// the rendered content is verified against `[render] sha256`.
+    Render,
 }
 
 impl SourceKind {
@@ -76,6 +89,7 @@ impl SourceKind {
             SourceKind::Pip => "pip",
             SourceKind::Apt => "apt",
             SourceKind::Local => "local",
+            SourceKind::Render => "render",
         }
     }
 }
@@ -94,9 +108,23 @@ pub struct SourceSpec {
     /// Folder of the user's own data (`local`); `~` and paths relative to the manifest work.
     #[serde(default)]
     pub path: Option<String>,
-    /// Role → URL, member path or relative path.
+    /// Role → URL, member path or relative path. A role naming a folder (`root`, `data`)
+    /// takes every file below it.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// How a `render` source obtains its generator's assets: `pip`, `apt` or `local`.
+    #[serde(default)]
+    pub assets: Option<SourceKind>,
+}
+
+impl SourceSpec {
+    /// The kind of fetch that obtains this source's files (for `render`, its assets).
+    pub fn fetch_kind(&self) -> SourceKind {
+        match self.kind {
+            SourceKind::Render => self.assets.unwrap_or(SourceKind::Pip),
+            kind => kind,
+        }
+    }
 }
 
 /// The checksum of one decoded (decompressed) file.
@@ -114,6 +142,62 @@ pub struct FileSpec {
 pub struct ImageSpec {
     /// Images are grayscale, `side × side`; folder images are converted and resized to it.
     pub side: usize,
+}
+
+/// Audio preprocessing: every clip is decoded to mono, resampled to `sample_rate`, cut or padded
+/// to `seconds` (centre crop when longer; zeros appended when shorter, so a silent or very short
+/// clip is still an example), then turned into an `n_mels × frames` log-mel spectrogram
+/// (periodic Hann window of `n_fft` samples, hop `hop`, Slaney mel filters between `fmin` and
+/// `fmax`, `10·log10(max(1e-10, power))` floored at `top_db` below the clip's maximum). The
+/// same settings on source and target give spectrograms of the same shape, so a stem can be
+/// copied between them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSpec {
+    pub sample_rate: u32,
+    pub seconds: f64,
+    pub n_fft: usize,
+    pub hop: usize,
+    pub n_mels: usize,
+    pub fmin: f64,
+    pub fmax: f64,
+    pub top_db: f64,
+    /// `"class/clip"` or `"group/class"` (format `audio-folder` only).
+    #[serde(default)]
+    pub layout: Option<String>,
+}
+
+impl AudioSpec {
+    /// Samples per clip after cropping or padding.
+    pub fn samples(&self) -> usize {
+        (self.seconds * self.sample_rate as f64).round() as usize
+    }
+
+    /// Spectrogram frames per clip (librosa's centred framing: `1 + samples / hop`).
+    pub fn frames(&self) -> usize {
+        1 + self.samples() / self.hop
+    }
+}
+
+/// How an `espeak-ng` dataset is rendered: for each class (the word spoken) `clips_per_class`
+/// clips, clip `k` of word `w` spoken with a voice, variant, pitch and rate drawn from
+/// `seed`, `w` and `k` alone, so one clip never depends on which others are rendered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RenderSpec {
+    pub seed: u64,
+    pub clips_per_class: usize,
+    /// espeak-ng language voices, e.g. `"en-us"`, `"de"`.
+    pub voices: Vec<String>,
+    /// espeak-ng voice variants (files of `espeak-ng-data/voices/!v`), e.g. `"m3"`, `"f2"`.
+    pub variants: Vec<String>,
+    /// Inclusive range of espeak-ng pitch (0–100).
+    pub pitch: [i32; 2],
+    /// Inclusive range of speaking rate, words per minute.
+    pub rate: [i32; 2],
+    /// SHA256 of the rendered clips (see the `espeak-ng` decoder); checked after rendering.
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
 }
 
 /// Layout of a `csv-pixels` file.
@@ -140,6 +224,9 @@ pub enum SplitMethod {
     Official,
     /// A fixed stratified test set of `test_per_class` examples per class, drawn once with `seed`.
     Stratified,
+    /// Whole groups (the `group` of layout `group/class`, e.g. speakers) held out as the test
+    /// set: those named in `test_groups`; the other groups form the training pool.
+    Groups,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +237,9 @@ pub struct SplitSpec {
     pub test_per_class: Option<usize>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Groups held out as the test set (`method = "groups"`).
+    #[serde(default)]
+    pub test_groups: Vec<String>,
     /// Expected size of the training pool, checked after decoding.
     pub train: Spanned<usize>,
     /// Expected size of the test set, checked after decoding.
@@ -173,6 +263,10 @@ pub struct Manifest {
     pub image: Option<ImageSpec>,
     #[serde(default)]
     pub csv: Option<CsvSpec>,
+    #[serde(default)]
+    pub audio: Option<AudioSpec>,
+    #[serde(default)]
+    pub render: Option<RenderSpec>,
     #[serde(default)]
     pub files: BTreeMap<String, FileSpec>,
     pub split: SplitSpec,
@@ -228,7 +322,39 @@ impl Manifest {
                 parts.push(format!("{role}={}", sha.get_ref()));
             }
         }
+        if let Some(sha) = self.render.as_ref().and_then(|r| r.sha256.as_ref()) {
+            parts.push(format!("rendered={}", sha.get_ref()));
+        }
+        if let Some(audio) = &self.audio {
+            // Spectrogram settings change the examples as much as the files do.
+            parts.push(format!(
+                "audio={}",
+                serde_json::to_string(audio).unwrap_or_default()
+            ));
+        }
         parts.join(";")
+    }
+
+    /// Whether the decoded content is pinned by checksums (and so may be cached): every file
+    /// role has a `sha256`, or, for rendered data, `[render] sha256` is given.
+    pub fn is_pinned(&self) -> bool {
+        match self.format {
+            Format::EspeakNg => self.render.as_ref().is_some_and(|r| r.sha256.is_some()),
+            format => format
+                .roles()
+                .iter()
+                .all(|r| self.files.get(*r).is_some_and(|f| f.sha256.is_some())),
+        }
+    }
+
+    /// Input shape after decoding: `(rows, cols)` = `(side, side)` for images and
+    /// `(n_mels, frames)` for audio.
+    pub fn input_shape(&self) -> Option<(usize, usize)> {
+        match self.modality {
+            Modality::Image => self.image.as_ref().map(|i| (i.side, i.side)),
+            Modality::Audio => self.audio.as_ref().map(|a| (a.n_mels, a.frames())),
+            Modality::Text => None,
+        }
     }
 
     fn validate(&self) -> Result<(), SpecError> {
@@ -260,6 +386,7 @@ impl Manifest {
         {
             return Err(whole("`image.side` must be positive".into()));
         }
+        self.validate_audio()?;
         if let Some(csv) = &self.csv
             && csv.label_column != "first"
             && csv.label_column != "last"
@@ -275,6 +402,18 @@ impl Manifest {
             return Err(whole(
                 "a stratified split needs `test_per_class` and `seed` in `[split]`".into(),
             ));
+        }
+        if self.split.method == SplitMethod::Groups {
+            if self.split.test_groups.is_empty() {
+                return Err(whole(
+                    "a `groups` split needs `test_groups` in `[split]` (the groups held out for testing)".into(),
+                ));
+            }
+            if self.audio.as_ref().and_then(|a| a.layout.as_deref()) != Some("group/class") {
+                return Err(whole(
+                    "a `groups` split needs `[audio] layout = \"group/class\"`".into(),
+                ));
+            }
         }
         for (role, file) in &self.files {
             if !self.format.roles().contains(&role.as_str()) {
@@ -312,8 +451,35 @@ impl Manifest {
                 }
                 _ => {}
             }
-            let needs_files =
-                !(spec.kind == SourceKind::Local && self.format == Format::ImageFolder);
+            if (spec.kind == SourceKind::Render) != (self.format == Format::EspeakNg) {
+                return Err(at(format!(
+                    "a `render` source goes with format `espeak-ng` (and only with it); this manifest's format is {:?} and the source's kind `{}`",
+                    self.format,
+                    spec.kind.as_str()
+                )));
+            }
+            if spec.kind == SourceKind::Render {
+                match spec.fetch_kind() {
+                    SourceKind::Pip | SourceKind::Apt if spec.package.is_none() => {
+                        return Err(at(
+                            "a `render` source with `pip` or `apt` assets needs `package`".into(),
+                        ));
+                    }
+                    SourceKind::Local if spec.path.is_none() => {
+                        return Err(at(
+                            "a `render` source with `local` assets needs `path`".into()
+                        ));
+                    }
+                    SourceKind::Url | SourceKind::Render => {
+                        return Err(at("`assets` must be \"pip\", \"apt\" or \"local\"".into()));
+                    }
+                    _ => {}
+                }
+            } else if spec.assets.is_some() {
+                return Err(at("`assets` belongs to `render` sources only".into()));
+            }
+            let needs_files = !(spec.kind == SourceKind::Local
+                && matches!(self.format, Format::ImageFolder | Format::AudioFolder));
             if needs_files {
                 for role in self.format.roles() {
                     if !spec.files.contains_key(*role) {
@@ -334,6 +500,99 @@ impl Manifest {
                     )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn validate_audio(&self) -> Result<(), SpecError> {
+        let whole = |msg: String| SpecError::new(&self.path, msg);
+        let audio_format = matches!(self.format, Format::AudioFolder | Format::EspeakNg);
+        if audio_format != (self.modality == Modality::Audio) {
+            return Err(whole(format!(
+                "format {:?} does not hold {} data",
+                self.format,
+                self.modality.as_str()
+            )));
+        }
+        if self.modality != Modality::Audio {
+            return Ok(());
+        }
+        let Some(audio) = &self.audio else {
+            return Err(whole("an audio dataset needs an `[audio]` table".into()).with_help(
+                "add `[audio]` with sample_rate, seconds, n_fft, hop, n_mels, fmin, fmax, top_db",
+            ));
+        };
+        let positive = [
+            ("sample_rate", audio.sample_rate as f64),
+            ("seconds", audio.seconds),
+            ("n_fft", audio.n_fft as f64),
+            ("hop", audio.hop as f64),
+            ("n_mels", audio.n_mels as f64),
+            ("top_db", audio.top_db),
+        ];
+        for (name, value) in positive {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(whole(format!(
+                    "`audio.{name}` must be positive, found {value}"
+                )));
+            }
+        }
+        let nyquist = audio.sample_rate as f64 / 2.0;
+        if !(audio.fmin >= 0.0 && audio.fmin < audio.fmax && audio.fmax <= nyquist) {
+            return Err(whole(format!(
+                "`audio.fmin` = {} and `audio.fmax` = {} must satisfy 0 ≤ fmin < fmax ≤ {nyquist} (half the sample rate)",
+                audio.fmin, audio.fmax
+            )));
+        }
+        match (self.format, audio.layout.as_deref()) {
+            (Format::AudioFolder, Some("class/clip" | "group/class"))
+            | (Format::EspeakNg, None) => {}
+            (Format::AudioFolder, other) => {
+                return Err(whole(format!(
+                    "`audio.layout` must be \"class/clip\" or \"group/class\" for an audio folder, found {other:?}"
+                )));
+            }
+            (_, Some(_)) => {
+                return Err(whole(
+                    "`audio.layout` applies to format `audio-folder` only".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.format == Format::EspeakNg {
+            let Some(render) = &self.render else {
+                return Err(whole("format `espeak-ng` needs a `[render]` table".into()));
+            };
+            if render.clips_per_class == 0 || render.voices.is_empty() || render.variants.is_empty()
+            {
+                return Err(whole(
+                    "`[render]` needs clips_per_class > 0 and at least one voice and one variant"
+                        .into(),
+                ));
+            }
+            if render.pitch[0] > render.pitch[1]
+                || render.rate[0] > render.rate[1]
+                || render.pitch[0] < 0
+                || render.pitch[1] > 100
+                || render.rate[0] < 80
+            {
+                return Err(whole(
+                    "`render.pitch` must be [low, high] within 0–100 and `render.rate` [low, high] words per minute from 80 up".into(),
+                ));
+            }
+            if let Some(sha) = &render.sha256 {
+                let s = sha.get_ref();
+                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(self.error_at(
+                        sha.span(),
+                        format!("`render.sha256` must be 64 hexadecimal digits, found {s:?}"),
+                    ));
+                }
+            }
+        } else if self.render.is_some() {
+            return Err(whole(
+                "`[render]` applies to format `espeak-ng` only".into(),
+            ));
         }
         Ok(())
     }

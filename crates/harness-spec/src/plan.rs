@@ -131,12 +131,12 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                     ))
                     .with_help(format!("use at most {pool}")));
             }
-            if n_value < 2 * classes {
+            if n_value <= classes {
                 return Err(experiment.error_at(n.span(), format!(
-                    "n_train = {n_value} is too small for `{}`: it needs at least 2 examples per class \
-                     ({} in all) so that every class is in both the fitting and the validation split",
+                    "n_train = {n_value} is too small for `{}`: it needs more than one example per class \
+                     ({} in all) so that every class is fitted and some are left to validate",
                     target.id,
-                    2 * classes
+                    classes + 1
                 )));
             }
         }
@@ -157,13 +157,13 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                     ),
                 ));
             }
+            check_model_fits(experiment, source, source_id.span())?;
             let relation = if source.modality == target.modality {
-                check_model_fits(experiment, source, source_id.span())?;
-                if source.image != target.image {
+                if source.input_shape() != target.input_shape() {
                     return Err(experiment.error_at(source_id.span(), format!(
-                        "source `{}` and target `{}` have different image sizes; the stem is copied, so they must match",
-                        source.id, target.id
-                    )));
+                        "source `{}` and target `{}` give inputs of different shapes ({:?} and {:?}); the stem is copied, so they must match",
+                        source.id, target.id, source.input_shape(), target.input_shape()
+                    )).with_help("give both manifests the same `[image]` or `[audio]` settings"));
                 }
                 Relation::Matched
             } else {
@@ -208,27 +208,55 @@ fn check_model_fits(
     dataset: &Manifest,
     span: std::ops::Range<usize>,
 ) -> Result<(), SpecError> {
-    if dataset.modality != Modality::Image {
-        return Err(experiment
-            .error_at(
-                span,
-                format!(
-                    "dataset `{}` is {}; this version of the harness trains image datasets only",
-                    dataset.id,
-                    dataset.modality.as_str()
-                ),
-            )
-            .with_help("audio and text stems are not built yet"));
-    }
-    let side = dataset.image.as_ref().map_or(0, |i| i.side);
-    if side % experiment.model.patch != 0 {
-        return Err(experiment.error_near(
-            "patch",
-            format!(
-                "`model.patch` = {} does not divide the {side}-pixel side of `{}`",
-                experiment.model.patch, dataset.id
-            ),
-        ));
+    match dataset.modality {
+        Modality::Image => {
+            let side = dataset.image.as_ref().map_or(0, |i| i.side);
+            if side % experiment.model.patch != 0 {
+                return Err(experiment.error_near(
+                    "patch",
+                    format!(
+                        "`model.patch` = {} does not divide the {side}-pixel side of `{}`",
+                        experiment.model.patch, dataset.id
+                    ),
+                ));
+            }
+        }
+        Modality::Audio => {
+            let frames = dataset.audio.as_ref().map_or(0, |a| a.frames());
+            let Some(per_token) = experiment.model.frames_per_token else {
+                return Err(experiment
+                    .error_at(
+                        span,
+                        format!(
+                            "dataset `{}` is audio; the audio stem needs `model.frames_per_token`",
+                            dataset.id
+                        ),
+                    )
+                    .with_help(format!(
+                        "add `frames_per_token = 4` to `[model]` (it must divide the {frames} frames of a clip)"
+                    )));
+            };
+            if per_token == 0 || frames % per_token != 0 {
+                return Err(experiment.error_near(
+                    "frames_per_token",
+                    format!(
+                        "`model.frames_per_token` = {per_token} does not divide the {frames} log-mel frames of `{}`",
+                        dataset.id
+                    ),
+                ));
+            }
+        }
+        Modality::Text => {
+            return Err(experiment
+                .error_at(
+                    span,
+                    format!(
+                        "dataset `{}` is text; this version of the harness trains image and audio datasets only",
+                        dataset.id
+                    ),
+                )
+                .with_help("the text stem is not built yet"));
+        }
     }
     Ok(())
 }

@@ -2,19 +2,19 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use harness_data::{ImageSet, Normalisation};
+use harness_data::{Inputs, Normalisation};
 
-/// Normalised pixels `[n, side²]` and labels `[n]` of the examples at `indices`.
+/// Normalised inputs `[n, rows·cols]` and labels `[n]` of the examples at `indices`.
 pub fn batch(
-    set: &ImageSet,
+    set: &Inputs,
     norm: &Normalisation,
     indices: &[usize],
     device: &Device,
 ) -> (Tensor<2>, Tensor<1, Int>) {
     let features = norm.features(set, indices);
-    let width = set.side * set.side;
+    let width = set.width();
     let x = Tensor::<2>::from_data(TensorData::new(features, [indices.len(), width]), device);
-    let labels: Vec<i64> = indices.iter().map(|&i| set.labels[i] as i64).collect();
+    let labels: Vec<i64> = indices.iter().map(|&i| set.labels()[i] as i64).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [indices.len()]), device);
     (x, y)
 }

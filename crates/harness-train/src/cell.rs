@@ -7,7 +7,7 @@ use anyhow::Result;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use harness_data::{Dataset, Normalisation, Rng, training_subset};
-use harness_model::{Checkpoint, Classifier, ClassifierConfig, Transfer, load_pretrained};
+use harness_model::{Checkpoint, Classifier, Transfer, load_pretrained};
 use harness_spec::Cell;
 
 use crate::batches::batch;
@@ -58,18 +58,7 @@ pub fn initial_model(
     target: &Dataset,
     checkpoint: Option<&Checkpoint>,
 ) -> Result<Classifier> {
-    let m = &cell.model;
-    let config = ClassifierConfig::image(
-        target.side(),
-        m.patch,
-        m.d_model,
-        m.n_layers,
-        m.n_heads,
-        m.d_ff,
-        &m.activation,
-        m.dropout,
-        target.classes.len(),
-    );
+    let config = crate::model_config(target, &cell.model)?;
     // Every arm of one seed draws the same fresh weights, so the new head starts identical
     // whether the rest is copied or not.
     let model = config.init_seeded(&train_device(), cell.seed);
@@ -107,7 +96,7 @@ pub fn run_cell(
     let pool: Vec<usize> = (0..target.train.len()).collect();
     let subset = training_subset(
         &pool,
-        &target.train.labels,
+        target.train.labels(),
         classes,
         cell.n_train,
         cell.seed,

@@ -2,7 +2,7 @@
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use harness_data::{ImageSet, Normalisation};
+use harness_data::{Inputs, Normalisation};
 use harness_model::Classifier;
 
 use crate::batches::batch;
@@ -21,7 +21,7 @@ const EVAL_BATCH: usize = 500;
 /// Evaluates `model` on the examples of `set` at `indices`.
 pub fn evaluate(
     model: &Classifier,
-    set: &ImageSet,
+    set: &Inputs,
     norm: &Normalisation,
     indices: &[usize],
     classes: usize,
@@ -44,7 +44,7 @@ pub fn evaluate(
             .expect("int predictions");
         predictions.extend(argmax.into_iter().map(|p| p as usize));
     }
-    let truth: Vec<usize> = indices.iter().map(|&i| set.labels[i] as usize).collect();
+    let truth: Vec<usize> = indices.iter().map(|&i| set.labels()[i] as usize).collect();
     let correct = predictions
         .iter()
         .zip(&truth)

@@ -23,7 +23,44 @@ pub use cell::{CellOutcome, CellStatus, initial_model, run_cell};
 pub use eval::{Evaluation, evaluate, macro_f1};
 pub use pretrain::{PretrainMeta, PretrainOutcome, ensure_pretrained};
 
+use anyhow::{Context, Result};
 use burn::prelude::*;
+use harness_data::{Dataset, Inputs};
+use harness_model::ClassifierConfig;
+use harness_spec::ModelSpec;
+
+/// The network shape for `dataset`'s inputs: a square-patch stem for images, a
+/// frames-per-token stem for spectrograms.
+pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig> {
+    let classes = dataset.classes.len();
+    let (rows, cols) = dataset.shape();
+    Ok(match &dataset.train {
+        Inputs::Images(_) => ClassifierConfig::image(
+            rows,
+            m.patch,
+            m.d_model,
+            m.n_layers,
+            m.n_heads,
+            m.d_ff,
+            &m.activation,
+            m.dropout,
+            classes,
+        ),
+        Inputs::Spectrograms(_) => ClassifierConfig::audio(
+            rows,
+            cols,
+            m.frames_per_token
+                .context("audio needs `model.frames_per_token`")?,
+            m.d_model,
+            m.n_layers,
+            m.n_heads,
+            m.d_ff,
+            &m.activation,
+            m.dropout,
+            classes,
+        ),
+    })
+}
 
 /// What the training loops report while they run, for progress display.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use harness_data::{Dataset, Normalisation, Rng, training_subset};
-use harness_model::{Checkpoint, ClassifierConfig, save_pretrained};
+use harness_model::{Checkpoint, save_pretrained};
 use harness_spec::PretrainJob;
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +102,7 @@ fn train(
     let mut examples = if spec.max_examples > 0 && spec.max_examples < pool.len() {
         training_subset(
             &pool,
-            &source.train.labels,
+            &source.train.labels(),
             classes,
             spec.max_examples,
             spec.seed,
@@ -114,17 +114,7 @@ fn train(
     };
     let norm = Normalisation::of_pool(&source.train);
     let device = train_device();
-    let config = ClassifierConfig::image(
-        source.side(),
-        model_spec.patch,
-        model_spec.d_model,
-        model_spec.n_layers,
-        model_spec.n_heads,
-        model_spec.d_ff,
-        &model_spec.activation,
-        model_spec.dropout,
-        classes,
-    );
+    let config = crate::model_config(source, model_spec)?;
     let mut model = config.init_seeded(&device, spec.seed);
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);

@@ -1,6 +1,7 @@
-//! Transfer and freezing, checked on a small synthetic image dataset the test makes.
+//! Transfer and freezing, checked on small synthetic image and spectrogram datasets the test
+//! makes.
 
-use harness_data::{Dataset, ImageSet, Rng};
+use harness_data::{Dataset, ImageSet, Inputs, Rng, SpectrogramSet};
 use harness_model::{ParamSnapshot, snapshot};
 use harness_spec::{Cell, FinetuneSpec, Modality, ModelSpec, PretrainJob, PretrainSpec, Relation};
 use harness_train::{initial_model, run_cell};
@@ -43,8 +44,8 @@ fn images(per_class: usize, seed: u64, shift: u8) -> ImageSet {
 }
 
 fn dataset(id: &str, shift: u8) -> Dataset {
-    let train = images(40, 1 + shift as u64, shift);
-    let test = images(10, 100 + shift as u64, shift);
+    let train = Inputs::Images(images(40, 1 + shift as u64, shift));
+    let test = Inputs::Images(images(10, 100 + shift as u64, shift));
     Dataset {
         id: id.into(),
         classes: vec!["a".into(), "b".into(), "c".into()],
@@ -64,6 +65,47 @@ fn model_spec() -> ModelSpec {
         d_ff: 32,
         activation: "relu".into(),
         dropout: 0.0,
+        frames_per_token: Some(2),
+    }
+}
+
+/// Class `c` of 3: log-mel-like decibels (−80 … 0) with mel band block `c` loud over
+/// `SIDE` frames; `shift` changes the loudness so source and target differ.
+fn spectrograms(per_class: usize, seed: u64, shift: f32) -> SpectrogramSet {
+    let mut rng = Rng::new(seed, "spectrograms");
+    let mut set = SpectrogramSet {
+        mels: SIDE,
+        frames: SIDE,
+        ..Default::default()
+    };
+    for i in 0..per_class * 3 {
+        let class = i % 3;
+        for mel in 0..SIDE {
+            for _frame in 0..SIDE {
+                let noise = (rng.next_u64() % 200) as f32 / 10.0;
+                let loud = mel / 3 == class;
+                set.values.push(if loud {
+                    -20.0 + noise - shift
+                } else {
+                    -80.0 + noise + shift
+                });
+            }
+        }
+        set.labels.push(class as u16);
+    }
+    set
+}
+
+fn audio_dataset(id: &str, shift: f32) -> Dataset {
+    let train = Inputs::Spectrograms(spectrograms(40, 7 + shift as u64, shift));
+    let test = Inputs::Spectrograms(spectrograms(10, 200 + shift as u64, shift));
+    Dataset {
+        id: id.into(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        content_sha256: harness_data::content_sha256(&train, &test),
+        train,
+        test,
+        origin: "test".into(),
     }
 }
 
@@ -272,4 +314,66 @@ fn a_second_request_for_the_same_pretraining_reads_the_cache() {
         first.meta.source_test_accuracy,
         second.meta.source_test_accuracy
     );
+}
+
+#[test]
+fn audio_transfer_copies_stem_and_backbone_freezes_them_under_option1_and_tunes_them_under_option2()
+{
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let job = PretrainJob {
+        source: "audio-source".into(),
+        modality: Modality::Audio,
+        model: model_spec(),
+        pretrain: PretrainSpec {
+            epochs: 20,
+            batch_size: 16,
+            learning_rate: 3e-3,
+            seed: 0,
+            max_examples: 0,
+        },
+        source_content: "s".into(),
+        key: "audio-k".into(),
+    };
+    let outcome = harness_train::ensure_pretrained(
+        &job,
+        &audio_dataset("audio-source", 10.0),
+        dir.path(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        outcome.meta.source_test_accuracy > 0.6,
+        "pre-training learned the bands: {}",
+        outcome.meta.source_test_accuracy
+    );
+    let target = audio_dataset("audio-target", 0.0);
+    let start = initial_model(
+        &cell("audio-source", 2, Some("audio-k".into())),
+        &target,
+        Some(&outcome.checkpoint),
+    )
+    .unwrap();
+    let mut saved = part(&snapshot(&start), "stem");
+    saved.extend(part(&snapshot(&start), "backbone"));
+    // The spectrogram stem: one token per 2 frames of all 8 mel bands.
+    assert_eq!(start.stem.patch_rows * start.stem.patch_cols, SIDE * 2);
+
+    let c1 = cell("audio-source", 1, Some("audio-k".into()));
+    let frozen = run_cell(&c1, &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
+    assert!(frozen.best_step > 0);
+    let after = snapshot(&frozen.model);
+    for (name, values) in &saved {
+        assert_eq!(&after[name], values, "`{name}` changed under Option 1");
+    }
+    assert_ne!(part(&after, "head"), part(&snapshot(&start), "head"));
+
+    let c2 = cell("audio-source", 2, Some("audio-k".into()));
+    let tuned = run_cell(&c2, &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
+    let after = snapshot(&tuned.model);
+    assert!(
+        saved.iter().all(|(name, values)| &after[name] != values),
+        "every copied tensor moves under Option 2"
+    );
+    assert_eq!(frozen.subset, tuned.subset, "paired subsets");
 }

@@ -79,6 +79,9 @@ fn fetch_datasets(
             FetchEvent::Fetched { source, .. } => {
                 spinner.set_message(format!("dataset {id}: decoding what {source} delivered"))
             }
+            FetchEvent::Rendering { done, total, .. } => {
+                spinner.set_message(format!("dataset {id}: rendering clip {done} of {total}"))
+            }
         };
         let dataset = prepare(manifest, cache, &mut on_event);
         spinner.finish_and_clear();

@@ -1,0 +1,336 @@
+//! End-to-end tests of the `harness` binary on small audio datasets that each test writes
+//! itself (WAV folders fetched through `local` manifest sources), fully offline: a source laid
+//! out by class folder, a target laid out by speaker folder with whole speakers held out.
+
+use std::f32::consts::PI;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// 16-bit mono PCM WAV bytes.
+fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
+    }
+    out
+}
+
+/// A tone of `hz` with a little deterministic wobble from `seed`, 0.25 s at 16 kHz.
+fn tone(hz: f32, seed: u32) -> Vec<f32> {
+    let detune = 1.0 + ((seed * 7919) % 13) as f32 / 100.0;
+    let amplitude = 0.2 + ((seed * 104_729) % 7) as f32 / 20.0;
+    (0..4000)
+        .map(|i| {
+            let t = i as f32 / 16000.0;
+            let noise = (((i as u32 ^ seed).wrapping_mul(2_654_435_761) >> 16) % 200) as f32
+                / 2000.0
+                - 0.05;
+            amplitude * (2.0 * PI * hz * detune * t).sin() + noise
+        })
+        .collect()
+}
+
+const CLASSES: [(&str, f32); 3] = [("low", 300.0), ("mid", 900.0), ("high", 2500.0)];
+const SOURCE_CLASSES: [(&str, f32); 3] = [("hum", 200.0), ("whine", 1500.0), ("hiss", 3500.0)];
+
+const AUDIO: &str = r#"
+[audio]
+sample_rate = 8000
+seconds = 0.25
+n_fft = 256
+hop = 100
+n_mels = 16
+fmin = 0.0
+fmax = 4000.0
+top_db = 80.0
+"#;
+
+fn target_manifest(root_sha: Option<&str>) -> String {
+    let pin = root_sha
+        .map(|s| format!("[files.root]\nsha256 = \"{s}\"\n"))
+        .unwrap_or_default();
+    format!(
+        r#"id = "speakers"
+name = "speakers"
+modality = "audio"
+licence = "CC0"
+citation = "made by the test"
+format = "audio-folder"
+classes = ["low", "mid", "high"]
+{AUDIO}layout = "group/class"
+
+{pin}
+[split]
+method = "groups"
+test_groups = ["s10", "s11"]
+train = 30
+test = 6
+
+[[source]]
+kind = "local"
+path = "speakers"
+"#
+    )
+}
+
+fn source_manifest() -> String {
+    format!(
+        r#"id = "sounds"
+name = "sounds"
+modality = "audio"
+licence = "CC0"
+citation = "made by the test"
+format = "audio-folder"
+classes = ["hum", "whine", "hiss"]
+{AUDIO}layout = "class/clip"
+
+[split]
+method = "stratified"
+test_per_class = 10
+seed = 1
+train = 90
+test = 30
+
+[[source]]
+kind = "local"
+path = "sounds"
+"#
+    )
+}
+
+const EXPERIMENT: &str = r#"
+[matrix]
+targets = ["speakers"]
+sources = ["scratch", "sounds"]
+n_train = [6, 30]
+options = [1, 2]
+seeds = [0]
+
+[model]
+frames_per_token = 3
+d_model = 16
+n_layers = 1
+n_heads = 2
+d_ff = 32
+
+[pretrain]
+epochs = 2
+batch_size = 16
+learning_rate = 3e-3
+
+[finetune]
+batch_size = 8
+epochs = 5
+min_steps = 20
+evaluations = 4
+patience = 4
+"#;
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(pin_target: bool) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("data-manifests");
+        for (speaker, seed) in (0..12).map(|s| (format!("s{s}"), s as u32)) {
+            let folder = m.join("speakers").join(&speaker);
+            fs::create_dir_all(&folder).unwrap();
+            for (class, hz) in CLASSES {
+                let samples = match (speaker.as_str(), class) {
+                    // The documented rule: silence and a 10-sample clip are padded, not refused.
+                    ("s3", "low") => vec![0.0; 4000],
+                    ("s4", "mid") => tone(hz, seed)[..10].to_vec(),
+                    _ => tone(hz, seed),
+                };
+                fs::write(folder.join(format!("{class}.wav")), wav(&samples, 16000)).unwrap();
+            }
+            fs::write(folder.join("notes.txt"), "not audio, skipped").unwrap();
+        }
+        for (class, hz) in SOURCE_CLASSES {
+            let folder = m.join("sounds").join(class);
+            fs::create_dir_all(&folder).unwrap();
+            for k in 0..40 {
+                fs::write(
+                    folder.join(format!("{k:02}.wav")),
+                    wav(&tone(hz, 100 + k), 16000),
+                )
+                .unwrap();
+            }
+        }
+        let p = Project { dir };
+        let sha = pin_target.then(|| p.tree_sha(&m.join("speakers")));
+        fs::write(m.join("speakers.toml"), target_manifest(sha.as_deref())).unwrap();
+        fs::write(m.join("sounds.toml"), source_manifest()).unwrap();
+        fs::create_dir_all(p.path("experiments")).unwrap();
+        fs::write(p.path("experiments/audio.toml"), EXPERIMENT).unwrap();
+        p
+    }
+
+    /// The folder hash the way the manifest documents it, computed with `sha256sum`.
+    fn tree_sha(&self, root: &Path) -> String {
+        let mut files = Vec::new();
+        collect(root, root, &mut files);
+        files.sort();
+        let mut listing = Vec::new();
+        for (rel, path) in files {
+            let out = Command::new("sha256sum").arg(&path).output().unwrap();
+            let hex = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            listing.extend_from_slice(rel.as_bytes());
+            listing.push(0);
+            listing.extend_from_slice(hex.as_bytes());
+            listing.push(b'\n');
+        }
+        let tmp = self.path("listing");
+        fs::write(&tmp, listing).unwrap();
+        let out = Command::new("sha256sum").arg(&tmp).output().unwrap();
+        fs::remove_file(tmp).unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn harness(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HARNESS_CACHE", self.path("cache"))
+            .env_remove("HARNESS_MANIFESTS")
+            .env_remove("HARNESS_RESULTS")
+            .env_remove("HARNESS_REPORTS")
+            .env("RAYON_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.push((rel, path));
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn an_audio_matrix_runs_through_every_stage_and_resumes() {
+    let p = Project::new(true);
+    let out = p.harness(&["run", "experiments/audio.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("30 training-pool + 6 test examples"),
+        "silent and 10-sample clips are kept by the length rule; the notes are skipped: {}",
+        stderr(&out)
+    );
+    let rows = harness_results::ResultStore::open(&p.path("results"), "audio")
+        .rows()
+        .unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2);
+    assert!(rows.iter().all(|r| r.status == "ok"), "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r.source == "sounds")
+            .all(|r| r.relation == "matched" && r.checkpoint_sha256.is_some())
+    );
+    assert!(p.path("reports/audio/report.md").is_file());
+    assert!(p.path("reports/audio/accuracy-speakers.svg").is_file());
+    // The same source and option see the same subset: every arm of a seed pairs up.
+    let again = p.harness(&["run", "experiments/audio.toml"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("8 finished, 0 to run"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn a_changed_clip_fails_the_folder_checksum() {
+    let p = Project::new(true);
+    let clip = p.path("data-manifests/speakers/s1/low.wav");
+    let mut bytes = fs::read(&clip).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&clip, bytes).unwrap();
+    let out = p.harness(&["fetch", "speakers"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("checksum mismatch for the `root` folder") && err.contains("speakers.toml:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_clip_is_an_error_naming_the_file() {
+    let p = Project::new(false);
+    let clip = p.path("data-manifests/speakers/s7/high.wav");
+    let bytes = fs::read(&clip).unwrap();
+    fs::write(&clip, &bytes[..30]).unwrap();
+    let out = p.harness(&["fetch", "speakers"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("s7/high.wav"),
+        "the error names the file: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn an_audio_experiment_without_frames_per_token_is_refused_with_help() {
+    let p = Project::new(true);
+    let text = EXPERIMENT.replace("frames_per_token = 3\n", "");
+    fs::write(p.path("experiments/audio.toml"), text).unwrap();
+    let out = p.harness(&["plan", "experiments/audio.toml"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("frames_per_token") && err.contains("audio.toml:"),
+        "{err}"
+    );
+    let text = EXPERIMENT.replace("frames_per_token = 3", "frames_per_token = 4");
+    fs::write(p.path("experiments/audio.toml"), text).unwrap();
+    let err = stderr(&p.harness(&["plan", "experiments/audio.toml"]));
+    assert!(
+        err.contains("does not divide the 21 log-mel frames"),
+        "{err}"
+    );
+}
