@@ -39,7 +39,12 @@ pub fn spectrograms(clips: &[(Clip, u16)], audio: &AudioSpec) -> Result<Spectrog
         .par_iter()
         .map(|(clip, _)| -> Result<Vec<f32>> {
             let clip = resample(clip, audio.sample_rate)?;
-            Ok(log_mel(&fix_length(&clip.samples, length), &spec))
+            let mut values = log_mel(&fix_length(&clip.samples, length), &spec);
+            if audio.reference == "max" {
+                let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                values.iter_mut().for_each(|v| *v -= max);
+            }
+            Ok(values)
         })
         .collect::<Result<_>>()?;
     let mut set = SpectrogramSet {

@@ -162,9 +162,17 @@ pub struct AudioSpec {
     pub fmin: f64,
     pub fmax: f64,
     pub top_db: f64,
+    /// The 0 dB reference: `"max"` subtracts each clip's maximum (librosa `ref=np.max`), so
+    /// loudness differences between recordings vanish; `"one"` keeps `ref = 1`.
+    #[serde(default = "default_reference")]
+    pub reference: String,
     /// `"class/clip"` or `"group/class"` (format `audio-folder` only).
     #[serde(default)]
     pub layout: Option<String>,
+}
+
+fn default_reference() -> String {
+    "max".into()
 }
 
 impl AudioSpec {
@@ -542,6 +550,12 @@ impl Manifest {
             return Err(whole(format!(
                 "`audio.fmin` = {} and `audio.fmax` = {} must satisfy 0 ≤ fmin < fmax ≤ {nyquist} (half the sample rate)",
                 audio.fmin, audio.fmax
+            )));
+        }
+        if audio.reference != "max" && audio.reference != "one" {
+            return Err(whole(format!(
+                "`audio.reference` must be \"max\" or \"one\", found {:?}",
+                audio.reference
             )));
         }
         match (self.format, audio.layout.as_deref()) {

@@ -502,8 +502,24 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
             l.plan.cells.len(),
             n_done
         );
+        let tw = l
+            .plan
+            .cells
+            .iter()
+            .map(|c| c.target.len())
+            .chain([6])
+            .max()
+            .unwrap_or(6);
+        let sw = l
+            .plan
+            .cells
+            .iter()
+            .map(|c| c.source.len())
+            .chain([6])
+            .max()
+            .unwrap_or(6);
         println!(
-            "  {:<16} {:<10} {:<16} {:<10} {:>6} {:>7} {:>5}  {:<16} state",
+            "  {:<16} {:<tw$} {:<sw$} {:<10} {:>6} {:>7} {:>5}  {:<16} state",
             "fingerprint",
             "target",
             "source",
@@ -515,7 +531,7 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
         );
         for c in &l.plan.cells {
             println!(
-                "  {:<16} {:<10} {:<16} {:<10} {:>6} {:>7} {:>5}  {:<16} {}",
+                "  {:<16} {:<tw$} {:<sw$} {:<10} {:>6} {:>7} {:>5}  {:<16} {}",
                 &c.fingerprint[..16],
                 c.target,
                 c.source,
