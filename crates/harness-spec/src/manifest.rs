@@ -50,7 +50,37 @@ pub enum Format {
     /// Roles `library` (the libespeak-ng shared library) and `data` (its `espeak-ng-data`
     /// folder) come from the source's assets.
     EspeakNg,
+    /// Single notes rendered from a General MIDI SoundFont (`[notes]`), role `soundfont` (the
+    /// `.sf2` file); classes are the 16 General MIDI instrument families, in order.
+    SoundfontNotes,
 }
+
+impl Format {
+    /// Formats whose examples a `render` source generates.
+    pub fn is_rendered(self) -> bool {
+        matches!(self, Format::EspeakNg | Format::SoundfontNotes)
+    }
+}
+
+/// The 16 General MIDI instrument families (program / 8), the classes of `soundfont-notes`.
+pub const GM_FAMILIES: [&str; 16] = [
+    "piano",
+    "chromatic-percussion",
+    "organ",
+    "guitar",
+    "bass",
+    "strings",
+    "ensemble",
+    "brass",
+    "reed",
+    "pipe",
+    "synth-lead",
+    "synth-pad",
+    "synth-effects",
+    "ethnic",
+    "percussive",
+    "sound-effects",
+];
 
 impl Format {
     /// The file roles a source must provide for this format.
@@ -60,6 +90,7 @@ impl Format {
             Format::CsvPixels => &["data"],
             Format::ImageFolder | Format::AudioFolder => &["root"],
             Format::EspeakNg => &["library", "data"],
+            Format::SoundfontNotes => &["soundfont"],
         }
     }
 }
@@ -208,6 +239,21 @@ pub struct RenderSpec {
     pub sha256: Option<Spanned<String>>,
 }
 
+/// How a `soundfont-notes` dataset is rendered: every melodic General MIDI program (0–127) plays
+/// every key of `keys` at every velocity of `velocities`, each note held `hold_seconds` and
+/// then released, in a fresh synthesizer (no reverb or chorus) at `[audio] sample_rate`; a note
+/// is labelled by its program's family.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotesSpec {
+    pub keys: Vec<u8>,
+    pub velocities: Vec<u8>,
+    pub hold_seconds: f64,
+    /// SHA256 of the rendered notes; checked after rendering.
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
+}
+
 /// Layout of a `csv-pixels` file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -276,6 +322,8 @@ pub struct Manifest {
     #[serde(default)]
     pub render: Option<RenderSpec>,
     #[serde(default)]
+    pub notes: Option<NotesSpec>,
+    #[serde(default)]
     pub files: BTreeMap<String, FileSpec>,
     pub split: SplitSpec,
     #[serde(rename = "source")]
@@ -333,6 +381,9 @@ impl Manifest {
         if let Some(sha) = self.render.as_ref().and_then(|r| r.sha256.as_ref()) {
             parts.push(format!("rendered={}", sha.get_ref()));
         }
+        if let Some(sha) = self.notes.as_ref().and_then(|n| n.sha256.as_ref()) {
+            parts.push(format!("rendered={}", sha.get_ref()));
+        }
         if let Some(audio) = &self.audio {
             // Spectrogram settings change the examples as much as the files do.
             parts.push(format!(
@@ -348,6 +399,7 @@ impl Manifest {
     pub fn is_pinned(&self) -> bool {
         match self.format {
             Format::EspeakNg => self.render.as_ref().is_some_and(|r| r.sha256.is_some()),
+            Format::SoundfontNotes => self.notes.as_ref().is_some_and(|n| n.sha256.is_some()),
             format => format
                 .roles()
                 .iter()
@@ -459,9 +511,9 @@ impl Manifest {
                 }
                 _ => {}
             }
-            if (spec.kind == SourceKind::Render) != (self.format == Format::EspeakNg) {
+            if (spec.kind == SourceKind::Render) != self.format.is_rendered() {
                 return Err(at(format!(
-                    "a `render` source goes with format `espeak-ng` (and only with it); this manifest's format is {:?} and the source's kind `{}`",
+                    "a `render` source goes with format `espeak-ng` or `soundfont-notes` (and only with them); this manifest's format is {:?} and the source's kind `{}`",
                     self.format,
                     spec.kind.as_str()
                 )));
@@ -514,7 +566,10 @@ impl Manifest {
 
     fn validate_audio(&self) -> Result<(), SpecError> {
         let whole = |msg: String| SpecError::new(&self.path, msg);
-        let audio_format = matches!(self.format, Format::AudioFolder | Format::EspeakNg);
+        let audio_format = matches!(
+            self.format,
+            Format::AudioFolder | Format::EspeakNg | Format::SoundfontNotes
+        );
         if audio_format != (self.modality == Modality::Audio) {
             return Err(whole(format!(
                 "format {:?} does not hold {} data",
@@ -560,7 +615,7 @@ impl Manifest {
         }
         match (self.format, audio.layout.as_deref()) {
             (Format::AudioFolder, Some("class/clip" | "group/class"))
-            | (Format::EspeakNg, None) => {}
+            | (Format::EspeakNg | Format::SoundfontNotes, None) => {}
             (Format::AudioFolder, other) => {
                 return Err(whole(format!(
                     "`audio.layout` must be \"class/clip\" or \"group/class\" for an audio folder, found {other:?}"
@@ -606,6 +661,39 @@ impl Manifest {
         } else if self.render.is_some() {
             return Err(whole(
                 "`[render]` applies to format `espeak-ng` only".into(),
+            ));
+        }
+        if self.format == Format::SoundfontNotes {
+            let Some(notes) = &self.notes else {
+                return Err(whole(
+                    "format `soundfont-notes` needs a `[notes]` table".into(),
+                ));
+            };
+            if self.classes != GM_FAMILIES {
+                return Err(whole(format!(
+                    "format `soundfont-notes` labels notes by General MIDI family: `classes` must be {GM_FAMILIES:?}"
+                )));
+            }
+            let keys_ok = !notes.keys.is_empty() && notes.keys.iter().all(|&k| k <= 127);
+            let velocities_ok = !notes.velocities.is_empty()
+                && notes.velocities.iter().all(|&v| (1..=127).contains(&v));
+            if !keys_ok || !velocities_ok || !(notes.hold_seconds > 0.0) {
+                return Err(whole(
+                    "`[notes]` needs MIDI keys 0–127, velocities 1–127 and hold_seconds > 0".into(),
+                ));
+            }
+            if let Some(sha) = &notes.sha256 {
+                let s = sha.get_ref();
+                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(self.error_at(
+                        sha.span(),
+                        format!("`notes.sha256` must be 64 hexadecimal digits, found {s:?}"),
+                    ));
+                }
+            }
+        } else if self.notes.is_some() {
+            return Err(whole(
+                "`[notes]` applies to format `soundfont-notes` only".into(),
             ));
         }
         Ok(())
