@@ -33,6 +33,7 @@ mod logmel;
 mod render;
 mod soundfont;
 mod split;
+mod tokenize;
 
 pub use archive::{
     gunzip_if_compressed, read_deb_member, read_deb_tree, read_zip_member, read_zip_tree,
@@ -50,3 +51,7 @@ pub use render::{
 };
 pub use soundfont::{NoteRenderer, gm_family};
 pub use split::{Rng, Subset, by_class, stratified_test_split, training_subset};
+pub use tokenize::{
+    CachedTokenizer, PAD, PAD_ID, TokenizerSpec, UNK, encode_fixed, ensure_tokenizer,
+    load_tokenizer, train_tokenizer,
+};
