@@ -53,6 +53,11 @@ pub fn content_sha256(train: &Inputs, test: &Inputs) -> String {
             h.update((s.mels as u32).to_le_bytes());
             h.update((s.frames as u32).to_le_bytes());
         }
+        Inputs::Tokens(s) => {
+            h.update(b"tokens");
+            h.update((s.tokens as u32).to_le_bytes());
+            h.update((s.vocab_size as u32).to_le_bytes());
+        }
     }
     for set in [train, test] {
         h.update((set.len() as u64).to_le_bytes());
@@ -61,6 +66,11 @@ pub fn content_sha256(train: &Inputs, test: &Inputs) -> String {
             Inputs::Spectrograms(s) => {
                 for v in &s.values {
                     h.update(v.to_le_bytes());
+                }
+            }
+            Inputs::Tokens(s) => {
+                for id in &s.ids {
+                    h.update(id.to_le_bytes());
                 }
             }
         }
@@ -319,6 +329,7 @@ fn write_cached(path: &Path, d: &Dataset) -> Result<()> {
     let kind = match d.train {
         Inputs::Images(_) => "image",
         Inputs::Spectrograms(_) => "spectrogram",
+        Inputs::Tokens(_) => bail!("token sets are derived per experiment and not cached here"),
     };
     let header = serde_json::to_string(&Header {
         id: d.id.clone(),
@@ -342,6 +353,7 @@ fn write_cached(path: &Path, d: &Dataset) -> Result<()> {
                     out.write_all(&v.to_le_bytes())?;
                 }
             }
+            Inputs::Tokens(_) => unreachable!("refused above"),
         }
         for l in set.labels() {
             out.write_all(&l.to_le_bytes())?;

@@ -43,11 +43,41 @@ impl SpectrogramSet {
     }
 }
 
+/// Labelled token-id sequences, `tokens` ids each (padded with id 0), from a vocabulary of
+/// `vocab_size`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenSet {
+    pub tokens: usize,
+    pub vocab_size: usize,
+    pub ids: Vec<u32>,
+    pub labels: Vec<u16>,
+}
+
+impl TokenSet {
+    pub fn example(&self, i: usize) -> &[u32] {
+        &self.ids[i * self.tokens..(i + 1) * self.tokens]
+    }
+
+    pub fn select(&self, indices: &[usize]) -> TokenSet {
+        let mut out = TokenSet {
+            tokens: self.tokens,
+            vocab_size: self.vocab_size,
+            ..Default::default()
+        };
+        for &i in indices {
+            out.ids.extend_from_slice(self.example(i));
+            out.labels.push(self.labels[i]);
+        }
+        out
+    }
+}
+
 /// One split of a dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inputs {
     Images(ImageSet),
     Spectrograms(SpectrogramSet),
+    Tokens(TokenSet),
 }
 
 impl Inputs {
@@ -63,6 +93,7 @@ impl Inputs {
         match self {
             Inputs::Images(s) => &s.labels,
             Inputs::Spectrograms(s) => &s.labels,
+            Inputs::Tokens(s) => &s.labels,
         }
     }
 
@@ -71,6 +102,7 @@ impl Inputs {
         match self {
             Inputs::Images(s) => (s.side, s.side),
             Inputs::Spectrograms(s) => (s.mels, s.frames),
+            Inputs::Tokens(s) => (1, s.tokens),
         }
     }
 
@@ -84,14 +116,17 @@ impl Inputs {
         match self {
             Inputs::Images(s) => Inputs::Images(s.select(indices)),
             Inputs::Spectrograms(s) => Inputs::Spectrograms(s.select(indices)),
+            Inputs::Tokens(s) => Inputs::Tokens(s.select(indices)),
         }
     }
 
-    /// Example `i` as floats on its natural scale: pixels in [0, 1], spectrograms in dB.
+    /// Example `i` as floats on its natural scale: pixels in [0, 1], spectrograms in dB, token
+    /// ids as exact floats.
     fn raw(&self, i: usize, out: &mut Vec<f32>) {
         match self {
             Inputs::Images(s) => out.extend(s.image(i).iter().map(|&p| p as f32 / 255.0)),
             Inputs::Spectrograms(s) => out.extend_from_slice(s.example(i)),
+            Inputs::Tokens(s) => out.extend(s.example(i).iter().map(|&id| id as f32)),
         }
     }
 }
@@ -106,8 +141,16 @@ pub struct Normalisation {
 
 impl Normalisation {
     pub fn of_pool(pool: &Inputs) -> Normalisation {
-        if let Inputs::Images(images) = pool {
-            return Normalisation::of_pixels(&images.pixels);
+        match pool {
+            Inputs::Images(images) => return Normalisation::of_pixels(&images.pixels),
+            // Ids are indices, not quantities: they pass through unchanged.
+            Inputs::Tokens(_) => {
+                return Normalisation {
+                    mean: 0.0,
+                    std: 1.0,
+                };
+            }
+            Inputs::Spectrograms(_) => {}
         }
         let (mut sum, mut count) = (0.0f64, 0usize);
         let mut buffer = Vec::with_capacity(pool.width());
@@ -195,5 +238,26 @@ mod tests {
         });
         let norm = Normalisation::of_pool(&set);
         assert!((norm.mean - 0.5).abs() < 1e-6 && (norm.std - 0.5).abs() < 1e-6);
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn token_ids_pass_through_normalisation_unchanged() {
+        let set = Inputs::Tokens(TokenSet {
+            tokens: 3,
+            vocab_size: 50_000,
+            ids: vec![5, 0, 0, 49_999, 7, 1],
+            labels: vec![0, 1],
+        });
+        let norm = Normalisation::of_pool(&set);
+        assert_eq!(
+            norm.features(&set, &[1, 0]),
+            vec![49_999.0, 7.0, 1.0, 5.0, 0.0, 0.0]
+        );
+        assert_eq!(set.shape(), (1, 3));
     }
 }

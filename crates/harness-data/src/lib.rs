@@ -33,6 +33,7 @@ mod logmel;
 mod render;
 mod soundfont;
 mod split;
+mod text;
 mod tokenize;
 
 pub use archive::{
@@ -44,13 +45,14 @@ pub use dataset::{DataCache, Dataset, content_sha256, prepare};
 pub use decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
 pub use espeak::Espeak;
 pub use fetch::{FetchEvent, Fetched, describe, fetch, tree_sha256, verify};
-pub use inputs::{Inputs, Normalisation, SpectrogramSet};
+pub use inputs::{Inputs, Normalisation, SpectrogramSet, TokenSet};
 pub use logmel::{LogMelSpec, frame_count, hz_to_mel, log_mel, mel_filters, mel_to_hz};
 pub use render::{
     NoteJob, RenderHasher, RenderJob, note_jobs, render_jobs, render_notes, render_words,
 };
 pub use soundfont::{NoteRenderer, gm_family};
 pub use split::{Rng, Subset, by_class, stratified_test_split, training_subset};
+pub use text::{Labelled, Stanza, debian_descriptions, parse_deb822, parse_orange_tab};
 pub use tokenize::{
     CachedTokenizer, PAD, PAD_ID, TokenizerSpec, UNK, encode_fixed, ensure_tokenizer,
     load_tokenizer, train_tokenizer,

@@ -26,7 +26,7 @@ use burn::nn::activation::ActivationConfig;
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 pub use snapshot::{ParamSnapshot, materialise, snapshot};
@@ -60,6 +60,43 @@ impl PatchStem {
     }
 }
 
+/// Text stem: token ids (given as floats, exact below 2²⁴) → learned embeddings plus a learned
+/// position embedding. Id 0 is padding: it is masked out of attention and of the pooling.
+#[derive(Module, Debug)]
+pub struct TextStem {
+    pub embedding: Embedding,
+    pub position: Param<Tensor<3>>,
+}
+
+impl TextStem {
+    /// `[batch, tokens]` ids → (`[batch, tokens, d_model]`, padding mask `[batch, tokens]`).
+    pub fn forward(&self, ids: Tensor<2>) -> (Tensor<3>, Tensor<2, Bool>) {
+        let ids = ids.int();
+        let pad = ids.clone().equal_elem(0);
+        (self.embedding.forward(ids) + self.position.val(), pad)
+    }
+}
+
+/// The modality stem: patches (images, spectrograms) or token embeddings (text).
+#[derive(Module, Debug)]
+pub enum Stem {
+    Patch(PatchStem),
+    Text(TextStem),
+}
+
+impl Stem {
+    /// Tokens, and for text the padding mask.
+    pub fn forward(&self, input: Tensor<2>) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
+        match self {
+            Stem::Patch(stem) => (stem.forward(input), None),
+            Stem::Text(stem) => {
+                let (tokens, pad) = stem.forward(input);
+                (tokens, Some(pad))
+            }
+        }
+    }
+}
+
 /// The shared backbone: a pre-LN Transformer encoder followed by a final layer norm.
 #[derive(Module, Debug)]
 pub struct Backbone {
@@ -68,25 +105,37 @@ pub struct Backbone {
 }
 
 impl Backbone {
-    pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
-        self.norm
-            .forward(self.encoder.forward(TransformerEncoderInput::new(tokens)))
+    /// Tokens through the encoder; `pad` marks positions attention must ignore.
+    pub fn forward(&self, tokens: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let mut input = TransformerEncoderInput::new(tokens);
+        if let Some(pad) = pad {
+            input = input.mask_pad(pad);
+        }
+        self.norm.forward(self.encoder.forward(input))
     }
 }
 
 /// Stem + backbone + head.
 #[derive(Module, Debug)]
 pub struct Classifier {
-    pub stem: PatchStem,
+    pub stem: Stem,
     pub backbone: Backbone,
     pub head: Linear,
 }
 
 impl Classifier {
-    /// Mean-pooled backbone features, `[batch, d_model]`.
+    /// Mean-pooled backbone features (padding excluded), `[batch, d_model]`.
     pub fn features(&self, input: Tensor<2>) -> Tensor<2> {
-        let tokens = self.backbone.forward(self.stem.forward(input));
-        tokens.mean_dim(1).squeeze_dim(1)
+        let (tokens, pad) = self.stem.forward(input);
+        let out = self.backbone.forward(tokens, pad.clone());
+        match pad {
+            None => out.mean_dim(1).squeeze_dim(1),
+            Some(pad) => {
+                let keep = pad.bool_not().float().unsqueeze_dim::<3>(2);
+                let count = keep.clone().sum_dim(1).clamp_min(1.0);
+                (out * keep).sum_dim(1).div(count).squeeze_dim(1)
+            }
+        }
     }
 
     /// Class logits, `[batch, classes]`.
@@ -111,6 +160,10 @@ pub struct ClassifierConfig {
     pub activation: String,
     pub dropout: f64,
     pub classes: usize,
+    /// Text only: vocabulary size of the token embedding (0: a patch stem). For text, `rows`
+    /// is 1 and `cols` the number of tokens.
+    #[config(default = 0)]
+    pub vocab_size: usize,
 }
 
 impl ClassifierConfig {
@@ -171,6 +224,35 @@ impl ClassifierConfig {
         )
     }
 
+    /// `tokens` token ids from a vocabulary of `vocab_size`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn text(
+        vocab_size: usize,
+        tokens: usize,
+        d_model: usize,
+        n_layers: usize,
+        n_heads: usize,
+        d_ff: usize,
+        activation: &str,
+        dropout: f64,
+        classes: usize,
+    ) -> Self {
+        ClassifierConfig::new(
+            1,
+            tokens,
+            1,
+            1,
+            d_model,
+            n_layers,
+            n_heads,
+            d_ff,
+            activation.to_string(),
+            dropout,
+            classes,
+        )
+        .with_vocab_size(vocab_size)
+    }
+
     /// Builds the network with every parameter drawn now from `seed`, so that the same seed
     /// gives the same weights whatever is loaded into the network afterwards.
     pub fn init_seeded(&self, device: &Device, seed: u64) -> Classifier {
@@ -198,14 +280,21 @@ impl ClassifierConfig {
             device,
         );
         Classifier {
-            stem: PatchStem {
-                projection: LinearConfig::new(self.patch_rows * self.patch_cols, self.d_model)
-                    .init(device),
-                position: Param::from_tensor(position),
-                rows: self.rows,
-                cols: self.cols,
-                patch_rows: self.patch_rows,
-                patch_cols: self.patch_cols,
+            stem: if self.vocab_size > 0 {
+                Stem::Text(TextStem {
+                    embedding: EmbeddingConfig::new(self.vocab_size, self.d_model).init(device),
+                    position: Param::from_tensor(position),
+                })
+            } else {
+                Stem::Patch(PatchStem {
+                    projection: LinearConfig::new(self.patch_rows * self.patch_cols, self.d_model)
+                        .init(device),
+                    position: Param::from_tensor(position),
+                    rows: self.rows,
+                    cols: self.cols,
+                    patch_rows: self.patch_rows,
+                    patch_cols: self.patch_cols,
+                })
             },
             backbone: Backbone {
                 encoder,

@@ -46,6 +46,17 @@ pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig
             m.dropout,
             classes,
         ),
+        Inputs::Tokens(t) => ClassifierConfig::text(
+            t.vocab_size,
+            cols,
+            m.d_model,
+            m.n_layers,
+            m.n_heads,
+            m.d_ff,
+            &m.activation,
+            m.dropout,
+            classes,
+        ),
         Inputs::Spectrograms(_) => ClassifierConfig::audio(
             rows,
             cols,

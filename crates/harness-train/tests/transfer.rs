@@ -1,7 +1,7 @@
 //! Transfer and freezing, checked on small synthetic image and spectrogram datasets the test
 //! makes.
 
-use harness_data::{Dataset, ImageSet, Inputs, Rng, SpectrogramSet};
+use harness_data::{Dataset, ImageSet, Inputs, Rng, SpectrogramSet, TokenSet};
 use harness_model::{ParamSnapshot, snapshot};
 use harness_spec::{Cell, FinetuneSpec, Modality, ModelSpec, PretrainJob, PretrainSpec, Relation};
 use harness_train::{initial_model, run_cell};
@@ -357,7 +357,10 @@ fn audio_transfer_copies_stem_and_backbone_freezes_them_under_option1_and_tunes_
     let mut saved = part(&snapshot(&start), "stem");
     saved.extend(part(&snapshot(&start), "backbone"));
     // The spectrogram stem: one token per 2 frames of all 8 mel bands.
-    assert_eq!(start.stem.patch_rows * start.stem.patch_cols, SIDE * 2);
+    let harness_model::Stem::Patch(stem) = &start.stem else {
+        panic!("audio uses the patch stem")
+    };
+    assert_eq!(stem.patch_rows * stem.patch_cols, SIDE * 2);
 
     let c1 = cell("audio-source", 1, Some("audio-k".into()));
     let frozen = run_cell(&c1, &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
@@ -376,4 +379,102 @@ fn audio_transfer_copies_stem_and_backbone_freezes_them_under_option1_and_tunes_
         "every copied tensor moves under Option 2"
     );
     assert_eq!(frozen.subset, tuned.subset, "paired subsets");
+}
+
+/// Class `c` of 3: documents of 2–8 tokens drawn mostly from the class's own ids (10c+2 …
+/// 10c+11) plus shared noise ids, padded with 0 to 8 tokens; `shift` moves the noise ids.
+fn token_dataset(id: &str, seed: u64, shift: u32) -> Dataset {
+    let make = |per_class: usize, stream: u64| {
+        let mut rng = Rng::new(seed + stream, "tokens");
+        let mut set = TokenSet {
+            tokens: 8,
+            vocab_size: 64,
+            ..Default::default()
+        };
+        for i in 0..per_class * 3 {
+            let class = (i % 3) as u32;
+            let len = 2 + rng.below(7);
+            for t in 0..8 {
+                let id = if t >= len {
+                    0
+                } else if rng.below(4) == 0 {
+                    40 + shift + rng.below(10) as u32
+                } else {
+                    10 * class + 2 + rng.below(10) as u32
+                };
+                set.ids.push(id);
+            }
+            set.labels.push(class as u16);
+        }
+        Inputs::Tokens(set)
+    };
+    let (train, test) = (make(40, 0), make(10, 100));
+    Dataset {
+        id: id.into(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        content_sha256: harness_data::content_sha256(&train, &test),
+        train,
+        test,
+        origin: "test".into(),
+    }
+}
+
+#[test]
+fn text_transfer_copies_embedding_and_backbone_and_freezes_them_under_option1() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let job = PretrainJob {
+        source: "text-source".into(),
+        modality: Modality::Text,
+        model: model_spec(),
+        pretrain: PretrainSpec {
+            epochs: 20,
+            batch_size: 16,
+            learning_rate: 3e-3,
+            seed: 0,
+            max_examples: 0,
+        },
+        source_content: "s".into(),
+        key: "text-k".into(),
+    };
+    let source = token_dataset("text-source", 1, 10);
+    let outcome = harness_train::ensure_pretrained(&job, &source, dir.path(), &mut |_| {}).unwrap();
+    assert!(
+        outcome.meta.source_test_accuracy > 0.6,
+        "pre-training learned the classes: {}",
+        outcome.meta.source_test_accuracy
+    );
+    let target = token_dataset("text-target", 2, 0);
+    let c2 = cell("text-source", 2, Some("text-k".into()));
+    let start = initial_model(&c2, &target, Some(&outcome.checkpoint)).unwrap();
+    assert!(matches!(start.stem, harness_model::Stem::Text(_)));
+    let mut saved = part(&snapshot(&start), "stem");
+    saved.extend(part(&snapshot(&start), "backbone"));
+    assert!(saved.len() >= 4, "{:?}", saved.keys());
+
+    let c1 = cell("text-source", 1, Some("text-k".into()));
+    let frozen = run_cell(&c1, &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
+    assert!(frozen.best_step > 0);
+    let after = snapshot(&frozen.model);
+    for (name, values) in &saved {
+        assert_eq!(&after[name], values, "`{name}` changed under Option 1");
+    }
+    let tuned = run_cell(&c2, &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
+    let after = snapshot(&tuned.model);
+    assert!(saved.iter().any(|(name, values)| &after[name] != values));
+    assert_eq!(frozen.subset, tuned.subset, "paired subsets");
+    // A mostly padded document gives finite logits: padding is masked, never divided by zero.
+    let model = burn::module::Module::valid(&tuned.model);
+    let device = burn::prelude::Device::flex();
+    let short = burn::prelude::Tensor::<2>::from_floats(
+        [[12.0, 13.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
+        &device,
+    );
+    let logits = model.forward(short);
+    let v: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(v.iter().all(|x| x.is_finite()));
 }
