@@ -14,8 +14,9 @@ use crate::audio::Clip;
 use crate::audioset::{decode_audio_tree, spectrograms};
 use crate::decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
 use crate::fetch::{FetchEvent, Fetched, fetch};
-use crate::inputs::{Inputs, SpectrogramSet};
+use crate::inputs::{Inputs, SpectrogramSet, TextSet};
 use crate::split::stratified_test_split;
+use crate::text::parse_orange_tab;
 
 /// Bumped when decoding or splitting changes, so old cache entries are not read.
 const DECODER_VERSION: u32 = 2;
@@ -53,6 +54,7 @@ pub fn content_sha256(train: &Inputs, test: &Inputs) -> String {
             h.update((s.mels as u32).to_le_bytes());
             h.update((s.frames as u32).to_le_bytes());
         }
+        Inputs::Texts(_) => h.update(b"texts"),
         Inputs::Tokens(s) => {
             h.update(b"tokens");
             h.update((s.tokens as u32).to_le_bytes());
@@ -71,6 +73,12 @@ pub fn content_sha256(train: &Inputs, test: &Inputs) -> String {
             Inputs::Tokens(s) => {
                 for id in &s.ids {
                     h.update(id.to_le_bytes());
+                }
+            }
+            Inputs::Texts(s) => {
+                for doc in &s.docs {
+                    h.update((doc.len() as u64).to_le_bytes());
+                    h.update(doc.as_bytes());
                 }
             }
         }
@@ -218,6 +226,26 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
                 Inputs::Spectrograms(spectrograms(&test, audio)?),
             )
         }
+        Fetched::Files(files) if manifest.format == Format::TextTab => {
+            let mut sets = Vec::new();
+            for role in ["train", "test"] {
+                let bytes = files
+                    .get(role)
+                    .with_context(|| format!("no `{role}` file"))?;
+                let name = format!("{} ({role})", describe_role(manifest, role));
+                let (classes, docs) = parse_orange_tab(bytes, &name, None, None)?;
+                ensure!(
+                    classes == manifest.classes,
+                    "`{role}` has the classes {classes:?}; the manifest lists {:?}",
+                    manifest.classes
+                );
+                let (labels, docs) = docs.into_iter().unzip();
+                sets.push(Inputs::Texts(TextSet { docs, labels }));
+            }
+            let test = sets.pop().context("no test set")?;
+            let train = sets.pop().context("no training set")?;
+            (train, test)
+        }
         fetched => {
             let (train, test) = decode_images(manifest, fetched)?;
             (Inputs::Images(train), Inputs::Images(test))
@@ -232,6 +260,15 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
         manifest.split.test
     );
     Ok((train, test))
+}
+
+/// The member path or file a role names in the manifest's first source, for messages.
+fn describe_role(manifest: &Manifest, role: &str) -> String {
+    manifest
+        .sources
+        .iter()
+        .find_map(|s| s.get_ref().files.get(role).cloned())
+        .unwrap_or_else(|| role.to_string())
 }
 
 fn decode_images(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, ImageSet)> {
@@ -329,6 +366,7 @@ fn write_cached(path: &Path, d: &Dataset) -> Result<()> {
     let kind = match d.train {
         Inputs::Images(_) => "image",
         Inputs::Spectrograms(_) => "spectrogram",
+        Inputs::Texts(_) => "text",
         Inputs::Tokens(_) => bail!("token sets are derived per experiment and not cached here"),
     };
     let header = serde_json::to_string(&Header {
@@ -351,6 +389,12 @@ fn write_cached(path: &Path, d: &Dataset) -> Result<()> {
             Inputs::Spectrograms(s) => {
                 for v in &s.values {
                     out.write_all(&v.to_le_bytes())?;
+                }
+            }
+            Inputs::Texts(s) => {
+                for doc in &s.docs {
+                    out.write_all(&(doc.len() as u64).to_le_bytes())?;
+                    out.write_all(doc.as_bytes())?;
                 }
             }
             Inputs::Tokens(_) => unreachable!("refused above"),
@@ -386,6 +430,19 @@ fn read_cached(path: &Path, manifest: &Manifest) -> Result<Dataset> {
     let width = header.rows * header.cols;
     let mut sets = Vec::new();
     for count in [header.train, header.test] {
+        if header.kind == "text" {
+            let mut docs = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len = u64::from_le_bytes(take(8)?.try_into()?) as usize;
+                docs.push(String::from_utf8(take(len)?.to_vec())?);
+            }
+            let labels: Vec<u16> = take(count * 2)?
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            sets.push(Inputs::Texts(TextSet { docs, labels }));
+            continue;
+        }
         let values = match header.kind.as_str() {
             "image" => take(count * width)?.to_vec(),
             "spectrogram" => take(count * width * 4)?.to_vec(),

@@ -72,12 +72,20 @@ impl TokenSet {
     }
 }
 
+/// Labelled documents, before tokenisation (which depends on the experiment).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextSet {
+    pub docs: Vec<String>,
+    pub labels: Vec<u16>,
+}
+
 /// One split of a dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inputs {
     Images(ImageSet),
     Spectrograms(SpectrogramSet),
     Tokens(TokenSet),
+    Texts(TextSet),
 }
 
 impl Inputs {
@@ -94,6 +102,7 @@ impl Inputs {
             Inputs::Images(s) => &s.labels,
             Inputs::Spectrograms(s) => &s.labels,
             Inputs::Tokens(s) => &s.labels,
+            Inputs::Texts(s) => &s.labels,
         }
     }
 
@@ -103,6 +112,8 @@ impl Inputs {
             Inputs::Images(s) => (s.side, s.side),
             Inputs::Spectrograms(s) => (s.mels, s.frames),
             Inputs::Tokens(s) => (1, s.tokens),
+            // Documents have no fixed shape until they are tokenised.
+            Inputs::Texts(_) => (1, 0),
         }
     }
 
@@ -117,6 +128,10 @@ impl Inputs {
             Inputs::Images(s) => Inputs::Images(s.select(indices)),
             Inputs::Spectrograms(s) => Inputs::Spectrograms(s.select(indices)),
             Inputs::Tokens(s) => Inputs::Tokens(s.select(indices)),
+            Inputs::Texts(s) => Inputs::Texts(TextSet {
+                docs: indices.iter().map(|&i| s.docs[i].clone()).collect(),
+                labels: indices.iter().map(|&i| s.labels[i]).collect(),
+            }),
         }
     }
 
@@ -127,6 +142,7 @@ impl Inputs {
             Inputs::Images(s) => out.extend(s.image(i).iter().map(|&p| p as f32 / 255.0)),
             Inputs::Spectrograms(s) => out.extend_from_slice(s.example(i)),
             Inputs::Tokens(s) => out.extend(s.example(i).iter().map(|&id| id as f32)),
+            Inputs::Texts(_) => {}
         }
     }
 }
@@ -144,7 +160,7 @@ impl Normalisation {
         match pool {
             Inputs::Images(images) => return Normalisation::of_pixels(&images.pixels),
             // Ids are indices, not quantities: they pass through unchanged.
-            Inputs::Tokens(_) => {
+            Inputs::Tokens(_) | Inputs::Texts(_) => {
                 return Normalisation {
                     mean: 0.0,
                     std: 1.0,

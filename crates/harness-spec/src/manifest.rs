@@ -53,6 +53,10 @@ pub enum Format {
     /// Single notes rendered from a General MIDI SoundFont (`[notes]`), role `soundfont` (the
     /// `.sf2` file); classes are the 16 General MIDI instrument families, in order.
     SoundfontNotes,
+    /// Orange's tab-separated text format (roles `train` and `test`, the official split): a
+    /// header of names, types and flags; the column flagged `class` is the label and the one
+    /// other `string` column the document.
+    TextTab,
 }
 
 impl Format {
@@ -91,6 +95,7 @@ impl Format {
             Format::ImageFolder | Format::AudioFolder => &["root"],
             Format::EspeakNg => &["library", "data"],
             Format::SoundfontNotes => &["soundfont"],
+            Format::TextTab => &["train", "test"],
         }
     }
 }
@@ -571,6 +576,13 @@ impl Manifest {
             Format::AudioFolder | Format::EspeakNg | Format::SoundfontNotes
         );
         if audio_format != (self.modality == Modality::Audio) {
+            return Err(whole(format!(
+                "format {:?} does not hold {} data",
+                self.format,
+                self.modality.as_str()
+            )));
+        }
+        if (self.format == Format::TextTab) != (self.modality == Modality::Text) {
             return Err(whole(format!(
                 "format {:?} does not hold {} data",
                 self.format,

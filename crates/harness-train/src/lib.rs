@@ -46,6 +46,9 @@ pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig
             m.dropout,
             classes,
         ),
+        Inputs::Texts(_) => {
+            anyhow::bail!("`{}`: text must be tokenised before training", dataset.id)
+        }
         Inputs::Tokens(t) => ClassifierConfig::text(
             t.vocab_size,
             cols,

@@ -1,6 +1,7 @@
-//! End-to-end tests of the `harness` binary on small audio datasets that each test writes
-//! itself (WAV folders fetched through `local` manifest sources), fully offline: a source laid
-//! out by class folder, a target laid out by speaker folder with whole speakers held out.
+//! End-to-end tests of the `harness` binary on small audio and text datasets that each test
+//! writes itself, fully offline: WAV folders fetched through `local` manifest sources (a source
+//! laid out by class folder, a target laid out by speaker folder with whole speakers held out),
+//! and Orange `.tab` text files.
 
 use std::f32::consts::PI;
 use std::fs;
@@ -332,5 +333,89 @@ fn an_audio_experiment_without_frames_per_token_is_refused_with_help() {
     assert!(
         err.contains("does not divide the 21 log-mel frames"),
         "{err}"
+    );
+}
+
+/// A text dataset in Orange's tab format, fetched from a local folder.
+fn text_project(train: &[u8]) -> (tempfile::TempDir, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("data-manifests");
+    fs::create_dir_all(&m).unwrap();
+    fs::write(m.join("train.tab"), train).unwrap();
+    fs::write(
+        m.join("test.tab"),
+        "Category\tText\nd\tstring\nclass\t\n\nspam\tbuy now\nham\tsee you\n",
+    )
+    .unwrap();
+    fs::write(
+        m.join("posts.toml"),
+        r#"id = "posts"
+name = "posts"
+modality = "text"
+licence = "CC0"
+citation = "made by the test"
+format = "text-tab"
+classes = ["ham", "spam"]
+
+[split]
+method = "official"
+train = 4
+test = 2
+
+[[source]]
+kind = "local"
+path = "."
+files = { train = "train.tab", test = "test.tab" }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["fetch", "posts"])
+        .current_dir(dir.path())
+        .env("HARNESS_CACHE", dir.path().join("cache"))
+        .env_remove("HARNESS_MANIFESTS")
+        .output()
+        .unwrap();
+    (dir, out)
+}
+
+#[test]
+fn a_text_tab_dataset_decodes_and_bad_lines_are_named() {
+    let good = b"Category\tText\nd\tstring\nclass\t\n\nham\thello there\nspam\twin money\nham\tlunch\nspam\tfree prize\n";
+    let (_dir, out) = text_project(good);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("4 training-pool + 2 test examples"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut not_utf8 = good.to_vec();
+    let at = not_utf8.windows(5).position(|w| w == b"lunch").unwrap();
+    not_utf8[at] = 0xff;
+    let (_dir, out) = text_project(&not_utf8);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("train.tab (train):7"),
+        "{}",
+        stderr(&out)
+    );
+
+    let empty = b"Category\tText\nd\tstring\nclass\t\n\nham\thello there\nspam\t\n";
+    let (_dir, out) = text_project(empty);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("train.tab (train):6"),
+        "{}",
+        stderr(&out)
+    );
+
+    let no_label = b"Text\nstring\n\n\nhello there\n";
+    let (_dir, out) = text_project(no_label);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("train.tab (train)"),
+        "{}",
+        stderr(&out)
     );
 }
