@@ -139,29 +139,21 @@ fn try_source(
     downloads: &Path,
     events: &mut dyn FnMut(FetchEvent),
 ) -> Result<Fetched> {
-    if spec.kind == SourceKind::Render && manifest.format == Format::SoundfontNotes {
-        let soundfont = render_asset(manifest, spec, downloads, "soundfont")?;
-        let (clips, sha) =
-            crate::render::render_notes(manifest, &soundfont, &mut |done, total| {
-                events(FetchEvent::Rendering {
-                    dataset: manifest.id.clone(),
-                    done,
-                    total,
-                })
-            })?;
-        verify_rendered(manifest, &sha)?;
-        return Ok(Fetched::Clips(clips));
-    }
     if spec.kind == SourceKind::Render {
-        let (library, data) = espeak_assets(manifest, spec, downloads)?;
-        let (clips, sha) =
-            crate::render::render_words(manifest, &library, &data, &mut |done, total| {
-                events(FetchEvent::Rendering {
-                    dataset: manifest.id.clone(),
-                    done,
-                    total,
-                })
-            })?;
+        let mut progress = |done, total| {
+            events(FetchEvent::Rendering {
+                dataset: manifest.id.clone(),
+                done,
+                total,
+            })
+        };
+        let (clips, sha) = if manifest.format == Format::SoundfontNotes {
+            let soundfont = render_asset(manifest, spec, downloads, "soundfont")?;
+            crate::render::render_notes(manifest, &soundfont, &mut progress)?
+        } else {
+            let (library, data) = espeak_assets(manifest, spec, downloads)?;
+            crate::render::render_words(manifest, &library, &data, &mut progress)?
+        };
         verify_rendered(manifest, &sha)?;
         return Ok(Fetched::Clips(clips));
     }

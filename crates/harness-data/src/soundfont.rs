@@ -33,27 +33,6 @@ const MELODIC_CHANNEL: i32 = 0;
 /// MIDI status byte for Program Change (low nibble is the channel).
 const PROGRAM_CHANGE: i32 = 0xC0;
 
-/// Names of the 16 General MIDI instrument families, indexed by
-/// `program / 8`.
-const GM_FAMILIES: [&str; 16] = [
-    "piano",
-    "chromatic-percussion",
-    "organ",
-    "guitar",
-    "bass",
-    "strings",
-    "ensemble",
-    "brass",
-    "reed",
-    "pipe",
-    "synth-lead",
-    "synth-pad",
-    "synth-effects",
-    "ethnic",
-    "percussive",
-    "sound-effects",
-];
-
 /// Returns the General MIDI instrument family of a 0-based program number
 /// (`program / 8`), e.g. `0` → `"piano"`, `40` → `"strings"`.
 ///
@@ -62,7 +41,7 @@ const GM_FAMILIES: [&str; 16] = [
 /// will normally have validated it already.
 #[must_use]
 pub fn gm_family(program: u8) -> &'static str {
-    GM_FAMILIES[usize::from(program.min(127) / 8)]
+    harness_spec::GM_FAMILIES[usize::from(program.min(127) / 8)]
 }
 
 /// Renders single notes from a SoundFont with fixed synthesis settings.

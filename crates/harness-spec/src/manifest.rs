@@ -488,15 +488,7 @@ impl Manifest {
                     self.format.roles()
                 )));
             }
-            if let Some(sha) = &file.sha256 {
-                let s = sha.get_ref();
-                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(self.error_at(
-                        sha.span(),
-                        format!("`sha256` of `{role}` must be 64 hexadecimal digits, found {s:?}"),
-                    ));
-                }
-            }
+            self.check_sha256(file.sha256.as_ref(), &format!("`sha256` of `{role}`"))?;
         }
         if self.sources.is_empty() {
             return Err(whole("a manifest needs at least one `[[source]]`".into()));
@@ -564,6 +556,20 @@ impl Manifest {
                         self.format.roles()
                     )));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A written checksum must be 64 hex digits; the error points at it.
+    fn check_sha256(&self, sha: Option<&Spanned<String>>, what: &str) -> Result<(), SpecError> {
+        if let Some(sha) = sha {
+            let s = sha.get_ref();
+            if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(self.error_at(
+                    sha.span(),
+                    format!("{what} must be 64 hexadecimal digits, found {s:?}"),
+                ));
             }
         }
         Ok(())
@@ -661,15 +667,7 @@ impl Manifest {
                     "`render.pitch` must be [low, high] within 0–100 and `render.rate` [low, high] words per minute from 80 up".into(),
                 ));
             }
-            if let Some(sha) = &render.sha256 {
-                let s = sha.get_ref();
-                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(self.error_at(
-                        sha.span(),
-                        format!("`render.sha256` must be 64 hexadecimal digits, found {s:?}"),
-                    ));
-                }
-            }
+            self.check_sha256(render.sha256.as_ref(), "`render.sha256`")?;
         } else if self.render.is_some() {
             return Err(whole(
                 "`[render]` applies to format `espeak-ng` only".into(),
@@ -694,15 +692,7 @@ impl Manifest {
                     "`[notes]` needs MIDI keys 0–127, velocities 1–127 and hold_seconds > 0".into(),
                 ));
             }
-            if let Some(sha) = &notes.sha256 {
-                let s = sha.get_ref();
-                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(self.error_at(
-                        sha.span(),
-                        format!("`notes.sha256` must be 64 hexadecimal digits, found {s:?}"),
-                    ));
-                }
-            }
+            self.check_sha256(notes.sha256.as_ref(), "`notes.sha256`")?;
         } else if self.notes.is_some() {
             return Err(whole(
                 "`[notes]` applies to format `soundfont-notes` only".into(),
