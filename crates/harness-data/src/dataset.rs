@@ -16,7 +16,7 @@ use crate::decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder
 use crate::fetch::{FetchEvent, Fetched, fetch};
 use crate::inputs::{Inputs, SpectrogramSet, TextSet};
 use crate::split::stratified_test_split;
-use crate::text::parse_orange_tab;
+use crate::text::{parse_orange_tab, parse_text_csv};
 
 /// Bumped when decoding or splitting changes, so old cache entries are not read.
 const DECODER_VERSION: u32 = 2;
@@ -246,6 +246,48 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
             let train = sets.pop().context("no training set")?;
             (train, test)
         }
+        Fetched::Files(files) if manifest.format == Format::TextCsv => {
+            let csv = manifest.csv.clone().unwrap_or_default();
+            let delimiter = csv.delimiter.chars().next().unwrap_or(',');
+            let read = |role: &str| -> Result<Vec<(u16, String)>> {
+                let bytes = files
+                    .get(role)
+                    .with_context(|| format!("no `{role}` file"))?;
+                let name = format!("{} ({role})", describe_role(manifest, role));
+                parse_text_csv(
+                    bytes,
+                    &name,
+                    delimiter,
+                    csv.header,
+                    csv.label_column == "first",
+                    csv.labels == "one-based",
+                    &manifest.classes,
+                )
+            };
+            let texts = |docs: Vec<(u16, String)>| {
+                let (labels, docs) = docs.into_iter().unzip();
+                Inputs::Texts(TextSet { docs, labels })
+            };
+            if manifest.split.method == SplitMethod::Official {
+                (texts(read("train")?), texts(read("test")?))
+            } else {
+                ensure!(
+                    manifest.split.method == SplitMethod::Stratified,
+                    "a single `text-csv` file is split with `method = \"stratified\"`"
+                );
+                let all = texts(read("data")?);
+                let (pool, test) = stratified_test_split(
+                    all.labels(),
+                    manifest.classes.len(),
+                    manifest
+                        .split
+                        .test_per_class
+                        .context("`test_per_class` missing")?,
+                    manifest.split.seed.context("`seed` missing")?,
+                )?;
+                (all.select(&pool), all.select(&test))
+            }
+        }
         fetched => {
             let (train, test) = decode_images(manifest, fetched)?;
             (Inputs::Images(train), Inputs::Images(test))
@@ -292,10 +334,7 @@ fn decode_images(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, Ima
             (train, test)
         }
         (Format::CsvPixels, Fetched::Files(files)) => {
-            let csv = manifest.csv.clone().unwrap_or(harness_spec::CsvSpec {
-                label_column: "last".into(),
-                header: false,
-            });
+            let csv = manifest.csv.clone().unwrap_or_default();
             let all = decode_csv_pixels(
                 files.get("data").context("no `data` file")?,
                 classes,

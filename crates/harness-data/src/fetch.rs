@@ -70,6 +70,10 @@ pub fn describe(source: &SourceSpec) -> String {
         SourceKind::Pip => format!("pip {}", pinned(&source.package, "==")),
         SourceKind::Apt => format!("apt {}", pinned(&source.package, "=")),
         SourceKind::Local => format!("local {}", source.path.clone().unwrap_or_default()),
+        SourceKind::AptLists => format!(
+            "apt lists {}",
+            source.files.get("packages").cloned().unwrap_or_default()
+        ),
         SourceKind::Render => {
             let assets = match source.fetch_kind() {
                 SourceKind::Pip => format!("pip {}", pinned(&source.package, "==")),
@@ -157,6 +161,17 @@ fn try_source(
         verify_rendered(manifest, &sha)?;
         return Ok(Fetched::Clips(clips));
     }
+    if spec.kind == SourceKind::AptLists {
+        let csv = apt_lists_descriptions(spec, &downloads.join("apt-lists"))?;
+        verify(manifest, "data", csv.as_bytes()).context(
+            "the Debian archive has moved since the manifest was written (point releases change \
+             package descriptions): the derived file differs, and so would every result on it",
+        )?;
+        return Ok(Fetched::Files(BTreeMap::from([(
+            "data".to_string(),
+            csv.into_bytes(),
+        )])));
+    }
     if manifest.format == Format::AudioFolder {
         let (origin, files) = read_tree(manifest, spec, downloads)?;
         verify_tree(manifest, &files)?;
@@ -202,7 +217,7 @@ fn try_source(
                 files.insert(role.clone(), bytes);
             }
         }
-        SourceKind::Render => unreachable!("handled above"),
+        SourceKind::Render | SourceKind::AptLists => unreachable!("handled above"),
     }
     let mut verified = BTreeMap::new();
     for (role, bytes) in files {
@@ -535,6 +550,7 @@ fn apt_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
     if let Some(deb) = find_with_extension(&dir, "deb") {
         return Ok(deb);
     }
+    let is_root = is_root();
     std::fs::create_dir_all(&dir)?;
     let download = || {
         run(
@@ -546,12 +562,6 @@ fn apt_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
     };
     if let Err(first) = download() {
         // A fresh machine often has no package lists yet; as root, fetch them once and retry.
-        let is_root = std::fs::read_to_string("/proc/self/status")
-            .map(|s| {
-                s.lines()
-                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-            })
-            .unwrap_or(false);
         if !is_root {
             return Err(first.context(
                 "the package lists may be missing: run `sudo apt-get update` and try again",
@@ -566,4 +576,101 @@ fn apt_download(spec: &SourceSpec, dir: &Path) -> Result<PathBuf> {
     }
     find_with_extension(&dir, "deb")
         .ok_or_else(|| anyhow!("apt-get downloaded no .deb for {request}"))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The list file apt names after `dists/PATH` (`bookworm/main/i18n/Translation-en` →
+/// `…_dists_bookworm_main_i18n_Translation-en`), if `lists` holds it.
+fn find_list(lists: &Path, path: &str) -> Option<PathBuf> {
+    let suffix = format!("_dists_{}", path.trim_matches('/').replace('/', "_"));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(lists)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&suffix))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Debian descriptions labelled by Section, as the derived CSV: the index files come from
+/// `apt-get update` into a private folder (`dir/lists`), with the machine's own apt sources,
+/// English translations, uncompressed indexes, and no root needed.
+fn apt_lists_descriptions(spec: &SourceSpec, dir: &Path) -> Result<String> {
+    let lists = dir.join("lists");
+    let wanted = |role: &str| spec.files.get(role).map(String::as_str).unwrap_or_default();
+    let (packages, translations) = (wanted("packages"), wanted("translations"));
+    let present = |lists: &Path| {
+        find_list(lists, packages).is_some() && find_list(lists, translations).is_some()
+    };
+    if !present(&lists) {
+        std::fs::create_dir_all(lists.join("partial"))?;
+        std::fs::create_dir_all(dir.join("cache").join("archives").join("partial"))?;
+        let arch = packages
+            .split('/')
+            .find_map(|part| part.strip_prefix("binary-"))
+            .unwrap_or("amd64");
+        let mut command = Command::new("apt-get");
+        command.args(["update", "-q"]).args(
+            [
+                format!("Dir::State::Lists={}", lists.display()),
+                format!("Dir::Cache={}", dir.join("cache").display()),
+                "Debug::NoLocking=1".into(),
+                "Acquire::Languages=en".into(),
+                "Acquire::GzipIndexes=false".into(),
+                format!("APT::Architecture={arch}"),
+                "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
+                "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".into(),
+                "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".into(),
+                "Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false".into(),
+            ]
+            .into_iter()
+            .flat_map(|o| ["-o".to_string(), o]),
+        );
+        if is_root() {
+            // apt would otherwise hand the private folder to its `_apt` user and warn.
+            command.args(["-o", "APT::Sandbox::User=root"]);
+        }
+        run(&mut command, "apt-get update (into a private lists folder)")?;
+    }
+    let read = |path: &str| -> Result<(String, String)> {
+        let file = find_list(&lists, path).ok_or_else(|| {
+            let mut names: Vec<String> = std::fs::read_dir(&lists)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                        .filter_map(|n| n.split_once("_dists_").map(|(_, p)| p.replace('_', "/")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            anyhow!(
+                "apt fetched no index `dists/{path}` (the machine's apt sources may not carry that suite); it fetched: {}",
+                names.join(", ")
+            )
+        })?;
+        let bytes = gunzip_if_compressed(std::fs::read(&file)?)?;
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = String::from_utf8(bytes).map_err(|e| anyhow!("{name}: not UTF-8 ({e})"))?;
+        Ok((name, text))
+    };
+    let packages = read(packages)?;
+    let translations = read(translations)?;
+    let rows = crate::text::debian_descriptions(&[packages], &[translations])?;
+    Ok(crate::text::debian_descriptions_csv(&rows))
 }

@@ -51,9 +51,17 @@ pub use render::{
     NoteJob, RenderHasher, RenderJob, note_jobs, render_jobs, render_notes, render_words,
 };
 pub use soundfont::{NoteRenderer, gm_family};
-pub use split::{Rng, Subset, by_class, stratified_test_split, training_subset};
-pub use text::{Labelled, Stanza, debian_descriptions, parse_deb822, parse_orange_tab};
-pub use tokenize::{
-    CachedTokenizer, PAD, PAD_ID, TokenizerSpec, UNK, encode_fixed, ensure_tokenizer,
-    load_tokenizer, train_tokenizer,
+pub use split::{
+    Rng, Subset, by_class, proportional_subset, stratified_test_split, training_subset,
 };
+pub use text::{
+    Labelled, Stanza, debian_descriptions, debian_descriptions_csv, parse_csv, parse_deb822,
+    parse_orange_tab, parse_text_csv, write_csv_record,
+};
+pub use tokenize::{
+    CachedTokenizer, PAD, PAD_ID, TextNormalisation, TokenizerSpec, UNK, encode_fixed,
+    ensure_tokenizer, load_tokenizer, tokenise_texts, train_tokenizer,
+};
+/// The tokenizer type of the `tokenizers` crate, as [`load_tokenizer`] and [`ensure_tokenizer`]
+/// return it.
+pub use tokenizers::Tokenizer;

@@ -60,6 +60,32 @@ pub fn by_class(labels: &[u16], classes: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// `n` of the examples, each class keeping its share of the whole (largest remainders, ties to
+/// the lower class index), drawn with `seed`; sorted. For capping a pre-training pool whose
+/// classes may be very unequal (Debian sections run from 15 to 6,456 descriptions).
+pub fn proportional_subset(labels: &[u16], classes: usize, n: usize, seed: u64) -> Vec<usize> {
+    let total = labels.len();
+    if n >= total {
+        return (0..total).collect();
+    }
+    let members = by_class(labels, classes);
+    let mut quotas: Vec<usize> = members.iter().map(|m| m.len() * n / total).collect();
+    let mut by_remainder: Vec<usize> = (0..classes).collect();
+    by_remainder.sort_by_key(|&c| (std::cmp::Reverse(members[c].len() * n % total), c));
+    let short = n - quotas.iter().sum::<usize>();
+    for &c in by_remainder.iter().take(short) {
+        quotas[c] += 1;
+    }
+    let mut rng = Rng::new(seed, "proportional-subset");
+    let mut out = Vec::with_capacity(n);
+    for (mut m, quota) in members.into_iter().zip(quotas) {
+        rng.shuffle(&mut m);
+        out.extend_from_slice(&m[..quota]);
+    }
+    out.sort_unstable();
+    out
+}
+
 /// Splits examples into (training pool, test set) with `test_per_class` test examples of each
 /// class drawn with `seed`. Both lists come back sorted.
 pub fn stratified_test_split(
@@ -269,5 +295,30 @@ mod tests {
         let labels = labels(10, 2);
         let pool: Vec<usize> = (0..20).collect();
         assert!(training_subset(&pool, &labels, 2, 21, 0, 0.2).is_err());
+    }
+
+    #[test]
+    fn proportional_subsets_keep_each_class_share_and_are_reproducible() {
+        // 3 classes of 10, 30 and 60 examples.
+        let labels: Vec<u16> = (0..100u16)
+            .map(|i| {
+                if i < 10 {
+                    0
+                } else if i < 40 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
+        let a = proportional_subset(&labels, 3, 25, 7);
+        assert_eq!(a.len(), 25);
+        let count = |c: u16| a.iter().filter(|&&i| labels[i] == c).count();
+        // 2.5, 7.5, 15 → the two .5 remainders go to the lower class index first: 3, 7, 15.
+        assert_eq!((count(0), count(1), count(2)), (3, 7, 15));
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(a, proportional_subset(&labels, 3, 25, 7));
+        assert_ne!(a, proportional_subset(&labels, 3, 25, 8));
+        assert_eq!(proportional_subset(&labels, 3, 500, 7).len(), 100);
     }
 }

@@ -449,6 +449,191 @@ impl<'a> OrangeHeader<'a> {
     }
 }
 
+/// Appends one record of delimited text to `out` (RFC 4180): a field holding the delimiter, a
+/// quote, CR or LF, or starting or ending with whitespace, is quoted with its quotes doubled.
+pub fn write_csv_record(out: &mut String, fields: &[&str], delimiter: char) {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(delimiter);
+        }
+        let quote = field.contains([delimiter, '"', '\r', '\n'])
+            || field.starts_with(char::is_whitespace)
+            || field.ends_with(char::is_whitespace);
+        if quote {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push('\n');
+}
+
+/// Parses delimited text (RFC 4180: fields may be quoted with `"`, a quote inside is doubled,
+/// quoted fields may span lines; records end with LF or CRLF) into records, each with the
+/// 1-based line it starts on. Blank lines are skipped.
+///
+/// # Errors
+///
+/// Naming `file` and the line: invalid UTF-8 (with the byte column), a quote left open, and
+/// text between a closing quote and the next delimiter.
+pub fn parse_csv(bytes: &[u8], file: &str, delimiter: char) -> Result<Vec<(usize, Vec<String>)>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        anyhow!(
+            "{file}:{line}: invalid UTF-8 at byte {} of the line",
+            e.valid_up_to() - start + 1
+        )
+    })?;
+    let mut records = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut line = 1;
+    while chars.peek().is_some() {
+        let start_line = line;
+        let mut fields = Vec::new();
+        loop {
+            let mut field = String::new();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                let opened = line;
+                loop {
+                    match chars.next() {
+                        None => bail!("{file}:{opened}: a quoted field is never closed"),
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            field.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => {
+                            if c == '\n' {
+                                line += 1;
+                            }
+                            field.push(c);
+                        }
+                    }
+                }
+                match chars.peek() {
+                    None | Some('\n' | '\r') => {}
+                    Some(&c) if c == delimiter => {}
+                    Some(c) => bail!(
+                        "{file}:{line}: {c:?} after a closing quote (a quote inside a quoted field is written twice)"
+                    ),
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == delimiter || c == '\n' || c == '\r' {
+                        break;
+                    }
+                    field.push(c);
+                    chars.next();
+                }
+            }
+            fields.push(field);
+            match chars.next() {
+                Some(c) if c == delimiter => continue,
+                Some('\r') => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    line += 1;
+                    break;
+                }
+                Some('\n') => {
+                    line += 1;
+                    break;
+                }
+                None => break,
+                Some(_) => unreachable!("fields end at a delimiter or a line end"),
+            }
+        }
+        if !(fields.len() == 1 && fields[0].is_empty()) {
+            records.push((start_line, fields));
+        }
+    }
+    Ok(records)
+}
+
+/// Reads a `text-csv` file: `(class index, document)` per record, the label taken from the
+/// first or last column (`label_first`), as a class name or (`one_based`) a 1-based index into
+/// `classes`; the other columns, trimmed and joined with a space, are the document.
+///
+/// # Errors
+///
+/// Naming `file` and the line: everything [`parse_csv`] refuses, a record of fewer than two
+/// fields or of another field count than the first record, a missing or unknown label, and an
+/// empty document.
+pub fn parse_text_csv(
+    bytes: &[u8],
+    file: &str,
+    delimiter: char,
+    header: bool,
+    label_first: bool,
+    one_based: bool,
+    classes: &[String],
+) -> Result<Vec<(u16, String)>> {
+    let records = parse_csv(bytes, file, delimiter)?;
+    let mut out = Vec::with_capacity(records.len());
+    let mut width = None;
+    for (line, mut fields) in records.into_iter().skip(usize::from(header)) {
+        ensure!(
+            fields.len() >= 2,
+            "{file}:{line}: expected a label and a document separated by {delimiter:?}, found {} field",
+            fields.len()
+        );
+        let expected = *width.get_or_insert(fields.len());
+        ensure!(
+            fields.len() == expected,
+            "{file}:{line}: {} fields where the first record has {expected}",
+            fields.len()
+        );
+        let label = if label_first {
+            fields.remove(0)
+        } else {
+            fields.pop().unwrap_or_default()
+        };
+        let label = label.trim();
+        ensure!(!label.is_empty(), "{file}:{line}: missing label");
+        let class = if one_based {
+            match label.parse::<usize>() {
+                Ok(k) if (1..=classes.len()).contains(&k) => k - 1,
+                _ => bail!(
+                    "{file}:{line}: label {label:?} is not a class number from 1 to {}",
+                    classes.len()
+                ),
+            }
+        } else {
+            classes.iter().position(|c| c == label).ok_or_else(|| {
+                anyhow!("{file}:{line}: label {label:?} is not one of the manifest's classes")
+            })?
+        };
+        let document = fields
+            .iter()
+            .map(|f| f.trim())
+            .filter(|f| !f.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        ensure!(!document.is_empty(), "{file}:{line}: empty document");
+        out.push((class as u16, document));
+    }
+    Ok(out)
+}
+
+/// Debian package descriptions as the derived `text-csv` file that pins them: one record
+/// `section,description` per description, in [`debian_descriptions`]'s order.
+pub fn debian_descriptions_csv(rows: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (section, description) in rows {
+        write_csv_record(&mut out, &[section, description], ',');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,6 +804,74 @@ mod tests {
         assert_err(
             parse(b"Category\tText\nx y\tstring\nclass\t\nz\tdoc\n"),
             &["t:4:", "declared values"],
+        );
+    }
+
+    #[test]
+    fn csv_records_written_then_read_come_back_whole() {
+        let fields = ["a,b", "say \"hi\"", "two\nlines", " padded", "plain"];
+        let mut out = String::new();
+        write_csv_record(&mut out, &fields, ',');
+        write_csv_record(&mut out, &["x", "y", "z", "w", "v"], ',');
+        let records = parse_csv(out.as_bytes(), "f.csv", ',').unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].1, fields);
+        // The second record starts after the line break inside the first.
+        assert_eq!(records[1].0, 3);
+    }
+
+    #[test]
+    fn text_csv_errors_name_the_file_and_line() {
+        let classes = vec!["World".to_string(), "Sports".to_string()];
+        let read = |text: &[u8]| {
+            parse_text_csv(text, "train.csv", ',', false, true, true, &classes)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let ok = read(b"\"1\",\"Title\",\"Body, with comma\"\n\"2\",\"T2\",\"B2\"\r\n").unwrap();
+        assert_eq!(
+            ok,
+            vec![(0, "Title Body, with comma".into()), (1, "T2 B2".into())]
+        );
+        assert_eq!(
+            read(b"1,a,b\n3,c,d\n").unwrap_err(),
+            "train.csv:2: label \"3\" is not a class number from 1 to 2"
+        );
+        assert_eq!(
+            read(b"1,a,b\n2,,\n").unwrap_err(),
+            "train.csv:2: empty document"
+        );
+        assert_eq!(
+            read(b"1,a,b\n2,c\n").unwrap_err(),
+            "train.csv:2: 2 fields where the first record has 3"
+        );
+        assert_eq!(
+            read(b"1,a,b\n\n2,\"open\n").unwrap_err(),
+            "train.csv:3: a quoted field is never closed"
+        );
+        assert_eq!(
+            read(b"1,a,b\n2,c,\xff\n").unwrap_err(),
+            "train.csv:2: invalid UTF-8 at byte 5 of the line"
+        );
+        assert_eq!(
+            read(b"1,a,b\n,c,d\n").unwrap_err(),
+            "train.csv:2: missing label"
+        );
+        let names = parse_text_csv(
+            b"Sports\ta b\n",
+            "d.tsv",
+            '\t',
+            false,
+            true,
+            false,
+            &classes,
+        )
+        .unwrap();
+        assert_eq!(names, vec![(1, "a b".into())]);
+        let err = parse_text_csv(b"Chess\ta b\n", "d.tsv", '\t', false, true, false, &classes)
+            .unwrap_err();
+        assert!(
+            format!("{err}").starts_with("d.tsv:1: label \"Chess\""),
+            "{err}"
         );
     }
 }

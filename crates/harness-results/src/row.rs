@@ -6,6 +6,12 @@ use polars::prelude::*;
 /// Reads a whole column as a vector of one Rust type.
 pub trait FromColumn: Sized {
     fn read(column: &Column) -> PolarsResult<Vec<Self>>;
+
+    /// Values for a column the file does not have (written before the column existed):
+    /// nulls for an optional column; none (an error) for a required one.
+    fn absent(_len: usize) -> Option<Vec<Self>> {
+        None
+    }
 }
 
 fn missing(name: &str) -> PolarsError {
@@ -23,6 +29,9 @@ impl FromColumn for String {
     }
 }
 impl FromColumn for Option<String> {
+    fn absent(len: usize) -> Option<Vec<Self>> {
+        Some(vec![None; len])
+    }
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
         Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
     }
@@ -36,6 +45,9 @@ impl FromColumn for i64 {
     }
 }
 impl FromColumn for Option<i64> {
+    fn absent(len: usize) -> Option<Vec<Self>> {
+        Some(vec![None; len])
+    }
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
         Ok(c.i64()?.iter().collect())
     }
@@ -47,6 +59,9 @@ impl FromColumn for f64 {
     }
 }
 impl FromColumn for Option<f64> {
+    fn absent(len: usize) -> Option<Vec<Self>> {
+        Some(vec![None; len])
+    }
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
         Ok(c.f64()?.iter().collect())
     }
@@ -87,7 +102,10 @@ macro_rules! result_schema {
 
             /// Rows back out of a frame written by [`ResultRow::to_frame`].
             pub fn from_frame(frame: &DataFrame) -> PolarsResult<Vec<ResultRow>> {
-                $( let $name = <$ty as FromColumn>::read(frame.column(stringify!($name))?)?; )*
+                $( let $name = match frame.column(stringify!($name)) {
+                    Ok(column) => <$ty as FromColumn>::read(column)?,
+                    Err(err) => <$ty as FromColumn>::absent(frame.height()).ok_or(err)?,
+                }; )*
                 Ok((0..frame.height())
                     .map(|i| ResultRow { $( $name: $name[i].clone(), )* })
                     .collect())
@@ -125,6 +143,12 @@ result_schema! {
     activation: String,
     /// Backbone dropout.
     dropout: f64,
+    /// Audio stem: log-mel frames per token (audio targets only).
+    frames_per_token: Option<i64>,
+    /// Text: tokens per document after cutting or padding (text targets only).
+    max_tokens: Option<i64>,
+    /// Text: vocabulary size of the tokenizer actually used (text targets only).
+    vocab_size: Option<i64>,
     /// Fine-tuning batch size.
     batch_size: i64,
     /// Adam learning rate used by this cell (depends on the option).
@@ -185,6 +209,8 @@ result_schema! {
     pretrain_key: Option<String>,
     /// SHA256 of the checkpoint files (null for scratch).
     checkpoint_sha256: Option<String>,
+    /// SHA256 of the `tokenizer.json` that encoded a text target and its text source.
+    tokenizer_sha256: Option<String>,
     /// SHA256 of the decoded target dataset.
     target_sha256: String,
     /// SHA256 of the decoded source dataset (null for scratch).

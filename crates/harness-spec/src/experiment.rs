@@ -60,7 +60,7 @@ pub struct PretrainSpec {
     pub learning_rate: f64,
     /// Seed of the initialisation and batch order.
     pub seed: u64,
-    /// Use at most this many training examples (0 = all), drawn stratified.
+    /// Use at most this many training examples (0 = all), each class keeping its share.
     pub max_examples: usize,
 }
 
@@ -112,6 +112,45 @@ impl Default for FinetuneSpec {
     }
 }
 
+/// How text becomes token ids: one tokenizer per experiment, shared by every text dataset in it
+/// (source and target alike), so that every cell of a text target is paired whatever its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextSpec {
+    /// Tokens per document: longer documents are cut (the start is kept), shorter ones padded.
+    pub max_tokens: usize,
+    /// Vocabulary of the trained WordPiece tokenizer, the two special tokens included.
+    pub vocab_size: usize,
+    /// Pieces seen fewer times than this in the corpus are not learned.
+    pub min_frequency: u64,
+    /// Normalisation applied to every text before tokenising: `"letters"` (lower-case letters
+    /// a–z and single spaces; accents stripped, everything else a space: what the 20 Newsgroups
+    /// reference package already is) or `"tokenizer"` (only the tokenizer's own lower-casing
+    /// and accent stripping).
+    pub normalise: String,
+    /// Dataset whose training pool trains the tokenizer; by default the first text source in
+    /// `matrix.sources`, or, with none, the first text target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<String>,
+    /// The user's own `tokenizer.json` (path relative to the experiment file) instead of
+    /// training one. `[PAD]` must be id 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+}
+
+impl Default for TextSpec {
+    fn default() -> Self {
+        TextSpec {
+            max_tokens: 128,
+            vocab_size: 8000,
+            min_frequency: 2,
+            normalise: "letters".into(),
+            corpus: None,
+            tokenizer: None,
+        }
+    }
+}
+
 /// The grid of cells.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +176,8 @@ struct ExperimentFile {
     pretrain: PretrainSpec,
     #[serde(default)]
     finetune: FinetuneSpec,
+    #[serde(default)]
+    text: TextSpec,
 }
 
 /// A parsed experiment file.
@@ -149,6 +190,8 @@ pub struct Experiment {
     pub model: ModelSpec,
     pub pretrain: PretrainSpec,
     pub finetune: FinetuneSpec,
+    /// The `[text]` table.
+    pub text_spec: TextSpec,
     pub path: PathBuf,
     pub text: String,
 }
@@ -177,6 +220,7 @@ impl Experiment {
             model: file.model,
             pretrain: file.pretrain,
             finetune: file.finetune,
+            text_spec: file.text,
             path: path.to_path_buf(),
             text: text.to_string(),
         };
@@ -257,6 +301,25 @@ impl Experiment {
         }
         if !(0.0..1.0).contains(&model.dropout) {
             return Err(self.error_near("dropout", "`model.dropout` must be in [0, 1)"));
+        }
+        let text = &self.text_spec;
+        if text.max_tokens == 0 {
+            return Err(self.error_near("max_tokens", "`text.max_tokens` must be positive"));
+        }
+        if text.vocab_size < 3 {
+            return Err(self.error_near(
+                "vocab_size",
+                "`text.vocab_size` must leave room beside the two special tokens (at least 3)",
+            ));
+        }
+        if !matches!(text.normalise.as_str(), "letters" | "tokenizer") {
+            return Err(self.error_near(
+                "normalise",
+                format!(
+                    "`text.normalise` must be \"letters\" or \"tokenizer\", found {:?}",
+                    text.normalise
+                ),
+            ));
         }
         let ft = &self.finetune;
         if !(ft.validation_fraction > 0.0 && ft.validation_fraction < 1.0) {

@@ -23,9 +23,13 @@ mod manifest;
 mod plan;
 
 pub use error::{Location, SpecError};
-pub use experiment::{Experiment, FinetuneSpec, MatrixSpec, ModelSpec, PretrainSpec, SCRATCH};
+pub use experiment::{
+    Experiment, FinetuneSpec, MatrixSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
+};
 pub use manifest::{
     AudioSpec, CsvSpec, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest, ManifestSet, Modality,
     NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,
 };
-pub use plan::{Cell, FINGERPRINT_VERSION, Plan, PretrainJob, Relation, expand, fingerprint_of};
+pub use plan::{
+    Cell, FINGERPRINT_VERSION, Plan, PretrainJob, Relation, TokenizerPlan, expand, fingerprint_of,
+};

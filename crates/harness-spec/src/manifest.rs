@@ -57,6 +57,12 @@ pub enum Format {
     /// header of names, types and flags; the column flagged `class` is the label and the one
     /// other `string` column the document.
     TextTab,
+    /// Delimited text (RFC 4180 quoting; `[csv] delimiter`, default `,`): one document per
+    /// record, the label in the column `[csv] label_column` names (`"first"` or `"last"`) as a
+    /// class name or, with `[csv] labels = "one-based"`, a 1-based class index; every other
+    /// column joined with a space is the document. Roles `train` and `test` with
+    /// `method = "official"`, otherwise one file `data` split as `[split]` says.
+    TextCsv,
 }
 
 impl Format {
@@ -96,13 +102,14 @@ impl Format {
             Format::EspeakNg => &["library", "data"],
             Format::SoundfontNotes => &["soundfont"],
             Format::TextTab => &["train", "test"],
+            Format::TextCsv => &["data"],
         }
     }
 }
 
 /// Where a source's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum SourceKind {
     /// The dataset's official address; each role maps to a URL.
     Url,
@@ -116,6 +123,13 @@ pub enum SourceKind {
     /// says (`pip`, `apt` or `local`, with `package` / `version` / `path` as for that kind);
     /// the rendered content is verified against `[render] sha256`.
     Render,
+    /// Debian's package descriptions, labelled by `Section`: `apt-get update` into a private
+    /// lists folder in the cache (no root needed), then `Packages` joined with `Translation-en`
+    /// on `Description-md5`. `files.packages` and `files.translations` name the index files as
+    /// paths below `dists/` (e.g. `bookworm/main/binary-amd64/Packages`). It delivers one
+    /// derived CSV file, role `data` (`section,description`), verified by `[files.data]
+    /// sha256`: the archive moves with point releases, so the derived file is what is pinned.
+    AptLists,
 }
 
 impl SourceKind {
@@ -126,6 +140,7 @@ impl SourceKind {
             SourceKind::Apt => "apt",
             SourceKind::Local => "local",
             SourceKind::Render => "render",
+            SourceKind::AptLists => "apt-lists",
         }
     }
 }
@@ -269,6 +284,32 @@ pub struct CsvSpec {
     /// Whether the first line is a header to skip.
     #[serde(default)]
     pub header: bool,
+    /// Field separator of `text-csv` files: one character (`","` or `"\t"`).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// How `text-csv` labels name a class: `"names"` (the class name) or `"one-based"`
+    /// (1 = the first class in `classes`).
+    #[serde(default = "default_labels")]
+    pub labels: String,
+}
+
+impl Default for CsvSpec {
+    fn default() -> Self {
+        CsvSpec {
+            label_column: default_label_column(),
+            header: false,
+            delimiter: default_delimiter(),
+            labels: default_labels(),
+        }
+    }
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+
+fn default_labels() -> String {
+    "names".into()
 }
 
 fn default_label_column() -> String {
@@ -364,9 +405,26 @@ impl Manifest {
         SpecError::at(&self.path, &self.text, span, message)
     }
 
+    /// An error pointing at the first line that mentions `key`, or at the file.
+    pub fn error_near(&self, key: &str, message: impl Into<String>) -> SpecError {
+        match self.text.find(key) {
+            Some(at) => SpecError::at(&self.path, &self.text, at..at + key.len(), message),
+            None => SpecError::new(&self.path, message),
+        }
+    }
+
     /// An error about the manifest as a whole.
     pub fn error(&self, message: impl Into<String>) -> SpecError {
         SpecError::new(&self.path, message)
+    }
+
+    /// The file roles a source must provide: the format's, except that `text-csv` with an
+    /// official split takes `train` and `test` instead of one `data` file.
+    pub fn roles(&self) -> &'static [&'static str] {
+        match self.format {
+            Format::TextCsv if self.split.method == SplitMethod::Official => &["train", "test"],
+            format => format.roles(),
+        }
     }
 
     /// Expected examples in the training pool.
@@ -405,7 +463,7 @@ impl Manifest {
         match self.format {
             Format::EspeakNg => self.render.as_ref().is_some_and(|r| r.sha256.is_some()),
             Format::SoundfontNotes => self.notes.as_ref().is_some_and(|n| n.sha256.is_some()),
-            format => format
+            _ => self
                 .roles()
                 .iter()
                 .all(|r| self.files.get(*r).is_some_and(|f| f.sha256.is_some())),
@@ -452,14 +510,34 @@ impl Manifest {
             return Err(whole("`image.side` must be positive".into()));
         }
         self.validate_audio()?;
-        if let Some(csv) = &self.csv
-            && csv.label_column != "first"
-            && csv.label_column != "last"
-        {
-            return Err(whole(format!(
-                "`csv.label_column` must be \"first\" or \"last\", found {:?}",
-                csv.label_column
-            )));
+        if let Some(csv) = &self.csv {
+            if csv.label_column != "first" && csv.label_column != "last" {
+                return Err(self.error_near(
+                    "label_column",
+                    format!(
+                        "`csv.label_column` must be \"first\" or \"last\", found {:?}",
+                        csv.label_column
+                    ),
+                ));
+            }
+            if csv.delimiter.chars().count() != 1 || csv.delimiter == "\"" {
+                return Err(self.error_near(
+                    "delimiter",
+                    format!(
+                        "`csv.delimiter` must be one character other than `\"`, found {:?}",
+                        csv.delimiter
+                    ),
+                ));
+            }
+            if csv.labels != "names" && csv.labels != "one-based" {
+                return Err(self.error_near(
+                    "labels",
+                    format!(
+                        "`csv.labels` must be \"names\" or \"one-based\", found {:?}",
+                        csv.labels
+                    ),
+                ));
+            }
         }
         if self.split.method == SplitMethod::Stratified
             && (self.split.test_per_class.is_none() || self.split.seed.is_none())
@@ -481,11 +559,11 @@ impl Manifest {
             }
         }
         for (role, file) in &self.files {
-            if !self.format.roles().contains(&role.as_str()) {
+            if !self.roles().contains(&role.as_str()) {
                 return Err(whole(format!(
                     "`[files.{role}]` is not a role of format {:?}; expected one of {:?}",
                     self.format,
-                    self.format.roles()
+                    self.roles()
                 )));
             }
             self.check_sha256(file.sha256.as_ref(), &format!("`sha256` of `{role}`"))?;
@@ -527,7 +605,7 @@ impl Manifest {
                             "a `render` source with `local` assets needs `path`".into()
                         ));
                     }
-                    SourceKind::Url | SourceKind::Render => {
+                    SourceKind::Url | SourceKind::Render | SourceKind::AptLists => {
                         return Err(at("`assets` must be \"pip\", \"apt\" or \"local\"".into()));
                     }
                     _ => {}
@@ -535,10 +613,23 @@ impl Manifest {
             } else if spec.assets.is_some() {
                 return Err(at("`assets` belongs to `render` sources only".into()));
             }
+            if spec.kind == SourceKind::AptLists && self.format != Format::TextCsv {
+                return Err(at(format!(
+                    "an `apt-lists` source delivers a `text-csv` file; this manifest's format is {:?}",
+                    self.format
+                )));
+            }
+            // What the source's `files` must name: for `apt-lists`, the two index files it
+            // derives `data` from; otherwise the format's roles.
+            let roles: &[&str] = if spec.kind == SourceKind::AptLists {
+                &["packages", "translations"]
+            } else {
+                self.roles()
+            };
             let needs_files = !(spec.kind == SourceKind::Local
                 && matches!(self.format, Format::ImageFolder | Format::AudioFolder));
             if needs_files {
-                for role in self.format.roles() {
+                for role in roles {
                     if !spec.files.contains_key(*role) {
                         return Err(at(format!(
                             "this `{}` source does not say where file `{role}` is",
@@ -549,11 +640,11 @@ impl Manifest {
                 }
             }
             for role in spec.files.keys() {
-                if !self.format.roles().contains(&role.as_str()) {
+                if !roles.contains(&role.as_str()) {
                     return Err(at(format!(
-                        "`files.{role}` is not a role of format {:?}; expected one of {:?}",
+                        "`files.{role}` is not a file this `{}` source provides for format {:?}; expected one of {roles:?}",
+                        spec.kind.as_str(),
                         self.format,
-                        self.format.roles()
                     )));
                 }
             }
@@ -588,7 +679,9 @@ impl Manifest {
                 self.modality.as_str()
             )));
         }
-        if (self.format == Format::TextTab) != (self.modality == Modality::Text) {
+        if matches!(self.format, Format::TextTab | Format::TextCsv)
+            != (self.modality == Modality::Text)
+        {
             return Err(whole(format!(
                 "format {:?} does not hold {} data",
                 self.format,

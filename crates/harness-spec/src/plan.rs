@@ -1,11 +1,13 @@
 //! Matrix expansion: an experiment and the manifests it names become pre-training jobs and
 //! cells, each with a content fingerprint that identifies its result.
 
+use std::path::{Path, PathBuf};
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::SpecError;
-use crate::experiment::{Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH};
+use crate::experiment::{Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec};
 use crate::manifest::{Manifest, ManifestSet, Modality};
 
 /// Bumped whenever a change alters what a cell or a pre-training run computes, so that stale
@@ -34,6 +36,23 @@ impl Relation {
     }
 }
 
+/// The tokenizer of an experiment's text datasets: trained on one dataset's training pool, or
+/// the user's own file.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenizerPlan {
+    pub text: TextSpec,
+    /// Dataset whose training pool trains it (none when the user's file is given).
+    pub corpus: Option<String>,
+    /// Content of that dataset (its manifest's checksums).
+    pub corpus_content: Option<String>,
+    /// The user's `tokenizer.json`, resolved against the experiment file's folder.
+    pub file: Option<PathBuf>,
+    /// SHA256 of that file, read when the plan is made.
+    pub file_sha256: Option<String>,
+    /// Content hash of all the above.
+    pub key: String,
+}
+
 /// One pre-training run: a source dataset, an architecture and pre-training settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct PretrainJob {
@@ -41,6 +60,9 @@ pub struct PretrainJob {
     pub modality: Modality,
     pub model: ModelSpec,
     pub pretrain: PretrainSpec,
+    /// Key of the tokenizer that turns this (text) source into token ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
     /// Content of the source dataset (its manifest's checksums).
     pub source_content: String,
     /// Content hash that names the checkpoint in the cache.
@@ -59,6 +81,9 @@ pub struct Cell {
     pub seed: u64,
     pub model: ModelSpec,
     pub finetune: FinetuneSpec,
+    /// Key of the tokenizer of a text target (and of its text sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
     /// Key of the pre-training job whose checkpoint initialises this cell (none for scratch).
     pub pretrain_key: Option<String>,
     /// Content of the target dataset (its manifest's checksums).
@@ -70,6 +95,7 @@ pub struct Cell {
 /// Everything one or more experiment files ask for.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    pub tokenizers: Vec<TokenizerPlan>,
     pub pretrain_jobs: Vec<PretrainJob>,
     pub cells: Vec<Cell>,
 }
@@ -77,6 +103,11 @@ pub struct Plan {
 impl Plan {
     /// Adds another experiment's jobs and cells; a pre-training job already present is shared.
     pub fn merge(&mut self, other: Plan) {
+        for tokenizer in other.tokenizers {
+            if !self.tokenizers.iter().any(|t| t.key == tokenizer.key) {
+                self.tokenizers.push(tokenizer);
+            }
+        }
         for job in other.pretrain_jobs {
             if !self.pretrain_jobs.iter().any(|j| j.key == job.key) {
                 self.pretrain_jobs.push(job);
@@ -87,6 +118,10 @@ impl Plan {
 
     pub fn job(&self, key: &str) -> Option<&PretrainJob> {
         self.pretrain_jobs.iter().find(|j| j.key == key)
+    }
+
+    pub fn tokenizer(&self, key: &str) -> Option<&TokenizerPlan> {
+        self.tokenizers.iter().find(|t| t.key == key)
     }
 }
 
@@ -116,6 +151,15 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
     };
 
     let mut plan = Plan::default();
+    let tokenizer = tokenizer_plan(experiment, manifests)?;
+    if let Some(t) = &tokenizer {
+        plan.tokenizers.push(t.clone());
+    }
+    let tokenizer_of = |dataset: &Manifest| {
+        (dataset.modality == Modality::Text)
+            .then(|| tokenizer.as_ref().map(|t| t.key.clone()))
+            .flatten()
+    };
     for target_id in &m.targets {
         let target = lookup(target_id, "target")?;
         check_model_fits(experiment, target, target_id.span())?;
@@ -169,7 +213,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
             } else {
                 Relation::Mismatched
             };
-            let job = pretrain_job(experiment, source);
+            let job = pretrain_job(experiment, source, tokenizer_of(source));
             let key = job.key.clone();
             if !plan
                 .pretrain_jobs
@@ -194,6 +238,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                             *n.get_ref(),
                             seed,
                             pretrain_key.clone(),
+                            tokenizer_of(target),
                         ));
                     }
                 }
@@ -246,22 +291,96 @@ fn check_model_fits(
                 ));
             }
         }
-        Modality::Text => {
-            return Err(experiment
-                .error_at(
-                    span,
-                    format!(
-                        "dataset `{}` is text; this version of the harness trains image and audio datasets only",
-                        dataset.id
-                    ),
-                )
-                .with_help("the text stem is not built yet"));
-        }
+        // Any text fits: the tokenizer cuts or pads every document to `text.max_tokens`.
+        Modality::Text => {}
     }
     Ok(())
 }
 
-fn pretrain_job(experiment: &Experiment, source: &Manifest) -> PretrainJob {
+/// The experiment's tokenizer, when a text dataset is in its matrix.
+fn tokenizer_plan(
+    experiment: &Experiment,
+    manifests: &ManifestSet,
+) -> Result<Option<TokenizerPlan>, SpecError> {
+    let m = &experiment.matrix;
+    let text_ids = |ids: &[toml::Spanned<String>]| -> Vec<String> {
+        ids.iter()
+            .filter_map(|id| manifests.get(id.get_ref()))
+            .filter(|d| d.modality == Modality::Text)
+            .map(|d| d.id.clone())
+            .collect()
+    };
+    let sources = text_ids(&m.sources);
+    let targets = text_ids(&m.targets);
+    if sources.is_empty() && targets.is_empty() {
+        return Ok(None);
+    }
+    let text = experiment.text_spec.clone();
+    let (mut corpus, mut corpus_content, mut file, mut file_sha256) = (None, None, None, None);
+    if let Some(path) = &text.tokenizer {
+        let base = experiment.path.parent().unwrap_or(Path::new("."));
+        let resolved = base.join(path);
+        let bytes = std::fs::read(&resolved).map_err(|e| {
+            experiment.error_near(
+                "tokenizer",
+                format!("cannot read `text.tokenizer` {}: {e}", resolved.display()),
+            )
+        })?;
+        file_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+        file = Some(resolved);
+    } else {
+        let id = match &text.corpus {
+            Some(id) => id.clone(),
+            None => sources
+                .into_iter()
+                .chain(targets)
+                .next()
+                .expect("a text dataset"),
+        };
+        let Some(dataset) = manifests.get(&id) else {
+            return Err(experiment
+                .error_near("corpus", format!("unknown `text.corpus` dataset id `{id}`"))
+                .with_help(format!("known datasets: {}", manifests.known_ids())));
+        };
+        if dataset.modality != Modality::Text {
+            return Err(experiment.error_near(
+                "corpus",
+                format!(
+                    "`text.corpus` = `{id}` is {} data, not text",
+                    dataset.modality.as_str()
+                ),
+            ));
+        }
+        corpus_content = Some(dataset.content_key());
+        corpus = Some(id);
+    }
+    let mut plan = TokenizerPlan {
+        text,
+        corpus,
+        corpus_content,
+        file: None,
+        file_sha256,
+        key: String::new(),
+    };
+    #[derive(Serialize)]
+    struct Key<'a> {
+        version: u32,
+        plan: &'a TokenizerPlan,
+    }
+    // The file's path does not change what it holds; its hash does.
+    plan.key = fingerprint_of(&Key {
+        version: FINGERPRINT_VERSION,
+        plan: &plan,
+    });
+    plan.file = file;
+    Ok(Some(plan))
+}
+
+fn pretrain_job(
+    experiment: &Experiment,
+    source: &Manifest,
+    tokenizer: Option<String>,
+) -> PretrainJob {
     #[derive(Serialize)]
     struct Key<'a> {
         version: u32,
@@ -269,6 +388,11 @@ fn pretrain_job(experiment: &Experiment, source: &Manifest) -> PretrainJob {
         content: String,
         model: &'a ModelSpec,
         pretrain: &'a PretrainSpec,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tokenizer: &'a Option<String>,
+        /// How a capped pool is drawn (changed from equal per-class quotas to proportional).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subset: Option<&'static str>,
     }
     let content = source.content_key();
     let key = fingerprint_of(&Key {
@@ -277,12 +401,15 @@ fn pretrain_job(experiment: &Experiment, source: &Manifest) -> PretrainJob {
         content: content.clone(),
         model: &experiment.model,
         pretrain: &experiment.pretrain,
+        tokenizer: &tokenizer,
+        subset: (experiment.pretrain.max_examples > 0).then_some("proportional"),
     });
     PretrainJob {
         source: source.id.clone(),
         modality: source.modality,
         model: experiment.model.clone(),
         pretrain: experiment.pretrain.clone(),
+        tokenizer,
         source_content: content,
         key,
     }
@@ -298,6 +425,7 @@ fn cell(
     n_train: usize,
     seed: u64,
     pretrain_key: Option<String>,
+    tokenizer: Option<String>,
 ) -> Cell {
     let mut cell = Cell {
         experiment: experiment.name.clone(),
@@ -309,6 +437,7 @@ fn cell(
         seed,
         model: experiment.model.clone(),
         finetune: experiment.finetune.clone(),
+        tokenizer,
         pretrain_key,
         target_content: target.content_key(),
         fingerprint: String::new(),

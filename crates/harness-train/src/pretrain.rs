@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use harness_data::{Dataset, Normalisation, Rng, training_subset};
+use harness_data::{Dataset, Normalisation, Rng, proportional_subset};
 use harness_model::{Checkpoint, save_pretrained};
 use harness_spec::PretrainJob;
 use serde::{Deserialize, Serialize};
@@ -100,15 +100,7 @@ fn train(
     let classes = source.classes.len();
     let pool: Vec<usize> = (0..source.train.len()).collect();
     let mut examples = if spec.max_examples > 0 && spec.max_examples < pool.len() {
-        training_subset(
-            &pool,
-            &source.train.labels(),
-            classes,
-            spec.max_examples,
-            spec.seed,
-            0.5,
-        )?
-        .all()
+        proportional_subset(source.train.labels(), classes, spec.max_examples, spec.seed)
     } else {
         pool
     };

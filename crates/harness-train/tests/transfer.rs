@@ -131,6 +131,7 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
             batch_size: 8,
             ..Default::default()
         },
+        tokenizer: None,
         pretrain_key,
         target_content: "t".into(),
         fingerprint: format!("{source}-{option}"),
@@ -139,6 +140,7 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
 
 fn pretrained(cache: &std::path::Path) -> harness_train::PretrainOutcome {
     let job = PretrainJob {
+        tokenizer: None,
         source: "source".into(),
         modality: Modality::Image,
         model: model_spec(),
@@ -322,6 +324,7 @@ fn audio_transfer_copies_stem_and_backbone_freezes_them_under_option1_and_tunes_
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let job = PretrainJob {
+        tokenizer: None,
         source: "audio-source".into(),
         modality: Modality::Audio,
         model: model_spec(),
@@ -424,6 +427,7 @@ fn text_transfer_copies_embedding_and_backbone_and_freezes_them_under_option1() 
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let job = PretrainJob {
+        tokenizer: None,
         source: "text-source".into(),
         modality: Modality::Text,
         model: model_spec(),

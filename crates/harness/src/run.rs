@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use harness_data::{DataCache, Dataset, FetchEvent, prepare};
+use harness_data::{
+    DataCache, Dataset, FetchEvent, Inputs, PAD_ID, TextNormalisation, Tokenizer, TokenizerSpec,
+    ensure_tokenizer, load_tokenizer, prepare, tokenise_texts,
+};
 use harness_results::{ReportContext, ResultRow, ResultStore, write_report};
-use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, expand};
+use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, TokenizerPlan, expand};
 use harness_train::{CellOutcome, PretrainOutcome, TrainEvent, ensure_pretrained, run_cell};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +101,133 @@ fn fetch_datasets(
     Ok(out)
 }
 
+/// Each tokenizer the pending work needs, trained on its corpus (or read from the cache, or
+/// the user's file): key → (tokenizer, SHA256 of its `tokenizer.json`).
+fn tokenise_datasets(
+    keys: &BTreeSet<&String>,
+    all: &Plan,
+    raw: &HashMap<String, Dataset>,
+    cache: &DataCache,
+    display: &Display,
+) -> Result<HashMap<String, (Tokenizer, String)>> {
+    let mut out = HashMap::new();
+    for &key in keys {
+        let plan = all.tokenizer(key).context("tokenizer of a planned key")?;
+        let (tokenizer, sha, what) = if let Some(path) = &plan.file {
+            let tokenizer = load_tokenizer(path)?;
+            let sha = plan.file_sha256.clone().unwrap_or_default();
+            (
+                tokenizer,
+                sha,
+                format!("{} (the experiment's own)", path.display()),
+            )
+        } else {
+            let id = plan
+                .corpus
+                .as_ref()
+                .context("a tokenizer without a corpus or a file")?;
+            let corpus = &raw[id];
+            let Inputs::Texts(texts) = &corpus.train else {
+                anyhow::bail!("`text.corpus` = `{id}` is not a text dataset");
+            };
+            let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
+            let spinner = display.spinner(format!(
+                "tokenizer: learning a {}-token vocabulary from {id}",
+                plan.text.vocab_size
+            ));
+            // Normalised only if the tokenizer is not in the cache yet.
+            let docs = std::cell::OnceCell::new();
+            let cached = ensure_tokenizer(
+                &cache.root,
+                &format!(
+                    "{}:normalise={}",
+                    corpus.content_sha256, plan.text.normalise
+                ),
+                &TokenizerSpec {
+                    vocab_size: plan.text.vocab_size,
+                    min_frequency: plan.text.min_frequency,
+                },
+                || {
+                    docs.get_or_init(|| {
+                        texts
+                            .docs
+                            .iter()
+                            .map(|d| normalisation.apply(d))
+                            .collect::<Vec<String>>()
+                    })
+                    .iter()
+                    .map(String::as_str)
+                },
+            );
+            spinner.finish_and_clear();
+            let cached = cached.with_context(|| format!("training the tokenizer on `{id}`"))?;
+            let what = format!(
+                "trained on the {} training-pool documents of {id}{}, {}",
+                texts.docs.len(),
+                if cached.trained_now { "" } else { " (cached)" },
+                cached.path.display()
+            );
+            (cached.tokenizer, cached.sha256, what)
+        };
+        display.line(format!(
+            "tokenizer {}: {} tokens, {what}, sha256 {}",
+            &key[..16],
+            tokenizer.get_vocab_size(true),
+            &sha[..16.min(sha.len())]
+        ));
+        out.insert(key.clone(), (tokenizer, sha));
+    }
+    Ok(out)
+}
+
+/// `dataset` with its documents as token ids.
+fn encode_dataset(
+    dataset: &Dataset,
+    tokenizer: &Tokenizer,
+    plan: &TokenizerPlan,
+) -> Result<Dataset> {
+    let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
+    let encode = |inputs: &Inputs| -> Result<Inputs> {
+        match inputs {
+            Inputs::Texts(texts) => Ok(Inputs::Tokens(tokenise_texts(
+                tokenizer,
+                texts,
+                plan.text.max_tokens,
+                normalisation,
+            )?)),
+            _ => anyhow::bail!("`{}` is not a text dataset", dataset.id),
+        }
+    };
+    Ok(Dataset {
+        id: dataset.id.clone(),
+        classes: dataset.classes.clone(),
+        train: encode(&dataset.train)?,
+        test: encode(&dataset.test)?,
+        content_sha256: dataset.content_sha256.clone(),
+        origin: dataset.origin.clone(),
+    })
+}
+
+/// One line on how documents fit `max_tokens`: the mean length and the share that is cut.
+fn token_summary(dataset: &Dataset, plan: &TokenizerPlan) -> String {
+    let Inputs::Tokens(t) = &dataset.train else {
+        return String::new();
+    };
+    let n = t.labels.len().max(1);
+    let lengths: Vec<usize> = (0..t.labels.len())
+        .map(|i| t.example(i).iter().filter(|&&id| id != PAD_ID).count())
+        .collect();
+    let full = lengths.iter().filter(|&&l| l == t.tokens).count();
+    format!(
+        "dataset {}: tokenised to {} ids per document: {:.0} tokens on average before padding, {:.0}% of documents fill all {} (and may be cut)",
+        dataset.id,
+        plan.text.max_tokens,
+        lengths.iter().sum::<usize>() as f64 / n as f64,
+        100.0 * full as f64 / n as f64,
+        t.tokens
+    )
+}
+
 #[derive(Serialize, Deserialize)]
 struct RunRecord {
     command: String,
@@ -169,15 +299,48 @@ pub fn run(
             .filter_map(|k| all.job(k))
             .map(|j| j.source.clone()),
     );
+    // Text datasets, each with the tokenizer that encodes it.
+    let mut text_uses: BTreeSet<(String, String)> = pending
+        .iter()
+        .filter_map(|c| Some((c.target.clone(), c.tokenizer.clone()?)))
+        .collect();
+    text_uses.extend(
+        keys.iter()
+            .filter_map(|k| all.job(k))
+            .filter_map(|j| Some((j.source.clone(), j.tokenizer.clone()?))),
+    );
+    let tokenizer_keys: BTreeSet<&String> = text_uses.iter().map(|(_, k)| k).collect();
+    ids.extend(
+        tokenizer_keys
+            .iter()
+            .filter_map(|k| all.tokenizer(k)?.corpus.clone()),
+    );
 
-    let datasets = fetch_datasets(&ids, &manifests, &cache, &display)?;
+    let raw = fetch_datasets(&ids, &manifests, &cache, &display)?;
+    let tokenizers = tokenise_datasets(&tokenizer_keys, &all, &raw, &cache, &display)?;
+    let mut encoded: HashMap<(String, String), Dataset> = HashMap::new();
+    for (id, key) in &text_uses {
+        let (tokenizer, _) = &tokenizers[key];
+        let plan = all.tokenizer(key).context("tokenizer of a planned key")?;
+        let dataset = encode_dataset(&raw[id], tokenizer, plan)
+            .with_context(|| format!("tokenising `{id}`"))?;
+        display.line(token_summary(&dataset, plan));
+        encoded.insert((id.clone(), key.clone()), dataset);
+    }
+    // The dataset a cell or a pre-training job sees: text as token ids, the rest as decoded.
+    let dataset_for = |id: &String, tokenizer: &Option<String>| -> &Dataset {
+        match tokenizer {
+            Some(key) => &encoded[&(id.clone(), key.clone())],
+            None => &raw[id],
+        }
+    };
 
     // Pre-training, once per key.
     let mut checkpoints: HashMap<String, (PretrainOutcome, Option<String>)> = HashMap::new();
     let mut pretrainings_run = 0;
     for key in &keys {
         let job = all.job(key).context("job of a planned key")?;
-        let source = &datasets[&job.source];
+        let source = dataset_for(&job.source, &job.tokenizer);
         let bar = display.bar(0, format!("pre-train {}", job.source));
         let mut on_event = |event: TrainEvent| match event {
             TrainEvent::PretrainStep { step, total, loss } => {
@@ -237,7 +400,7 @@ pub fn run(
         let store = ResultStore::open(&paths.results, &l.experiment.name);
         for cell in cells {
             let started_at = provenance::now();
-            let target = &datasets[&cell.target];
+            let target = dataset_for(&cell.target, &cell.tokenizer);
             let pretrained = cell.pretrain_key.as_ref().map(|k| &checkpoints[k]);
             let step_bar = display.bar(0, "steps");
             step_bar.set_message(format!(
@@ -257,7 +420,8 @@ pub fn run(
                 &mut on_event,
             );
             step_bar.finish_and_clear();
-            let source = (cell.source != harness_spec::SCRATCH).then(|| &datasets[&cell.source]);
+            let source = (cell.source != harness_spec::SCRATCH).then(|| &raw[&cell.source]);
+            let tokenizer_sha = cell.tokenizer.as_ref().map(|k| tokenizers[k].1.clone());
             let job = cell.pretrain_key.as_ref().and_then(|k| all.job(k));
             let row = make_row(
                 cell,
@@ -268,6 +432,7 @@ pub fn run(
                 outcome.as_ref().map_err(|e| format!("{e:#}")),
                 &context,
                 started_at,
+                tokenizer_sha,
             );
             store
                 .write(&row)
@@ -368,6 +533,7 @@ fn make_row(
     outcome: std::result::Result<&CellOutcome, String>,
     ctx: &RowContext,
     started_at: String,
+    tokenizer_sha256: Option<String>,
 ) -> ResultRow {
     let m = &cell.model;
     let ft = &cell.finetune;
@@ -395,6 +561,17 @@ fn make_row(
         d_ff: m.d_ff as i64,
         activation: m.activation.clone(),
         dropout: m.dropout,
+        frames_per_token: matches!(target.train, Inputs::Spectrograms(_))
+            .then(|| m.frames_per_token.map(|f| f as i64))
+            .flatten(),
+        max_tokens: match &target.train {
+            Inputs::Tokens(t) => Some(t.tokens as i64),
+            _ => None,
+        },
+        vocab_size: match &target.train {
+            Inputs::Tokens(t) => Some(t.vocab_size as i64),
+            _ => None,
+        },
         batch_size: ft.batch_size as i64,
         learning_rate: if cell.option == 1 {
             ft.option1_learning_rate
@@ -429,6 +606,7 @@ fn make_row(
         fingerprint: cell.fingerprint.clone(),
         pretrain_key: cell.pretrain_key.clone(),
         checkpoint_sha256: pretrained.and_then(|p| p.1.clone()),
+        tokenizer_sha256,
         target_sha256: target.content_sha256.clone(),
         source_sha256: source.map(|s| s.content_sha256.clone()),
         harness_version: env!("CARGO_PKG_VERSION").into(),
