@@ -909,4 +909,62 @@ files = { data = "digits.csv" }
         assert!(err.message.contains("file `data`"), "{err}");
         assert!(err.location.is_some());
     }
+
+    const DEBIAN: &str = r#"id = "deb"
+name = "Debian"
+modality = "text"
+licence = "DFSG"
+citation = "test"
+format = "text-csv"
+classes = ["admin", "games"]
+
+[split]
+method = "stratified"
+test_per_class = 1
+seed = 0
+train = 10
+test = 2
+
+[[source]]
+kind = "apt-lists"
+files = { packages = "bookworm/main/binary-amd64/Packages", translations = "bookworm/main/i18n/Translation-en" }
+"#;
+
+    #[test]
+    fn an_apt_lists_source_names_its_index_files_and_delivers_text_csv() {
+        let m = Manifest::parse(Path::new("deb.toml"), DEBIAN).unwrap();
+        assert_eq!(m.sources[0].get_ref().kind, SourceKind::AptLists);
+        assert_eq!(m.roles(), ["data"]);
+
+        let text = DEBIAN.replace(", translations = \"bookworm/main/i18n/Translation-en\"", "");
+        let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("file `translations`"), "{err}");
+        assert_eq!(err.location.unwrap().line, 17);
+
+        let text = DEBIAN.replace("format = \"text-csv\"", "format = \"text-tab\"");
+        let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("delivers a `text-csv` file"), "{err}");
+    }
+
+    #[test]
+    fn text_csv_roles_follow_the_split_and_bad_csv_settings_name_their_line() {
+        let official = DEBIAN
+            .replace("method = \"stratified\"\ntest_per_class = 1\nseed = 0", "method = \"official\"")
+            .replace(
+                "kind = \"apt-lists\"\nfiles = { packages = \"bookworm/main/binary-amd64/Packages\", translations = \"bookworm/main/i18n/Translation-en\" }",
+                "kind = \"local\"\npath = \".\"\nfiles = { train = \"a.csv\", test = \"b.csv\" }",
+            );
+        let m = Manifest::parse(Path::new("t.toml"), &official).unwrap();
+        assert_eq!(m.roles(), ["train", "test"]);
+        let one_file = official.replace("files = { train = \"a.csv\", test = \"b.csv\" }", "files = { data = \"a.csv\" }");
+        assert!(Manifest::parse(Path::new("t.toml"), &one_file).is_err());
+
+        let text = DEBIAN.replace("[split]", "[csv]\ndelimiter = \";;\"\n\n[split]");
+        let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("`csv.delimiter` must be one character"), "{err}");
+        assert_eq!(err.location.unwrap().line, 10);
+        let text = DEBIAN.replace("[split]", "[csv]\nlabels = \"zero-based\"\n\n[split]");
+        let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("`csv.labels`"), "{err}");
+    }
 }
