@@ -3,15 +3,13 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SIDE: usize = 8;
+mod common;
+use common::{Project, stderr};
 
-/// A scratch project: manifests, experiment, results, reports and cache in one temp folder.
-struct Project {
-    dir: tempfile::TempDir,
-}
+const SIDE: usize = 8;
 
 fn pixel(seed: u64, i: usize, j: usize) -> u64 {
     // A small deterministic hash for noise.
@@ -153,26 +151,6 @@ impl Project {
         Project { dir }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("HARNESS_CACHE", self.path("cache"))
-            .env_remove("HARNESS_MANIFESTS")
-            .env_remove("HARNESS_RESULTS")
-            .env_remove("HARNESS_REPORTS")
-            .env("RAYON_NUM_THREADS", "1");
-        cmd
-    }
-
-    fn harness(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
     fn row_files(&self, experiment: &str) -> Vec<PathBuf> {
         let dir = self.path("results").join(experiment);
         let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
@@ -186,22 +164,12 @@ impl Project {
         files
     }
 
-    fn rows(&self, experiment: &str) -> Vec<harness_results::ResultRow> {
-        harness_results::ResultStore::open(&self.path("results"), experiment)
-            .rows()
-            .unwrap()
-    }
-
     fn edit(&self, rel: &str, from: &str, to: &str) {
         let path = self.path(rel);
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{rel} has no {from:?}");
         fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

@@ -8,6 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{Project, stderr};
+
 /// 16-bit mono PCM WAV bytes.
 fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
     let data_len = (samples.len() * 2) as u32;
@@ -141,10 +144,6 @@ evaluations = 4
 patience = 4
 "#;
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
 impl Project {
     fn new(pin_target: bool) -> Project {
         let dir = tempfile::tempdir().unwrap();
@@ -211,23 +210,6 @@ impl Project {
             .unwrap()
             .to_string()
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn harness(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_harness"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("HARNESS_CACHE", self.path("cache"))
-            .env_remove("HARNESS_MANIFESTS")
-            .env_remove("HARNESS_RESULTS")
-            .env_remove("HARNESS_REPORTS")
-            .env("RAYON_NUM_THREADS", "1")
-            .output()
-            .unwrap()
-    }
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
@@ -244,10 +226,6 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
             out.push((rel, path));
         }
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

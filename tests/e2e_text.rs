@@ -4,9 +4,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
+
+mod common;
+use common::{Project, stderr};
 
 /// Words of each source class (4 classes) and target class (3 classes); the target's classes
 /// reuse source words, so the two share a vocabulary.
@@ -115,10 +117,6 @@ evaluations = 4
 patience = 4
 "#;
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
 impl Project {
     fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
@@ -156,39 +154,13 @@ impl Project {
         fs::write(dir.path().join("experiments/text.toml"), EXPERIMENT).unwrap();
         Project { dir }
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn harness(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_harness"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("HARNESS_CACHE", self.path("cache"))
-            .env_remove("HARNESS_MANIFESTS")
-            .env_remove("HARNESS_RESULTS")
-            .env_remove("HARNESS_REPORTS")
-            .env("RAYON_NUM_THREADS", "1")
-            .output()
-            .unwrap()
-    }
-
-    fn rows(&self, experiment: &str) -> Vec<harness_results::ResultRow> {
-        let mut rows = harness_results::ResultStore::open(&self.path("results"), experiment)
-            .rows()
-            .unwrap();
-        rows.sort_by(|a, b| (&a.source, a.option, a.seed).cmp(&(&b.source, b.option, b.seed)));
-        rows
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        fs::write(self.path(rel), text).unwrap();
-    }
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// An experiment's rows in a fixed order: by source, option and seed.
+fn sorted_rows(p: &Project, experiment: &str) -> Vec<harness_results::ResultRow> {
+    let mut rows = p.rows(experiment);
+    rows.sort_by(|a, b| (&a.source, a.option, a.seed).cmp(&(&b.source, b.option, b.seed)));
+    rows
 }
 
 fn tokenizer_files(cache: &Path) -> Vec<PathBuf> {
@@ -223,7 +195,7 @@ fn a_text_matrix_shares_one_tokenizer_trains_and_resumes() {
     let files = tokenizer_files(&p.path("cache"));
     assert_eq!(files.len(), 1, "{files:?}");
     let sha = sha256(&files[0]);
-    let rows = p.rows("text");
+    let rows = sorted_rows(&p, "text");
     assert_eq!(rows.len(), 8);
     for row in &rows {
         assert_eq!(row.status, "ok", "{row:?}");
@@ -247,7 +219,7 @@ fn a_text_matrix_shares_one_tokenizer_trains_and_resumes() {
         "{}",
         stderr(&again)
     );
-    assert_eq!(p.rows("text").len(), 8);
+    assert_eq!(sorted_rows(&p, "text").len(), 8);
 
     // The same tokenizer given as the user's own file gives the same token ids, so the same
     // results, cell for cell; the rows name the file's hash.
@@ -263,7 +235,7 @@ fn a_text_matrix_shares_one_tokenizer_trains_and_resumes() {
         "{}",
         stderr(&own)
     );
-    let own_rows = p.rows("own");
+    let own_rows = sorted_rows(&p, "own");
     assert_eq!(own_rows.len(), 8);
     for (a, b) in rows.iter().zip(&own_rows) {
         assert_eq!((&a.source, a.option, a.seed), (&b.source, b.option, b.seed));

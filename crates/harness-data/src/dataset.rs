@@ -202,20 +202,8 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
                 .audio
                 .as_ref()
                 .context("audio datasets need `[audio]`")?;
-            ensure!(
-                manifest.split.method == SplitMethod::Stratified,
-                "rendered datasets use `method = \"stratified\"`"
-            );
             let labels: Vec<u16> = clips.iter().map(|(_, l)| *l).collect();
-            let (pool, test) = stratified_test_split(
-                &labels,
-                manifest.classes.len(),
-                manifest
-                    .split
-                    .test_per_class
-                    .context("`test_per_class` missing")?,
-                manifest.split.seed.context("`seed` missing")?,
-            )?;
+            let (pool, test) = manifest_test_split(manifest, &labels, "rendered datasets")?;
             let mut clips: Vec<Option<(Clip, u16)>> = clips.into_iter().map(Some).collect();
             let mut take = |idx: &[usize]| -> Vec<(Clip, u16)> {
                 idx.iter().filter_map(|&i| clips[i].take()).collect()
@@ -271,20 +259,9 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
             if manifest.split.method == SplitMethod::Official {
                 (texts(read("train")?), texts(read("test")?))
             } else {
-                ensure!(
-                    manifest.split.method == SplitMethod::Stratified,
-                    "a single `text-csv` file is split with `method = \"stratified\"`"
-                );
                 let all = texts(read("data")?);
-                let (pool, test) = stratified_test_split(
-                    all.labels(),
-                    manifest.classes.len(),
-                    manifest
-                        .split
-                        .test_per_class
-                        .context("`test_per_class` missing")?,
-                    manifest.split.seed.context("`seed` missing")?,
-                )?;
+                let (pool, test) =
+                    manifest_test_split(manifest, all.labels(), "single `text-csv` files")?;
                 (all.select(&pool), all.select(&test))
             }
         }
@@ -302,6 +279,28 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
         manifest.split.test
     );
     Ok((train, test))
+}
+
+/// (training pool, test set) indices by the manifest's stratified `[split]`; `what` names the
+/// kind of data in the error when the manifest asks for another method.
+fn manifest_test_split(
+    manifest: &Manifest,
+    labels: &[u16],
+    what: &str,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    ensure!(
+        manifest.split.method == SplitMethod::Stratified,
+        "{what} are split with `method = \"stratified\"`"
+    );
+    stratified_test_split(
+        labels,
+        manifest.classes.len(),
+        manifest
+            .split
+            .test_per_class
+            .context("`test_per_class` missing")?,
+        manifest.split.seed.context("`seed` missing")?,
+    )
 }
 
 /// The member path or file a role names in the manifest's first source, for messages.

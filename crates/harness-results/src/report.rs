@@ -351,6 +351,22 @@ fn render_markdown(
     for (id, sha) in hashes {
         let _ = writeln!(md, "- dataset `{id}`: decoded content sha256 `{sha}`");
     }
+    let tokenizers: BTreeSet<(String, i64, i64)> = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.tokenizer_sha256.clone()?,
+                r.vocab_size.unwrap_or(0),
+                r.max_tokens.unwrap_or(0),
+            ))
+        })
+        .collect();
+    for (sha, vocab, tokens) in tokenizers {
+        let _ = writeln!(
+            md,
+            "- tokenizer.json sha256 `{sha}` ({vocab} pieces, {tokens} tokens per document)"
+        );
+    }
     let _ = writeln!(md, "- report generated {}\n", ctx.generated_at);
     let _ = writeln!(
         md,

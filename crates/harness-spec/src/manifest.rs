@@ -939,11 +939,15 @@ files = { packages = "bookworm/main/binary-amd64/Packages", translations = "book
         let text = DEBIAN.replace(", translations = \"bookworm/main/i18n/Translation-en\"", "");
         let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();
         assert!(err.to_string().contains("file `translations`"), "{err}");
-        assert_eq!(err.location.unwrap().line, 17);
+        // The error points at the `[[source]]` table.
+        assert_eq!(err.location.unwrap().line, 16);
 
         let text = DEBIAN.replace("format = \"text-csv\"", "format = \"text-tab\"");
         let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();
-        assert!(err.to_string().contains("delivers a `text-csv` file"), "{err}");
+        assert!(
+            err.to_string().contains("delivers a `text-csv` file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -956,12 +960,19 @@ files = { packages = "bookworm/main/binary-amd64/Packages", translations = "book
             );
         let m = Manifest::parse(Path::new("t.toml"), &official).unwrap();
         assert_eq!(m.roles(), ["train", "test"]);
-        let one_file = official.replace("files = { train = \"a.csv\", test = \"b.csv\" }", "files = { data = \"a.csv\" }");
+        let one_file = official.replace(
+            "files = { train = \"a.csv\", test = \"b.csv\" }",
+            "files = { data = \"a.csv\" }",
+        );
         assert!(Manifest::parse(Path::new("t.toml"), &one_file).is_err());
 
         let text = DEBIAN.replace("[split]", "[csv]\ndelimiter = \";;\"\n\n[split]");
         let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();
-        assert!(err.to_string().contains("`csv.delimiter` must be one character"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`csv.delimiter` must be one character"),
+            "{err}"
+        );
         assert_eq!(err.location.unwrap().line, 10);
         let text = DEBIAN.replace("[split]", "[csv]\nlabels = \"zero-based\"\n\n[split]");
         let err = Manifest::parse(Path::new("deb.toml"), &text).unwrap_err();

@@ -106,6 +106,12 @@ impl Paths {
 }
 
 fn main() -> ExitCode {
+    // `harness plan … | head` must end quietly when the reader stops, as other command-line
+    // tools do, rather than panic on a closed pipe (Rust ignores SIGPIPE by default).
+    // SAFETY: setting a signal's disposition to the default at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {

@@ -649,6 +649,25 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     for l in &loaded {
         all.merge(l.plan.clone());
     }
+    if !all.tokenizers.is_empty() {
+        println!("tokenizers: {}", all.tokenizers.len());
+    }
+    for t in &all.tokenizers {
+        let origin = match (&t.file, &t.corpus) {
+            (Some(file), _) => format!("the file {}", file.display()),
+            (None, Some(corpus)) => format!(
+                "learned from the training pool of {corpus}: {} pieces, min frequency {}",
+                t.text.vocab_size, t.text.min_frequency
+            ),
+            (None, None) => "?".into(),
+        };
+        println!(
+            "  {}  {origin}; normalise {}, {} tokens per document",
+            &t.key[..16],
+            t.text.normalise,
+            t.text.max_tokens
+        );
+    }
     println!("pre-training jobs: {}", all.pretrain_jobs.len());
     for job in &all.pretrain_jobs {
         let cached =
