@@ -4,14 +4,19 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use burn::module::Module;
+use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::TensorData;
 use harness_data::{Dataset, Normalisation, Rng, training_subset};
 use harness_model::{Checkpoint, Classifier, Transfer, load_pretrained};
 use harness_spec::Cell;
 
 use crate::batches::batch;
-use crate::eval::{Evaluation, evaluate};
+use crate::eval::{Evaluation, evaluate, evaluate_head};
+use crate::features::FeatureCache;
 use crate::{TrainEvent, train_device};
 
 /// How a cell ended.
@@ -73,11 +78,51 @@ pub fn initial_model(
     load_pretrained(model, &transfer)
 }
 
-/// Runs one cell to completion.
+/// Runs one cell to completion. Option 1 cells (frozen stem and backbone, no dropout) train
+/// their output layer on features computed once (see [`FeatureCache`]); this call keeps them
+/// for itself only. [`run_cell_cached`] shares them across cells.
 pub fn run_cell(
     cell: &Cell,
     target: &Dataset,
     checkpoint: Option<&Checkpoint>,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<CellOutcome> {
+    run_cell_cached(
+        cell,
+        target,
+        checkpoint,
+        &mut FeatureCache::default(),
+        events,
+    )
+}
+
+/// [`run_cell`], with the frozen features of Option 1 cells kept in `cache` for later cells.
+pub fn run_cell_cached(
+    cell: &Cell,
+    target: &Dataset,
+    checkpoint: Option<&Checkpoint>,
+    cache: &mut FeatureCache,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<CellOutcome> {
+    run(cell, target, checkpoint, Some(cache), events)
+}
+
+/// Runs one cell through the whole network at every step, Option 1 included: the reference
+/// the cached path is checked against.
+pub fn run_cell_uncached(
+    cell: &Cell,
+    target: &Dataset,
+    checkpoint: Option<&Checkpoint>,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<CellOutcome> {
+    run(cell, target, checkpoint, None, events)
+}
+
+fn run(
+    cell: &Cell,
+    target: &Dataset,
+    checkpoint: Option<&Checkpoint>,
+    cache: Option<&mut FeatureCache>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
     anyhow::ensure!(
@@ -104,79 +149,202 @@ pub fn run_cell(
     )?;
     let norm = Normalisation::of_pool(&target.train);
     let device = train_device();
-
-    let mut model = initial_model(cell, target, checkpoint)?;
-    let lr = if cell.option == 1 {
-        ft.option1_learning_rate
-    } else {
-        ft.option2_learning_rate
-    };
-    let mut optim = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-
-    let steps_per_epoch = subset.fit.len().div_ceil(ft.batch_size);
-    let total = (steps_per_epoch * ft.epochs).max(ft.min_steps);
-    let eval_every = total.div_ceil(ft.evaluations).max(1);
-    let mut order = subset.fit.clone();
-    let mut rng = Rng::new(cell.seed, "finetune-order");
-    let mut cursor = order.len();
-
-    let score = |e: &Evaluation| (e.accuracy, -e.loss);
-    let first = evaluate(&model, &target.train, &norm, &subset.validation, classes);
-    let mut best = (first, 0usize, model.clone());
-    let mut since_best = 0;
-    let mut status = CellStatus::Ok;
-    let mut step = 0;
-    let mut examples_seen = 0usize;
-    while step < total {
-        if cursor >= order.len() {
-            rng.shuffle(&mut order);
-            cursor = 0;
-        }
-        let end = (cursor + ft.batch_size).min(order.len());
-        let (x, y) = batch(&target.train, &norm, &order[cursor..end], &device);
-        examples_seen += end - cursor;
-        cursor = end;
-        let loss = loss_fn.forward(model.forward(x), y);
-        let value: f32 = loss.clone().into_scalar::<f32>();
-        if !value.is_finite() {
-            status = CellStatus::Diverged;
-            break;
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr, model, grads);
-        step += 1;
-        events(TrainEvent::CellStep { step, total });
-        if step % eval_every == 0 || step == total {
-            let eval = evaluate(&model, &target.train, &norm, &subset.validation, classes);
-            if score(&eval) > score(&best.0) {
-                best = (eval, step, model.clone());
-                since_best = 0;
-            } else {
-                since_best += 1;
-                if since_best >= ft.patience {
-                    break;
-                }
-            }
-        }
-    }
-    let train_seconds_fit = started.elapsed().as_secs_f64();
-    let (validation, best_step, best_model) = best;
+    let model = initial_model(cell, target, checkpoint)?;
+    let plan = Schedule::new(cell, subset.fit.len());
     let test_indices: Vec<usize> = (0..target.test.len()).collect();
-    let test = evaluate(&best_model, &target.test, &norm, &test_indices, classes);
+
+    // Option 1 with frozen layers that behave the same in training and evaluation (no
+    // dropout): train the output layer alone on cached features.
+    let cached = cell.option == 1 && cell.model.dropout == 0.0;
+    let (status, best_step, steps_run, examples_seen, validation, test, best_model) = match cache {
+        Some(cache) if cached => {
+            let frozen = cache.get_or_compute(cell, &model, &target.train, &target.test, &norm);
+            let labels = target.train.labels();
+            let trained = fine_tune(
+                model.head.clone(),
+                &plan,
+                &subset.fit,
+                |head: &Linear, chunk: &[usize]| {
+                    let y: Vec<i64> = chunk.iter().map(|&i| labels[i] as i64).collect();
+                    let y = Tensor::<1, Int>::from_data(TensorData::new(y, [chunk.len()]), &device);
+                    (head.forward(frozen.pool.batch(chunk, &device)), y)
+                },
+                |head: &Linear| {
+                    evaluate_head(head, &frozen.pool, labels, &subset.validation, classes)
+                },
+                events,
+            );
+            let test = evaluate_head(
+                &trained.best,
+                &frozen.test,
+                target.test.labels(),
+                &test_indices,
+                classes,
+            );
+            let mut best_model = model;
+            best_model.head = trained.best;
+            (
+                trained.status,
+                trained.best_step,
+                trained.steps_run,
+                trained.examples_seen,
+                trained.best_eval,
+                test,
+                best_model,
+            )
+        }
+        _ => {
+            let trained = fine_tune(
+                model,
+                &plan,
+                &subset.fit,
+                |model: &Classifier, chunk: &[usize]| {
+                    let (x, y) = batch(&target.train, &norm, chunk, &device);
+                    (model.forward(x), y)
+                },
+                |model: &Classifier| {
+                    evaluate(model, &target.train, &norm, &subset.validation, classes)
+                },
+                events,
+            );
+            let test = evaluate(&trained.best, &target.test, &norm, &test_indices, classes);
+            (
+                trained.status,
+                trained.best_step,
+                trained.steps_run,
+                trained.examples_seen,
+                trained.best_eval,
+                test,
+                trained.best,
+            )
+        }
+    };
+    let fit_seconds = started.elapsed().as_secs_f64();
     Ok(CellOutcome {
         status,
         test,
         test_accuracy: test.accuracy,
         validation_accuracy: validation.accuracy,
         best_step,
-        best_epoch: best_step as f64 / steps_per_epoch as f64,
-        steps_run: step,
+        best_epoch: best_step as f64 / plan.steps_per_epoch as f64,
+        steps_run,
         n_fit: subset.fit.len(),
         n_validation: subset.validation.len(),
         train_seconds: started.elapsed().as_secs_f64(),
-        examples_per_second: examples_seen as f64 / train_seconds_fit.max(1e-9),
+        examples_per_second: examples_seen as f64 / fit_seconds.max(1e-9),
         subset: subset.all(),
         model: best_model,
     })
+}
+
+/// The step budget of a cell and how often it is validated.
+struct Schedule {
+    steps_per_epoch: usize,
+    total: usize,
+    eval_every: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    patience: usize,
+    seed: u64,
+}
+
+impl Schedule {
+    fn new(cell: &Cell, n_fit: usize) -> Schedule {
+        let ft = &cell.finetune;
+        let steps_per_epoch = n_fit.div_ceil(ft.batch_size);
+        let total = (steps_per_epoch * ft.epochs).max(ft.min_steps);
+        Schedule {
+            steps_per_epoch,
+            total,
+            eval_every: total.div_ceil(ft.evaluations).max(1),
+            batch_size: ft.batch_size,
+            learning_rate: if cell.option == 1 {
+                ft.option1_learning_rate
+            } else {
+                ft.option2_learning_rate
+            },
+            patience: ft.patience,
+            seed: cell.seed,
+        }
+    }
+}
+
+/// What [`fine_tune`] kept: the module of the best validation check.
+struct Trained<M> {
+    status: CellStatus,
+    best: M,
+    best_eval: Evaluation,
+    best_step: usize,
+    steps_run: usize,
+    examples_seen: usize,
+}
+
+/// Adam on `module` over shuffled batches of `fit` (the order fixed by the seed), validated
+/// `evaluations` times over the budget, stopping after `patience` checks without a better
+/// validation accuracy (ties: lower loss); the best checked module is kept. The same loop
+/// trains a whole network or, on cached features, only its output layer.
+fn fine_tune<M: Module>(
+    mut module: M,
+    plan: &Schedule,
+    fit: &[usize],
+    forward: impl Fn(&M, &[usize]) -> (Tensor<2>, Tensor<1, Int>),
+    validate: impl Fn(&M) -> Evaluation,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Trained<M> {
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device());
+    let mut optim = AdamConfig::new().init();
+    let mut order = fit.to_vec();
+    let mut rng = Rng::new(plan.seed, "finetune-order");
+    let mut cursor = order.len();
+    let score = |e: &Evaluation| (e.accuracy, -e.loss);
+    let first = validate(&module);
+    let mut best = (first, 0usize, module.clone());
+    let mut since_best = 0;
+    let mut status = CellStatus::Ok;
+    let mut step = 0;
+    let mut examples_seen = 0usize;
+    while step < plan.total {
+        if cursor >= order.len() {
+            rng.shuffle(&mut order);
+            cursor = 0;
+        }
+        let end = (cursor + plan.batch_size).min(order.len());
+        let (logits, y) = forward(&module, &order[cursor..end]);
+        examples_seen += end - cursor;
+        cursor = end;
+        let loss = loss_fn.forward(logits, y);
+        let value: f32 = loss.clone().into_scalar::<f32>();
+        if !value.is_finite() {
+            status = CellStatus::Diverged;
+            break;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &module);
+        module = optim.step(plan.learning_rate, module, grads);
+        step += 1;
+        events(TrainEvent::CellStep {
+            step,
+            total: plan.total,
+        });
+        if step % plan.eval_every == 0 || step == plan.total {
+            let eval = validate(&module);
+            if score(&eval) > score(&best.0) {
+                best = (eval, step, module.clone());
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= plan.patience {
+                    break;
+                }
+            }
+        }
+    }
+    let (best_eval, best_step, best) = best;
+    Trained {
+        status,
+        best,
+        best_eval,
+        best_step,
+        steps_run: step,
+        examples_seen,
+    }
 }

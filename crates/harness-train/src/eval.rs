@@ -1,12 +1,15 @@
 //! Evaluation without gradients: accuracy, macro-F1 and mean cross-entropy.
 
+use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
+use burn::tensor::TensorData;
 use harness_data::{Inputs, Normalisation};
 use harness_model::Classifier;
 
 use crate::batches::batch;
 use crate::eval_device;
+use crate::features::SplitFeatures;
 
 /// Metrics of a network on a set of examples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,12 +31,42 @@ pub fn evaluate(
 ) -> Evaluation {
     let device = eval_device();
     let model = model.valid();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    score(set.labels(), indices, classes, |chunk| {
+        let (x, y) = batch(set, norm, chunk, &device);
+        (model.forward(x), y)
+    })
+}
+
+/// Evaluates an output layer on frozen features (Option 1's cached path); `labels` are the
+/// labels of the split the features belong to.
+pub fn evaluate_head(
+    head: &Linear,
+    features: &SplitFeatures,
+    labels: &[u16],
+    indices: &[usize],
+    classes: usize,
+) -> Evaluation {
+    let device = eval_device();
+    let head = head.valid();
+    score(labels, indices, classes, |chunk| {
+        let y: Vec<i64> = chunk.iter().map(|&i| labels[i] as i64).collect();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(y, [chunk.len()]), &device);
+        (head.forward(features.batch(chunk, &device)), y)
+    })
+}
+
+/// Accuracy, macro-F1 and mean loss of the logits `forward` gives, chunk by chunk.
+fn score(
+    labels: &[u16],
+    indices: &[usize],
+    classes: usize,
+    mut forward: impl FnMut(&[usize]) -> (Tensor<2>, Tensor<1, Int>),
+) -> Evaluation {
+    let loss_fn = CrossEntropyLossConfig::new().init(&eval_device());
     let mut predictions = Vec::with_capacity(indices.len());
     let mut loss_sum = 0.0f64;
     for chunk in indices.chunks(EVAL_BATCH) {
-        let (x, y) = batch(set, norm, chunk, &device);
-        let logits = model.forward(x);
+        let (logits, y) = forward(chunk);
         let loss: f32 = loss_fn.forward(logits.clone(), y).into_scalar::<f32>();
         loss_sum += loss as f64 * chunk.len() as f64;
         let argmax = logits
@@ -44,7 +77,7 @@ pub fn evaluate(
             .expect("int predictions");
         predictions.extend(argmax.into_iter().map(|p| p as usize));
     }
-    let truth: Vec<usize> = indices.iter().map(|&i| set.labels()[i] as usize).collect();
+    let truth: Vec<usize> = indices.iter().map(|&i| labels[i] as usize).collect();
     let correct = predictions
         .iter()
         .zip(&truth)

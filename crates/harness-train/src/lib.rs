@@ -17,10 +17,14 @@
 mod batches;
 mod cell;
 mod eval;
+mod features;
 mod pretrain;
 
-pub use cell::{CellOutcome, CellStatus, initial_model, run_cell};
-pub use eval::{Evaluation, evaluate, macro_f1};
+pub use cell::{
+    CellOutcome, CellStatus, initial_model, run_cell, run_cell_cached, run_cell_uncached,
+};
+pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
+pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
 pub use pretrain::{PretrainMeta, PretrainOutcome, ensure_pretrained};
 
 use anyhow::{Context, Result};

@@ -4,7 +4,7 @@
 use harness_data::{Dataset, ImageSet, Inputs, Rng, SpectrogramSet, TokenSet};
 use harness_model::{ParamSnapshot, snapshot};
 use harness_spec::{Cell, FinetuneSpec, Modality, ModelSpec, PretrainJob, PretrainSpec, Relation};
-use harness_train::{initial_model, run_cell};
+use harness_train::{FeatureCache, initial_model, run_cell, run_cell_cached, run_cell_uncached};
 
 const SIDE: usize = 8;
 
@@ -223,8 +223,15 @@ fn option1_leaves_every_copied_parameter_bit_identical_and_trains_the_head() {
         result.validation_accuracy,
         result.test_accuracy
     );
-    let after = snapshot(&result.model);
     let saved = checkpoint_params(&outcome);
+    // The whole-network path really trains with the copied layers frozen (the cached path
+    // never touches them by construction).
+    let full = run_cell_uncached(&c, &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
+    let full_after = snapshot(&full.model);
+    for (name, values) in &saved {
+        assert_eq!(&full_after[name], values, "`{name}` changed under Option 1");
+    }
+    let after = snapshot(&result.model);
     for (name, values) in &saved {
         assert_eq!(&after[name], values, "`{name}` changed under Option 1");
     }
@@ -233,6 +240,57 @@ fn option1_leaves_every_copied_parameter_bit_identical_and_trains_the_head() {
         part(&before, "head"),
         "the head trained"
     );
+}
+
+#[test]
+fn option1_on_cached_features_trains_the_same_head_as_through_the_whole_network() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = pretrained(dir.path());
+    let target = dataset("target", 0);
+    for (source, key) in [("source", Some("k".to_string())), ("scratch", None)] {
+        let c = cell(source, 1, key);
+        let checkpoint = c.pretrain_key.as_ref().map(|_| &outcome.checkpoint);
+        let cached = run_cell(&c, &target, checkpoint, &mut |_| {}).unwrap();
+        let full = run_cell_uncached(&c, &target, checkpoint, &mut |_| {}).unwrap();
+        // Same batches, same early stopping, the same head up to float rounding (features
+        // computed in chunks of 500 against batches of 8 through the network).
+        assert_eq!(cached.steps_run, full.steps_run, "{source}");
+        assert_eq!(cached.best_step, full.best_step, "{source}");
+        let a = part(&snapshot(&cached.model), "head");
+        let b = part(&snapshot(&full.model), "head");
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        let worst = a
+            .iter()
+            .flat_map(|(k, v)| v.iter().zip(&b[k]).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{source}: head differs by up to {worst}");
+        assert_eq!(cached.test_accuracy, full.test_accuracy, "{source}");
+        assert!(cached.best_step > 0, "{source}: the head trained");
+    }
+
+    // One feature computation per frozen network: the cells of one checkpoint share it
+    // whatever their seed; scratch cells of another seed have another random network.
+    let mut cache = FeatureCache::default();
+    for seed in [3, 4] {
+        let mut c = cell("source", 1, Some("k".into()));
+        c.seed = seed;
+        run_cell_cached(
+            &c,
+            &target,
+            Some(&outcome.checkpoint),
+            &mut cache,
+            &mut |_| {},
+        )
+        .unwrap();
+    }
+    assert_eq!(cache.computed, 1);
+    for seed in [3, 4] {
+        let mut c = cell("scratch", 1, None);
+        c.seed = seed;
+        run_cell_cached(&c, &target, None, &mut cache, &mut |_| {}).unwrap();
+    }
+    assert_eq!(cache.computed, 3);
 }
 
 #[test]

@@ -13,7 +13,9 @@ use harness_data::{
 };
 use harness_results::{ReportContext, ResultRow, ResultStore, write_report};
 use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, TokenizerPlan, expand};
-use harness_train::{CellOutcome, PretrainOutcome, TrainEvent, ensure_pretrained, run_cell};
+use harness_train::{
+    CellOutcome, FeatureCache, PretrainOutcome, TrainEvent, ensure_pretrained, run_cell_cached,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::Paths;
@@ -395,6 +397,8 @@ pub fn run(
     let overall = display.bar(total as u64, "cells");
     let mut cells_run: HashMap<usize, usize> = HashMap::new();
     let mut failures = 0;
+    // Frozen Option 1 features, shared by the cells of one checkpoint and target.
+    let mut features = FeatureCache::default();
     for (index, cells) in &todo {
         let l = &loaded[*index];
         let store = ResultStore::open(&paths.results, &l.experiment.name);
@@ -413,10 +417,11 @@ pub fn run(
                     step_bar.set_position(step as u64);
                 }
             };
-            let outcome = run_cell(
+            let outcome = run_cell_cached(
                 cell,
                 target,
                 pretrained.map(|p| &p.0.checkpoint),
+                &mut features,
                 &mut on_event,
             );
             step_bar.finish_and_clear();
