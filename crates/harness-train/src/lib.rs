@@ -15,11 +15,13 @@
 //! ```
 
 mod batches;
+mod bench;
 mod cell;
 mod eval;
 mod features;
 mod pretrain;
 
+pub use bench::{Throughput, measure};
 pub use cell::{
     CellOutcome, CellStatus, initial_model, run_cell, run_cell_cached, run_cell_uncached,
 };

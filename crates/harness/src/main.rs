@@ -4,6 +4,7 @@
 //! manifests, schedules pre-training and cells, shows progress, and hands rows to the result
 //! store and reports. It is glue only: every stage lives in its own crate.
 
+mod bench;
 mod progress;
 mod provenance;
 mod run;
@@ -70,6 +71,31 @@ enum Command {
         #[command(flatten)]
         paths: Paths,
     },
+    /// Measure the harness's training step and frozen-feature extraction on each experiment's
+    /// model (synthetic inputs of its shape), beside the PyTorch reference (bench/reference.py,
+    /// installed with bench/setup.sh) in the same run, and print examples/s and their ratio.
+    Bench {
+        /// Experiment files whose models to measure (the first target of each sets the shape).
+        #[arg(default_values = ["experiments/image.toml", "experiments/audio.toml", "experiments/text.toml"])]
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+        /// Python of the environment that has PyTorch.
+        #[arg(long, env = "HARNESS_BENCH_PYTHON")]
+        python: Option<PathBuf>,
+        /// Training batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed training steps per round.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Rounds; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also write the figures, machine and command to this file (e.g. BENCHMARKS.md).
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Describe every column of the results table.
     Schema,
 }
@@ -123,6 +149,15 @@ fn main() -> ExitCode {
         Command::Plan { experiments, paths } => run::plan(&experiments, &paths),
         Command::Report { experiments, paths } => run::report(&experiments, &paths),
         Command::Fetch { ids, paths } => run::fetch(&ids, &paths),
+        Command::Bench {
+            experiments,
+            paths,
+            python,
+            batch,
+            steps,
+            rounds,
+            write,
+        } => bench::bench(&experiments, &paths, python, batch, steps, rounds, write),
         Command::Schema => {
             for (name, doc) in harness_results::COLUMN_DOCS {
                 println!("{name:24} {doc}");
