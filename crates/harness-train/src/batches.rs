@@ -14,7 +14,11 @@ pub fn batch(
     let features = norm.features(set, indices);
     let width = set.width();
     let x = Tensor::<2>::from_data(TensorData::new(features, [indices.len(), width]), device);
-    let labels: Vec<i64> = indices.iter().map(|&i| set.labels()[i] as i64).collect();
-    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [indices.len()]), device);
-    (x, y)
+    (x, label_tensor(set.labels(), indices, device))
+}
+
+/// The labels at `indices`, `[indices.len()]`.
+pub fn label_tensor(labels: &[u16], indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let y: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
+    Tensor::<1, Int>::from_data(TensorData::new(y, [indices.len()]), device)
 }

@@ -9,12 +9,11 @@ use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use harness_data::{Dataset, Normalisation, Rng, training_subset};
 use harness_model::{Checkpoint, Classifier, Transfer, load_pretrained};
 use harness_spec::Cell;
 
-use crate::batches::batch;
+use crate::batches::{batch, label_tensor};
 use crate::eval::{Evaluation, evaluate, evaluate_head};
 use crate::features::FeatureCache;
 use crate::{TrainEvent, train_device};
@@ -165,8 +164,7 @@ fn run(
                 &plan,
                 &subset.fit,
                 |head: &Linear, chunk: &[usize]| {
-                    let y: Vec<i64> = chunk.iter().map(|&i| labels[i] as i64).collect();
-                    let y = Tensor::<1, Int>::from_data(TensorData::new(y, [chunk.len()]), &device);
+                    let y = label_tensor(labels, chunk, &device);
                     (head.forward(frozen.pool.batch(chunk, &device)), y)
                 },
                 |head: &Linear| {

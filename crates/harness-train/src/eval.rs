@@ -3,11 +3,10 @@
 use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use harness_data::{Inputs, Normalisation};
 use harness_model::Classifier;
 
-use crate::batches::batch;
+use crate::batches::{batch, label_tensor};
 use crate::eval_device;
 use crate::features::SplitFeatures;
 
@@ -49,8 +48,7 @@ pub fn evaluate_head(
     let device = eval_device();
     let head = head.valid();
     score(labels, indices, classes, |chunk| {
-        let y: Vec<i64> = chunk.iter().map(|&i| labels[i] as i64).collect();
-        let y = Tensor::<1, Int>::from_data(TensorData::new(y, [chunk.len()]), &device);
+        let y = label_tensor(labels, chunk, &device);
         (head.forward(features.batch(chunk, &device)), y)
     })
 }

@@ -35,51 +35,73 @@ use harness_data::{Dataset, Inputs};
 use harness_model::ClassifierConfig;
 use harness_spec::ModelSpec;
 
-/// The network shape for `dataset`'s inputs: a square-patch stem for images, a
-/// frames-per-token stem for spectrograms.
-pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig> {
-    let classes = dataset.classes.len();
-    let (rows, cols) = dataset.shape();
-    Ok(match &dataset.train {
-        Inputs::Images(_) => ClassifierConfig::image(
-            rows,
-            m.patch,
-            m.d_model,
-            m.n_layers,
-            m.n_heads,
-            m.d_ff,
-            &m.activation,
-            m.dropout,
+/// What a stem takes in, which fixes the network's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputShape {
+    /// `side × side` grayscale images.
+    Image { side: usize },
+    /// `mels × frames` log-mel spectrograms.
+    Audio { mels: usize, frames: usize },
+    /// `tokens` ids from a vocabulary of `vocab_size`.
+    Text { vocab_size: usize, tokens: usize },
+}
+
+/// The network for inputs of `shape` and `classes` classes, with `m`'s settings: square
+/// patches for images, `frames_per_token` frames for spectrograms, an embedding for text.
+pub fn classifier_config(
+    shape: InputShape,
+    m: &ModelSpec,
+    classes: usize,
+) -> Result<ClassifierConfig> {
+    let (d, l, h, ff, act, drop) = (
+        m.d_model,
+        m.n_layers,
+        m.n_heads,
+        m.d_ff,
+        m.activation.as_str(),
+        m.dropout,
+    );
+    Ok(match shape {
+        InputShape::Image { side } => {
+            ClassifierConfig::image(side, m.patch, d, l, h, ff, act, drop, classes)
+        }
+        InputShape::Audio { mels, frames } => ClassifierConfig::audio(
+            mels,
+            frames,
+            m.frames_per_token
+                .context("audio needs `model.frames_per_token`")?,
+            d,
+            l,
+            h,
+            ff,
+            act,
+            drop,
             classes,
         ),
+        InputShape::Text { vocab_size, tokens } => {
+            ClassifierConfig::text(vocab_size, tokens, d, l, h, ff, act, drop, classes)
+        }
+    })
+}
+
+/// The network shape for `dataset`'s inputs (see [`classifier_config`]).
+pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig> {
+    let (rows, cols) = dataset.shape();
+    let shape = match &dataset.train {
+        Inputs::Images(_) => InputShape::Image { side: rows },
+        Inputs::Spectrograms(_) => InputShape::Audio {
+            mels: rows,
+            frames: cols,
+        },
+        Inputs::Tokens(t) => InputShape::Text {
+            vocab_size: t.vocab_size,
+            tokens: cols,
+        },
         Inputs::Texts(_) => {
             anyhow::bail!("`{}`: text must be tokenised before training", dataset.id)
         }
-        Inputs::Tokens(t) => ClassifierConfig::text(
-            t.vocab_size,
-            cols,
-            m.d_model,
-            m.n_layers,
-            m.n_heads,
-            m.d_ff,
-            &m.activation,
-            m.dropout,
-            classes,
-        ),
-        Inputs::Spectrograms(_) => ClassifierConfig::audio(
-            rows,
-            cols,
-            m.frames_per_token
-                .context("audio needs `model.frames_per_token`")?,
-            m.d_model,
-            m.n_layers,
-            m.n_heads,
-            m.d_ff,
-            &m.activation,
-            m.dropout,
-            classes,
-        ),
-    })
+    };
+    classifier_config(shape, m, dataset.classes.len())
 }
 
 /// What the training loops report while they run, for progress display.

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use harness_model::ClassifierConfig;
-use harness_spec::{Experiment, ManifestSet, Modality};
-use harness_train::{Throughput, measure};
+use harness_spec::{Experiment, ManifestSet, Modality, ModelSpec};
+use harness_train::{InputShape, Throughput, classifier_config, measure};
 
 use crate::Paths;
 use crate::provenance;
@@ -34,54 +34,28 @@ fn bench_config(experiment: &Experiment, manifests: &ManifestSet) -> Result<Benc
     let manifest = manifests
         .get(id)
         .with_context(|| format!("unknown dataset `{id}`"))?;
-    let m = &experiment.model;
-    let classes = manifest.classes.len();
-    let config = match manifest.modality {
-        Modality::Image => {
-            let side = manifest.image.as_ref().context("`[image]` missing")?.side;
-            ClassifierConfig::image(
-                side,
-                m.patch,
-                m.d_model,
-                m.n_layers,
-                m.n_heads,
-                m.d_ff,
-                &m.activation,
-                0.0,
-                classes,
-            )
-        }
+    let shape = match manifest.modality {
+        Modality::Image => InputShape::Image {
+            side: manifest.image.as_ref().context("`[image]` missing")?.side,
+        },
         Modality::Audio => {
             let audio = manifest.audio.as_ref().context("`[audio]` missing")?;
-            ClassifierConfig::audio(
-                audio.n_mels,
-                audio.frames(),
-                m.frames_per_token
-                    .context("`model.frames_per_token` missing")?,
-                m.d_model,
-                m.n_layers,
-                m.n_heads,
-                m.d_ff,
-                &m.activation,
-                0.0,
-                classes,
-            )
+            InputShape::Audio {
+                mels: audio.n_mels,
+                frames: audio.frames(),
+            }
         }
-        Modality::Text => {
-            let t = &experiment.text_spec;
-            ClassifierConfig::text(
-                t.vocab_size,
-                t.max_tokens,
-                m.d_model,
-                m.n_layers,
-                m.n_heads,
-                m.d_ff,
-                &m.activation,
-                0.0,
-                classes,
-            )
-        }
+        Modality::Text => InputShape::Text {
+            vocab_size: experiment.text_spec.vocab_size,
+            tokens: experiment.text_spec.max_tokens,
+        },
     };
+    // The reference trains without dropout; so does the measured network.
+    let model = ModelSpec {
+        dropout: 0.0,
+        ..experiment.model.clone()
+    };
+    let config = classifier_config(shape, &model, manifest.classes.len())?;
     Ok(Bench {
         name: experiment.name.clone(),
         modality: manifest.modality,
