@@ -252,6 +252,52 @@ fn the_same_command_gives_the_same_numbers() {
     assert_eq!(ra, rb);
 }
 
+/// Cells spread over worker processes give exactly the rows of one process: every number,
+/// bit for bit, whatever the number of jobs.
+#[test]
+fn jobs_do_not_change_the_numbers() {
+    let one = Project::new();
+    let three = Project::new();
+    let out = one.harness(&["run", "--no-report", "--jobs", "1", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("worker processes"),
+        "--jobs 1 runs in process"
+    );
+    let out = three.harness(&["run", "--no-report", "--jobs", "3", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("running on 3 worker processes with 1 thread each"),
+        "{}",
+        stderr(&out)
+    );
+    let key = |r: &harness_results::ResultRow| {
+        (
+            r.fingerprint.clone(),
+            r.status.clone(),
+            r.test_accuracy.to_bits(),
+            r.test_loss.to_bits(),
+            r.test_macro_f1.to_bits(),
+            r.validation_accuracy.to_bits(),
+            r.best_step,
+            r.steps_run,
+            r.checkpoint_sha256.clone(),
+            r.source_sha256.clone(),
+            r.source_test_accuracy.map(f64::to_bits),
+        )
+    };
+    let mut a: Vec<_> = one.rows("tiny").iter().map(key).collect();
+    let mut b: Vec<_> = three.rows("tiny").iter().map(key).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a.len(), 16);
+    assert_eq!(a, b);
+    // And a second run with jobs finds nothing left to do.
+    let again = three.harness(&["run", "--no-report", "--jobs", "3", "experiments/tiny.toml"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("16 finished, 0 to run"), "{}", stderr(&again));
+}
+
 #[test]
 fn kill_9_in_the_middle_then_the_same_command_finishes_without_duplicates() {
     let p = Project::new();

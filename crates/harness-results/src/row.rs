@@ -207,7 +207,9 @@ result_schema! {
     fingerprint: String,
     /// Key of the pre-training run (null for scratch).
     pretrain_key: Option<String>,
-    /// SHA256 of the checkpoint files (null for scratch).
+    /// SHA256 of the transferred weights (parameter paths and f32 values; the same whenever the
+    /// same job is trained again). Checkpoints trained before it was recorded give their files'
+    /// SHA256. Null for scratch.
     checkpoint_sha256: Option<String>,
     /// SHA256 of the `tokenizer.json` that encoded a text target and its text source.
     tokenizer_sha256: Option<String>,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use harness_spec::{Experiment, ManifestSet, expand};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(&manifest_dir()).join("../..")
 }
 
 #[test]
@@ -99,4 +99,11 @@ fn the_spoken_word_vocabulary_shares_no_word_with_the_target_phrases() {
     assert!(hidden.is_empty(), "{hidden:?}");
     let render = source.render.as_ref().unwrap();
     assert!(source.classes.len() * render.clips_per_class >= 20_000);
+}
+
+/// The package folder of this checkout, read when the test runs: `cargo test` sets it. The
+/// compile-time `env!` value is not used because cargo reuses a test binary built in another
+/// checkout that shares the target folder, and would read that checkout's files.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo test")
 }

@@ -27,7 +27,7 @@ pub use cell::{
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
-pub use pretrain::{PretrainMeta, PretrainOutcome, ensure_pretrained};
+pub use pretrain::{PretrainMeta, PretrainOutcome, cached_pretrained, ensure_pretrained};
 
 use anyhow::{Context, Result};
 use burn::prelude::*;

@@ -29,6 +29,31 @@ pub struct PretrainMeta {
     pub source_test_accuracy: f64,
     pub seconds: f64,
     pub harness_version: String,
+    /// SHA256 of the saved stem and backbone weights (parameter paths and their f32 values).
+    /// Unlike the files' own hash it is the same whenever the same job is trained again: the
+    /// files also carry burn's random parameter ids. Absent in checkpoints trained before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+}
+
+/// SHA256 over every float parameter of the transferred parts (stem, then backbone), each as
+/// its dotted path and its values in little-endian f32.
+pub fn weights_sha256(model: &harness_model::Classifier) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (part, params) in [
+        ("stem", harness_model::snapshot(&model.stem)),
+        ("backbone", harness_model::snapshot(&model.backbone)),
+    ] {
+        for (path, values) in params {
+            h.update(format!("{part}.{path}:{}\n", values.len()).as_bytes());
+            for v in values {
+                h.update(v.to_le_bytes());
+            }
+        }
+    }
+    hex::encode(h.finalize())
 }
 
 /// A checkpoint ready for use, and whether this call trained it.
@@ -44,6 +69,23 @@ pub fn checkpoint_dir(cache: &Path, key: &str) -> PathBuf {
     cache.join("checkpoints").join(key)
 }
 
+/// The checkpoint of `key` if the cache has a complete one (weights and `meta.json`).
+pub fn cached_pretrained(cache: &Path, key: &str) -> Result<Option<PretrainOutcome>> {
+    let dir = checkpoint_dir(cache, key);
+    let checkpoint = Checkpoint::new(&dir);
+    let meta_path = dir.join("meta.json");
+    if !(checkpoint.exists() && meta_path.is_file()) {
+        return Ok(None);
+    }
+    let meta: PretrainMeta = serde_json::from_slice(&std::fs::read(&meta_path)?)
+        .with_context(|| format!("reading {}", meta_path.display()))?;
+    Ok(Some(PretrainOutcome {
+        checkpoint,
+        meta,
+        trained_now: false,
+    }))
+}
+
 /// Returns the checkpoint of `job`, training it first if the cache has none.
 pub fn ensure_pretrained(
     job: &PretrainJob,
@@ -51,18 +93,11 @@ pub fn ensure_pretrained(
     cache: &Path,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<PretrainOutcome> {
+    if let Some(outcome) = cached_pretrained(cache, &job.key)? {
+        return Ok(outcome);
+    }
     let dir = checkpoint_dir(cache, &job.key);
     let checkpoint = Checkpoint::new(&dir);
-    let meta_path = dir.join("meta.json");
-    if checkpoint.exists() && meta_path.is_file() {
-        let meta: PretrainMeta = serde_json::from_slice(&std::fs::read(&meta_path)?)
-            .with_context(|| format!("reading {}", meta_path.display()))?;
-        return Ok(PretrainOutcome {
-            checkpoint,
-            meta,
-            trained_now: false,
-        });
-    }
 
     // Train into a temporary folder beside the final one, then rename: a crash leaves no
     // half-written checkpoint that a later run would trust.
@@ -150,7 +185,9 @@ fn train(
     let test: Vec<usize> = (0..source.test.len()).collect();
     let test_eval = evaluate(&model, &source.test, &norm, &test, classes);
     save_pretrained(&model, out)?;
+    let weights_sha256 = Some(weights_sha256(&model));
     Ok(PretrainMeta {
+        weights_sha256,
         key: job.key.clone(),
         source: job.source.clone(),
         source_sha256: source.content_sha256.clone(),

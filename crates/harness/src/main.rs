@@ -5,9 +5,11 @@
 //! store and reports. It is glue only: every stage lives in its own crate.
 
 mod bench;
+mod jobs;
 mod progress;
 mod provenance;
 mod run;
+mod workbench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,9 +43,16 @@ enum Command {
         experiments: Vec<PathBuf>,
         #[command(flatten)]
         paths: Paths,
-        /// Worker threads for the compute backend (default: all cores).
+        /// Cells (and pre-training jobs) run at the same time, each in its own worker
+        /// process (default: one per core). The rows are the same whatever the number.
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+        /// Compute threads of each job (default: 1 when several jobs run, else every core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Internal: run tasks sent by a parent `harness run` on stdin.
+        #[arg(long, hide = true)]
+        worker: bool,
         /// Do not write reports at the end.
         #[arg(long)]
         no_report: bool,
@@ -143,9 +152,18 @@ fn main() -> ExitCode {
         Command::Run {
             experiments,
             paths,
+            jobs: n_jobs,
             threads,
+            worker,
             no_report,
-        } => run::run(&experiments, &paths, threads, !no_report),
+        } => {
+            let parallelism = run::Parallelism::resolve(n_jobs, threads);
+            if worker {
+                jobs::worker(&experiments, &paths, parallelism.threads)
+            } else {
+                run::run(&experiments, &paths, parallelism, !no_report)
+            }
+        }
         Command::Plan { experiments, paths } => run::plan(&experiments, &paths),
         Command::Report { experiments, paths } => run::report(&experiments, &paths),
         Command::Fetch { ids, paths } => run::fetch(&ids, &paths),

@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Display {
     multi: MultiProgress,
     interactive: bool,
+    quiet: bool,
 }
 
 impl Display {
@@ -19,12 +20,26 @@ impl Display {
         } else {
             ProgressDrawTarget::hidden()
         });
-        Display { multi, interactive }
+        Display {
+            multi,
+            interactive,
+            quiet: false,
+        }
+    }
+
+    /// Shows nothing: for worker processes, whose parent shows their progress.
+    pub fn quiet() -> Display {
+        Display {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+            interactive: false,
+            quiet: true,
+        }
     }
 
     /// Prints a line above the bars (or to stderr when there are none).
     pub fn line(&self, text: impl AsRef<str>) {
-        if self.interactive {
+        if self.quiet {
+        } else if self.interactive {
             let _ = self.multi.println(text.as_ref());
         } else {
             eprintln!("{}", text.as_ref());

@@ -7,29 +7,24 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use harness_data::{
-    DataCache, Dataset, FetchEvent, Inputs, PAD_ID, TextNormalisation, Tokenizer, TokenizerSpec,
-    ensure_tokenizer, load_tokenizer, prepare, tokenise_texts,
-};
-use harness_results::{ReportContext, ResultRow, ResultStore, write_report};
-use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, TokenizerPlan, expand};
-use harness_train::{
-    CellOutcome, FeatureCache, PretrainOutcome, TrainEvent, ensure_pretrained, run_cell_cached,
-};
+use harness_data::DataCache;
+use harness_results::{ReportContext, ResultStore, write_report};
+use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, expand};
+use harness_train::{PretrainOutcome, TrainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::Paths;
 use crate::progress::Display;
-use crate::provenance;
+use crate::workbench::{Workbench, fetch_datasets};
+use crate::{Paths, jobs, provenance};
 
 /// An experiment file with its expanded plan.
-struct Loaded {
-    experiment: Experiment,
-    plan: Plan,
+pub struct Loaded {
+    pub experiment: Experiment,
+    pub plan: Plan,
 }
 
 /// Reads the manifests and every experiment file, and expands them; any error stops here.
-fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded>)> {
+pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded>)> {
     let manifests = ManifestSet::load_dir(&paths.manifests)?;
     let mut loaded = Vec::new();
     let mut names = BTreeMap::new();
@@ -64,172 +59,6 @@ fn finished(store: &ResultStore) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-fn fetch_datasets(
-    ids: &BTreeSet<String>,
-    manifests: &ManifestSet,
-    cache: &DataCache,
-    display: &Display,
-) -> Result<HashMap<String, Dataset>> {
-    let mut out = HashMap::new();
-    for id in ids {
-        let manifest = manifests.get(id).context("dataset id checked at load")?;
-        let spinner = display.spinner(format!("dataset {id}: looking in the cache"));
-        let mut on_event = |event: FetchEvent| match event {
-            FetchEvent::Trying { source, .. } => {
-                spinner.set_message(format!("dataset {id}: fetching through {source}"))
-            }
-            FetchEvent::Failed { source, reason, .. } => {
-                display.line(format!("  {id}: {source} failed: {reason}"))
-            }
-            FetchEvent::Fetched { source, .. } => {
-                spinner.set_message(format!("dataset {id}: decoding what {source} delivered"))
-            }
-            FetchEvent::Rendering { done, total, .. } => {
-                spinner.set_message(format!("dataset {id}: rendering clip {done} of {total}"))
-            }
-        };
-        let dataset = prepare(manifest, cache, &mut on_event);
-        spinner.finish_and_clear();
-        let dataset = dataset?;
-        display.line(format!(
-            "dataset {id}: {} training-pool + {} test examples from {} (sha256 {})",
-            dataset.train.len(),
-            dataset.test.len(),
-            dataset.origin,
-            &dataset.content_sha256[..16]
-        ));
-        out.insert(id.clone(), dataset);
-    }
-    Ok(out)
-}
-
-/// Each tokenizer the pending work needs, trained on its corpus (or read from the cache, or
-/// the user's file): key → (tokenizer, SHA256 of its `tokenizer.json`).
-fn tokenise_datasets(
-    keys: &BTreeSet<&String>,
-    all: &Plan,
-    raw: &HashMap<String, Dataset>,
-    cache: &DataCache,
-    display: &Display,
-) -> Result<HashMap<String, (Tokenizer, String)>> {
-    let mut out = HashMap::new();
-    for &key in keys {
-        let plan = all.tokenizer(key).context("tokenizer of a planned key")?;
-        let (tokenizer, sha, what) = if let Some(path) = &plan.file {
-            let tokenizer = load_tokenizer(path)?;
-            let sha = plan.file_sha256.clone().unwrap_or_default();
-            (
-                tokenizer,
-                sha,
-                format!("{} (the experiment's own)", path.display()),
-            )
-        } else {
-            let id = plan
-                .corpus
-                .as_ref()
-                .context("a tokenizer without a corpus or a file")?;
-            let corpus = &raw[id];
-            let Inputs::Texts(texts) = &corpus.train else {
-                anyhow::bail!("`text.corpus` = `{id}` is not a text dataset");
-            };
-            let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
-            let spinner = display.spinner(format!(
-                "tokenizer: learning a {}-token vocabulary from {id}",
-                plan.text.vocab_size
-            ));
-            // Normalised only if the tokenizer is not in the cache yet.
-            let docs = std::cell::OnceCell::new();
-            let cached = ensure_tokenizer(
-                &cache.root,
-                &format!(
-                    "{}:normalise={}",
-                    corpus.content_sha256, plan.text.normalise
-                ),
-                &TokenizerSpec {
-                    vocab_size: plan.text.vocab_size,
-                    min_frequency: plan.text.min_frequency,
-                },
-                || {
-                    docs.get_or_init(|| {
-                        texts
-                            .docs
-                            .iter()
-                            .map(|d| normalisation.apply(d))
-                            .collect::<Vec<String>>()
-                    })
-                    .iter()
-                    .map(String::as_str)
-                },
-            );
-            spinner.finish_and_clear();
-            let cached = cached.with_context(|| format!("training the tokenizer on `{id}`"))?;
-            let what = format!(
-                "trained on the {} training-pool documents of {id}{}, {}",
-                texts.docs.len(),
-                if cached.trained_now { "" } else { " (cached)" },
-                cached.path.display()
-            );
-            (cached.tokenizer, cached.sha256, what)
-        };
-        display.line(format!(
-            "tokenizer {}: {} tokens, {what}, sha256 {}",
-            &key[..16],
-            tokenizer.get_vocab_size(true),
-            &sha[..16.min(sha.len())]
-        ));
-        out.insert(key.clone(), (tokenizer, sha));
-    }
-    Ok(out)
-}
-
-/// `dataset` with its documents as token ids.
-fn encode_dataset(
-    dataset: &Dataset,
-    tokenizer: &Tokenizer,
-    plan: &TokenizerPlan,
-) -> Result<Dataset> {
-    let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
-    let encode = |inputs: &Inputs| -> Result<Inputs> {
-        match inputs {
-            Inputs::Texts(texts) => Ok(Inputs::Tokens(tokenise_texts(
-                tokenizer,
-                texts,
-                plan.text.max_tokens,
-                normalisation,
-            )?)),
-            _ => anyhow::bail!("`{}` is not a text dataset", dataset.id),
-        }
-    };
-    Ok(Dataset {
-        id: dataset.id.clone(),
-        classes: dataset.classes.clone(),
-        train: encode(&dataset.train)?,
-        test: encode(&dataset.test)?,
-        content_sha256: dataset.content_sha256.clone(),
-        origin: dataset.origin.clone(),
-    })
-}
-
-/// One line on how documents fit `max_tokens`: the mean length and the share that is cut.
-fn token_summary(dataset: &Dataset, plan: &TokenizerPlan) -> String {
-    let Inputs::Tokens(t) = &dataset.train else {
-        return String::new();
-    };
-    let n = t.labels.len().max(1);
-    let lengths: Vec<usize> = (0..t.labels.len())
-        .map(|i| t.example(i).iter().filter(|&&id| id != PAD_ID).count())
-        .collect();
-    let full = lengths.iter().filter(|&&l| l == t.tokens).count();
-    format!(
-        "dataset {}: tokenised to {} ids per document: {:.0} tokens on average before padding, {:.0}% of documents fill all {} (and may be cut)",
-        dataset.id,
-        plan.text.max_tokens,
-        lengths.iter().sum::<usize>() as f64 / n as f64,
-        100.0 * full as f64 / n as f64,
-        t.tokens
-    )
-}
-
 #[derive(Serialize, Deserialize)]
 struct RunRecord {
     command: String,
@@ -245,27 +74,57 @@ fn command_line(files: &[PathBuf]) -> String {
     format!("harness run {}", files.join(" "))
 }
 
+/// How `harness run` spreads its work: `jobs` worker processes (1: everything in this
+/// process), each computing with `threads` threads.
+#[derive(Debug, Clone, Copy)]
+pub struct Parallelism {
+    pub jobs: usize,
+    pub threads: usize,
+}
+
+impl Parallelism {
+    /// The defaults, measured on 2 cores (BENCHMARKS.md): one job per core with one thread
+    /// each ran cells about twice as fast as one job with every core.
+    pub fn resolve(jobs: Option<usize>, threads: Option<usize>) -> Parallelism {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let jobs = jobs.unwrap_or(cores).max(1);
+        let threads = threads.unwrap_or(if jobs > 1 { 1 } else { cores }).max(1);
+        Parallelism { jobs, threads }
+    }
+}
+
+/// What one `harness run` did.
+#[derive(Default)]
+pub struct Ran {
+    pub pretrainings: usize,
+    /// Cells run, by experiment index.
+    pub cells: HashMap<usize, usize>,
+    pub failures: usize,
+}
+
+/// The cells of each experiment that are not in its store yet.
+pub type Todo = Vec<(usize, Vec<Cell>)>;
+
 /// `harness run`.
 pub fn run(
     files: &[PathBuf],
     paths: &Paths,
-    threads: Option<usize>,
+    parallelism: Parallelism,
     write_reports: bool,
 ) -> Result<()> {
     let started = Instant::now();
     let started_at = provenance::now();
-    if let Some(n) = threads {
+    if parallelism.jobs == 1 {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
+            .num_threads(parallelism.threads)
             .build_global()
             .context("setting the thread count")?;
     }
     let (manifests, loaded) = load(files, paths)?;
     let display = Display::new();
-    let cache = DataCache::new(paths.cache_dir());
 
     // What is left to do, experiment by experiment.
-    let mut todo: Vec<(usize, Vec<Cell>)> = Vec::new();
+    let mut todo: Todo = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
         let store = ResultStore::open(&paths.results, &l.experiment.name);
         store.clean_partial_writes();
@@ -295,182 +154,46 @@ pub fn run(
         .iter()
         .filter_map(|c| c.pretrain_key.clone())
         .collect();
-    let mut ids: BTreeSet<String> = pending.iter().map(|c| c.target.clone()).collect();
-    ids.extend(
-        keys.iter()
-            .filter_map(|k| all.job(k))
-            .map(|j| j.source.clone()),
-    );
-    // Text datasets, each with the tokenizer that encodes it.
-    let mut text_uses: BTreeSet<(String, String)> = pending
-        .iter()
-        .filter_map(|c| Some((c.target.clone(), c.tokenizer.clone()?)))
-        .collect();
-    text_uses.extend(
-        keys.iter()
-            .filter_map(|k| all.job(k))
-            .filter_map(|j| Some((j.source.clone(), j.tokenizer.clone()?))),
-    );
-    let tokenizer_keys: BTreeSet<&String> = text_uses.iter().map(|(_, k)| k).collect();
-    ids.extend(
-        tokenizer_keys
-            .iter()
-            .filter_map(|k| all.tokenizer(k)?.corpus.clone()),
-    );
 
-    let raw = fetch_datasets(&ids, &manifests, &cache, &display)?;
-    let tokenizers = tokenise_datasets(&tokenizer_keys, &all, &raw, &cache, &display)?;
-    let mut encoded: HashMap<(String, String), Dataset> = HashMap::new();
-    for (id, key) in &text_uses {
-        let (tokenizer, _) = &tokenizers[key];
-        let plan = all.tokenizer(key).context("tokenizer of a planned key")?;
-        let dataset = encode_dataset(&raw[id], tokenizer, plan)
-            .with_context(|| format!("tokenising `{id}`"))?;
-        display.line(token_summary(&dataset, plan));
-        encoded.insert((id.clone(), key.clone()), dataset);
-    }
-    // The dataset a cell or a pre-training job sees: text as token ids, the rest as decoded.
-    let dataset_for = |id: &String, tokenizer: &Option<String>| -> &Dataset {
-        match tokenizer {
-            Some(key) => &encoded[&(id.clone(), key.clone())],
-            None => &raw[id],
-        }
-    };
+    // Every dataset and tokenizer is checked before anything trains.
+    let mut bench = Workbench::new(
+        &manifests,
+        &all,
+        DataCache::new(paths.cache_dir()),
+        &display,
+    );
+    bench.prepare(&pending, &keys)?;
 
-    // Pre-training, once per key.
-    let mut checkpoints: HashMap<String, (PretrainOutcome, Option<String>)> = HashMap::new();
-    let mut pretrainings_run = 0;
-    for key in &keys {
-        let job = all.job(key).context("job of a planned key")?;
-        let source = dataset_for(&job.source, &job.tokenizer);
-        let bar = display.bar(0, format!("pre-train {}", job.source));
-        let mut on_event = |event: TrainEvent| match event {
-            TrainEvent::PretrainStep { step, total, loss } => {
-                bar.set_length(total as u64);
-                bar.set_position(step as u64);
-                if step % 20 == 0 {
-                    bar.set_message(format!("loss {loss:.3}"));
-                }
-            }
-            TrainEvent::PretrainEpoch {
-                epoch,
-                epochs,
-                loss,
-            } => display.line(format!(
-                "  pre-training {}: epoch {epoch}/{epochs}, mean loss {loss:.4}",
-                job.source
-            )),
-            TrainEvent::CellStep { .. } => {}
-        };
-        let outcome = ensure_pretrained(job, source, &cache.root, &mut on_event)
-            .with_context(|| format!("pre-training on `{}`", job.source))?;
-        bar.finish_and_clear();
-        if outcome.trained_now {
-            pretrainings_run += 1;
-        }
+    let ran = if parallelism.jobs == 1 || pending.is_empty() {
+        run_here(&mut bench, &all, &keys, &todo, &loaded, paths, &display)?
+    } else {
+        // The workers load what they need themselves.
+        bench.release_data();
+        drop(bench);
         display.line(format!(
-            "pre-trained {} ({}): {} examples × {} epochs, {:.1}% on its own test set, {:.0} s{}",
-            job.source,
-            &key[..16],
-            outcome.meta.examples,
-            outcome.meta.epochs,
-            outcome.meta.source_test_accuracy * 100.0,
-            outcome.meta.seconds,
-            if outcome.trained_now { "" } else { " (cached)" }
+            "running on {} worker processes with {} thread{} each (--jobs, --threads)",
+            parallelism.jobs,
+            parallelism.threads,
+            if parallelism.threads == 1 { "" } else { "s" }
         ));
-        let sha = provenance::checkpoint_sha256(&[
-            &outcome.checkpoint.stem_file(),
-            &outcome.checkpoint.backbone_file(),
-        ]);
-        checkpoints.insert(key.clone(), (outcome, sha));
-    }
-
-    // Cells.
-    let (git_commit, git_dirty) = provenance::git_state();
-    let context = RowContext {
-        git_commit,
-        git_dirty,
-        host: provenance::host(),
-        threads: rayon::current_num_threads(),
+        jobs::run_workers(
+            files,
+            paths,
+            parallelism,
+            &all,
+            &keys,
+            &todo,
+            &display,
+        )?
     };
-    let total: usize = pending.len();
-    let overall = display.bar(total as u64, "cells");
-    let mut cells_run: HashMap<usize, usize> = HashMap::new();
-    let mut failures = 0;
-    // Frozen Option 1 features, shared by the cells of one checkpoint and target.
-    let mut features = FeatureCache::default();
-    for (index, cells) in &todo {
-        let l = &loaded[*index];
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        for cell in cells {
-            let started_at = provenance::now();
-            let target = dataset_for(&cell.target, &cell.tokenizer);
-            let pretrained = cell.pretrain_key.as_ref().map(|k| &checkpoints[k]);
-            let step_bar = display.bar(0, "steps");
-            step_bar.set_message(format!(
-                "{} ← {} option {} n={} seed {}",
-                cell.target, cell.source, cell.option, cell.n_train, cell.seed
-            ));
-            let mut on_event = |event: TrainEvent| {
-                if let TrainEvent::CellStep { step, total } = event {
-                    step_bar.set_length(total as u64);
-                    step_bar.set_position(step as u64);
-                }
-            };
-            let outcome = run_cell_cached(
-                cell,
-                target,
-                pretrained.map(|p| &p.0.checkpoint),
-                &mut features,
-                &mut on_event,
-            );
-            step_bar.finish_and_clear();
-            let source = (cell.source != harness_spec::SCRATCH).then(|| &raw[&cell.source]);
-            let tokenizer_sha = cell.tokenizer.as_ref().map(|k| tokenizers[k].1.clone());
-            let job = cell.pretrain_key.as_ref().and_then(|k| all.job(k));
-            let row = make_row(
-                cell,
-                job,
-                target,
-                source,
-                pretrained,
-                outcome.as_ref().map_err(|e| format!("{e:#}")),
-                &context,
-                started_at,
-                tokenizer_sha,
-            );
-            store
-                .write(&row)
-                .with_context(|| format!("writing a result row into {}", store.dir.display()))?;
-            if row.status == "failed" {
-                failures += 1;
-            }
-            *cells_run.entry(*index).or_default() += 1;
-            overall.inc(1);
-            display.line(format!(
-                "[{}/{}] {} ← {:<14} option {} n={:<5} seed {}: {} test accuracy {:.3} ({:.1} s)",
-                overall.position(),
-                total,
-                cell.target,
-                cell.source,
-                cell.option,
-                cell.n_train,
-                cell.seed,
-                row.status,
-                row.test_accuracy,
-                row.train_seconds
-            ));
-        }
-    }
-    overall.finish_and_clear();
 
     let finished_at = provenance::now();
     let wall = started.elapsed().as_secs_f64();
     for (index, _) in &todo {
         let l = &loaded[*index];
         let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let ran = cells_run.get(index).copied().unwrap_or(0);
-        if ran > 0 {
+        let cells_run = ran.cells.get(index).copied().unwrap_or(0);
+        if cells_run > 0 {
             append_run_record(
                 &store,
                 &RunRecord {
@@ -478,8 +201,8 @@ pub fn run(
                     started_at: started_at.clone(),
                     finished_at: finished_at.clone(),
                     wall_seconds: wall,
-                    cells_run: ran,
-                    pretrainings_run,
+                    cells_run,
+                    pretrainings_run: ran.pretrainings,
                 },
             )?;
         }
@@ -488,16 +211,139 @@ pub fn run(
             display.line(format!("report: {}", out.display()));
         }
     }
+    let total = pending.len();
     display.line(format!(
-        "done in {:.0} s: {total} cells run, {failures} failed",
-        wall
+        "done in {:.0} s: {total} cells run, {} failed",
+        wall, ran.failures
     ));
-    if failures > 0 {
+    if ran.failures > 0 {
         anyhow::bail!(
-            "{failures} cells failed; their rows say why (status = failed), and the next run retries them"
+            "{} cells failed; their rows say why (status = failed), and the next run retries them",
+            ran.failures
         );
     }
     Ok(())
+}
+
+/// Pre-training jobs, then cells, one after the other in this process.
+fn run_here(
+    bench: &mut Workbench,
+    all: &Plan,
+    keys: &BTreeSet<String>,
+    todo: &Todo,
+    loaded: &[Loaded],
+    paths: &Paths,
+    display: &Display,
+) -> Result<Ran> {
+    let mut ran = Ran::default();
+    for key in keys {
+        let job = all.job(key).context("job of a planned key")?;
+        let bar = display.bar(0, format!("pre-train {}", job.source));
+        let mut on_event = |event: TrainEvent| show_pretrain_event(&bar, display, job, event);
+        let (outcome, _) = bench.checkpoint(key, &mut on_event)?;
+        bar.finish_and_clear();
+        if outcome.trained_now {
+            ran.pretrainings += 1;
+        }
+        display.line(pretrained_line(job, outcome));
+    }
+
+    let total: usize = todo.iter().map(|(_, cells)| cells.len()).sum();
+    let overall = display.bar(total as u64, "cells");
+    for (index, cells) in todo {
+        let store = ResultStore::open(&paths.results, &loaded[*index].experiment.name);
+        for cell in cells {
+            let step_bar = display.bar(0, "steps");
+            step_bar.set_message(cell_title(cell));
+            let mut on_event = |event: TrainEvent| {
+                if let TrainEvent::CellStep { step, total } = event {
+                    step_bar.set_length(total as u64);
+                    step_bar.set_position(step as u64);
+                }
+            };
+            let row = bench.run_cell(cell, &store, &mut on_event)?;
+            step_bar.finish_and_clear();
+            if row.status == "failed" {
+                ran.failures += 1;
+            }
+            *ran.cells.entry(*index).or_default() += 1;
+            overall.inc(1);
+            display.line(cell_line(
+                overall.position() as usize,
+                total,
+                cell,
+                &row.status,
+                row.test_accuracy,
+                row.train_seconds,
+            ));
+        }
+    }
+    overall.finish_and_clear();
+    Ok(ran)
+}
+
+/// Shows a pre-training event on `bar` (steps) and as a line (epochs).
+pub fn show_pretrain_event(
+    bar: &indicatif::ProgressBar,
+    display: &Display,
+    job: &PretrainJob,
+    event: TrainEvent,
+) {
+    match event {
+        TrainEvent::PretrainStep { step, total, loss } => {
+            bar.set_length(total as u64);
+            bar.set_position(step as u64);
+            if step % 20 == 0 {
+                bar.set_message(format!("loss {loss:.3}"));
+            }
+        }
+        TrainEvent::PretrainEpoch {
+            epoch,
+            epochs,
+            loss,
+        } => display.line(format!(
+            "  pre-training {}: epoch {epoch}/{epochs}, mean loss {loss:.4}",
+            job.source
+        )),
+        TrainEvent::CellStep { .. } => {}
+    }
+}
+
+/// The line that says a checkpoint is ready.
+pub fn pretrained_line(job: &PretrainJob, outcome: &PretrainOutcome) -> String {
+    format!(
+        "pre-trained {} ({}): {} examples × {} epochs, {:.1}% on its own test set, {:.0} s{}",
+        job.source,
+        &job.key[..16],
+        outcome.meta.examples,
+        outcome.meta.epochs,
+        outcome.meta.source_test_accuracy * 100.0,
+        outcome.meta.seconds,
+        if outcome.trained_now { "" } else { " (cached)" }
+    )
+}
+
+/// What a cell is, in a few words.
+pub fn cell_title(cell: &Cell) -> String {
+    format!(
+        "{} ← {} option {} n={} seed {}",
+        cell.target, cell.source, cell.option, cell.n_train, cell.seed
+    )
+}
+
+/// The line that says a cell finished.
+pub fn cell_line(
+    position: usize,
+    total: usize,
+    cell: &Cell,
+    status: &str,
+    accuracy: f64,
+    seconds: f64,
+) -> String {
+    format!(
+        "[{position}/{total}] {} ← {:<14} option {} n={:<5} seed {}: {status} test accuracy {accuracy:.3} ({seconds:.1} s)",
+        cell.target, cell.source, cell.option, cell.n_train, cell.seed,
+    )
 }
 
 fn append_run_record(store: &ResultStore, record: &RunRecord) -> Result<()> {
@@ -519,110 +365,6 @@ fn recorded_wall_seconds(store: &ResultStore) -> Option<f64> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     (!records.is_empty()).then(|| records.iter().map(|r| r.wall_seconds).sum())
-}
-
-struct RowContext {
-    git_commit: Option<String>,
-    git_dirty: Option<bool>,
-    host: String,
-    threads: usize,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn make_row(
-    cell: &Cell,
-    job: Option<&PretrainJob>,
-    target: &Dataset,
-    source: Option<&Dataset>,
-    pretrained: Option<&(PretrainOutcome, Option<String>)>,
-    outcome: std::result::Result<&CellOutcome, String>,
-    ctx: &RowContext,
-    started_at: String,
-    tokenizer_sha256: Option<String>,
-) -> ResultRow {
-    let m = &cell.model;
-    let ft = &cell.finetune;
-    let nan = f64::NAN;
-    let (status, message) = match &outcome {
-        Ok(o) => (
-            o.status.as_str().to_string(),
-            (o.status.as_str() != "ok").then(|| "training loss became NaN or infinite".to_string()),
-        ),
-        Err(e) => ("failed".to_string(), Some(e.clone())),
-    };
-    let o = outcome.as_ref().ok();
-    ResultRow {
-        experiment: cell.experiment.clone(),
-        target: cell.target.clone(),
-        source: cell.source.clone(),
-        relation: cell.relation.as_str().into(),
-        option: cell.option as i64,
-        n_train: cell.n_train as i64,
-        seed: cell.seed as i64,
-        patch: m.patch as i64,
-        d_model: m.d_model as i64,
-        n_layers: m.n_layers as i64,
-        n_heads: m.n_heads as i64,
-        d_ff: m.d_ff as i64,
-        activation: m.activation.clone(),
-        dropout: m.dropout,
-        frames_per_token: matches!(target.train, Inputs::Spectrograms(_))
-            .then(|| m.frames_per_token.map(|f| f as i64))
-            .flatten(),
-        max_tokens: match &target.train {
-            Inputs::Tokens(t) => Some(t.tokens as i64),
-            _ => None,
-        },
-        vocab_size: match &target.train {
-            Inputs::Tokens(t) => Some(t.vocab_size as i64),
-            _ => None,
-        },
-        batch_size: ft.batch_size as i64,
-        learning_rate: if cell.option == 1 {
-            ft.option1_learning_rate
-        } else {
-            ft.option2_learning_rate
-        },
-        epochs: ft.epochs as i64,
-        min_steps: ft.min_steps as i64,
-        validation_fraction: ft.validation_fraction,
-        evaluations: ft.evaluations as i64,
-        patience: ft.patience as i64,
-        pretrain_epochs: job.map(|j| j.pretrain.epochs as i64),
-        pretrain_batch_size: job.map(|j| j.pretrain.batch_size as i64),
-        pretrain_learning_rate: job.map(|j| j.pretrain.learning_rate),
-        pretrain_seed: job.map(|j| j.pretrain.seed as i64),
-        pretrain_max_examples: job.map(|j| j.pretrain.max_examples as i64),
-        source_test_accuracy: pretrained.map(|p| p.0.meta.source_test_accuracy),
-        test_accuracy: o.map_or(nan, |o| o.test.accuracy),
-        test_macro_f1: o.map_or(nan, |o| o.test.macro_f1),
-        test_loss: o.map_or(nan, |o| o.test.loss),
-        validation_accuracy: o.map_or(nan, |o| o.validation_accuracy),
-        best_step: o.map_or(0, |o| o.best_step as i64),
-        best_epoch: o.map_or(nan, |o| o.best_epoch),
-        steps_run: o.map_or(0, |o| o.steps_run as i64),
-        n_fit: o.map_or(0, |o| o.n_fit as i64),
-        n_validation: o.map_or(0, |o| o.n_validation as i64),
-        train_seconds: o.map_or(0.0, |o| o.train_seconds),
-        examples_per_second: o.map_or(nan, |o| o.examples_per_second),
-        peak_rss_mib: harness_train::peak_rss_mib(),
-        status,
-        message,
-        fingerprint: cell.fingerprint.clone(),
-        pretrain_key: cell.pretrain_key.clone(),
-        checkpoint_sha256: pretrained.and_then(|p| p.1.clone()),
-        tokenizer_sha256,
-        target_sha256: target.content_sha256.clone(),
-        source_sha256: source.map(|s| s.content_sha256.clone()),
-        harness_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: ctx.git_commit.clone(),
-        git_dirty: ctx.git_dirty,
-        backend: harness_train::BACKEND.into(),
-        threads: ctx.threads as i64,
-        host: ctx.host.clone(),
-        started_at,
-        finished_at: provenance::now(),
-    }
 }
 
 fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {

@@ -1,0 +1,483 @@
+//! What pre-training jobs and cells need, loaded on first use and then kept: decoded datasets,
+//! tokenizers, token-id datasets, checkpoints and the frozen features of Option 1. `harness run`
+//! keeps one in its own process with `--jobs 1`; with more jobs, each worker process has its own.
+
+use std::collections::{BTreeSet, HashMap};
+
+use anyhow::{Context, Result};
+use harness_data::{
+    DataCache, Dataset, FetchEvent, Inputs, PAD_ID, TextNormalisation, Tokenizer, TokenizerSpec,
+    ensure_tokenizer, load_tokenizer, prepare, tokenise_texts,
+};
+use harness_results::{ResultRow, ResultStore};
+use harness_spec::{Cell, ManifestSet, Plan, PretrainJob, TokenizerPlan};
+use harness_train::{
+    CellOutcome, FeatureCache, PretrainOutcome, TrainEvent, cached_pretrained, ensure_pretrained,
+    run_cell_cached,
+};
+
+use crate::progress::Display;
+use crate::provenance;
+
+/// A checkpoint ready for cells, with the SHA256 of its files.
+pub type Pretrained = (PretrainOutcome, Option<String>);
+
+/// Loads what work needs on first use and keeps it for the next task.
+pub struct Workbench<'a> {
+    manifests: &'a ManifestSet,
+    all: &'a Plan,
+    cache: DataCache,
+    display: &'a Display,
+    raw: HashMap<String, Dataset>,
+    tokenizers: HashMap<String, (Tokenizer, String)>,
+    encoded: HashMap<(String, String), Dataset>,
+    checkpoints: HashMap<String, Pretrained>,
+    features: FeatureCache,
+    context: Option<RowContext>,
+}
+
+/// The dataset a cell or a pre-training job sees: text as token ids, the rest as decoded.
+fn dataset_in<'d>(
+    raw: &'d HashMap<String, Dataset>,
+    encoded: &'d HashMap<(String, String), Dataset>,
+    id: &str,
+    tokenizer: &Option<String>,
+) -> &'d Dataset {
+    match tokenizer {
+        Some(key) => &encoded[&(id.to_string(), key.clone())],
+        None => &raw[id],
+    }
+}
+
+impl<'a> Workbench<'a> {
+    pub fn new(
+        manifests: &'a ManifestSet,
+        all: &'a Plan,
+        cache: DataCache,
+        display: &'a Display,
+    ) -> Workbench<'a> {
+        Workbench {
+            manifests,
+            all,
+            cache,
+            display,
+            raw: HashMap::new(),
+            tokenizers: HashMap::new(),
+            encoded: HashMap::new(),
+            checkpoints: HashMap::new(),
+            features: FeatureCache::default(),
+            context: None,
+        }
+    }
+
+    /// Fetches, verifies and decodes the datasets of `cells` and of the pre-training jobs
+    /// `keys`, learns (or reads) their tokenizers and encodes their text; each thing once.
+    pub fn prepare(&mut self, cells: &[&Cell], keys: &BTreeSet<String>) -> Result<()> {
+        let all = self.all;
+        let jobs: Vec<&PretrainJob> = keys.iter().filter_map(|k| all.job(k)).collect();
+        let mut ids: BTreeSet<String> = cells.iter().map(|c| c.target.clone()).collect();
+        ids.extend(jobs.iter().map(|j| j.source.clone()));
+        // Text datasets, each with the tokenizer that encodes it.
+        let mut text_uses: BTreeSet<(String, String)> = cells
+            .iter()
+            .filter_map(|c| Some((c.target.clone(), c.tokenizer.clone()?)))
+            .collect();
+        text_uses.extend(
+            jobs.iter()
+                .filter_map(|j| Some((j.source.clone(), j.tokenizer.clone()?))),
+        );
+        text_uses.retain(|u| !self.encoded.contains_key(u));
+        let tokenizer_keys: BTreeSet<&String> = text_uses
+            .iter()
+            .map(|(_, k)| k)
+            .filter(|k| !self.tokenizers.contains_key(*k))
+            .collect();
+        ids.extend(
+            tokenizer_keys
+                .iter()
+                .filter_map(|k| all.tokenizer(k)?.corpus.clone()),
+        );
+        ids.retain(|id| !self.raw.contains_key(id));
+
+        let fetched = fetch_datasets(&ids, self.manifests, &self.cache, self.display)?;
+        self.raw.extend(fetched);
+        let tokenizers =
+            tokenise_datasets(&tokenizer_keys, all, &self.raw, &self.cache, self.display)?;
+        self.tokenizers.extend(tokenizers);
+        for (id, key) in text_uses {
+            let (tokenizer, _) = &self.tokenizers[&key];
+            let plan = all.tokenizer(&key).context("tokenizer of a planned key")?;
+            let dataset = encode_dataset(&self.raw[&id], tokenizer, plan)
+                .with_context(|| format!("tokenising `{id}`"))?;
+            self.display.line(token_summary(&dataset, plan));
+            self.encoded.insert((id, key), dataset);
+        }
+        Ok(())
+    }
+
+    /// Drops the datasets and features held so far (they are loaded again when needed).
+    pub fn release_data(&mut self) {
+        self.raw.clear();
+        self.encoded.clear();
+        self.features = FeatureCache::default();
+    }
+
+    /// The checkpoint of the pre-training job `key`: from the cache, or trained now on its
+    /// source (which is loaded first).
+    pub fn checkpoint(
+        &mut self,
+        key: &str,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<&Pretrained> {
+        if !self.checkpoints.contains_key(key) {
+            let all = self.all;
+            let job = all.job(key).context("job of a planned key")?;
+            let outcome = match cached_pretrained(&self.cache.root, key)? {
+                Some(outcome) => outcome,
+                None => {
+                    self.prepare(&[], &BTreeSet::from([key.to_string()]))?;
+                    let source = dataset_in(&self.raw, &self.encoded, &job.source, &job.tokenizer);
+                    ensure_pretrained(job, source, &self.cache.root, on_event)
+                        .with_context(|| format!("pre-training on `{}`", job.source))?
+                }
+            };
+            // The weights' hash, reproducible; older checkpoints have only their files' hash.
+            let sha = outcome.meta.weights_sha256.clone().or_else(|| {
+                provenance::checkpoint_sha256(&[
+                    &outcome.checkpoint.stem_file(),
+                    &outcome.checkpoint.backbone_file(),
+                ])
+            });
+            self.checkpoints.insert(key.to_string(), (outcome, sha));
+        }
+        Ok(&self.checkpoints[key])
+    }
+
+    /// Runs `cell` (loading what it needs first) and writes its row into `store`. A cell that
+    /// fails still gives a row, with status `failed` and the reason.
+    pub fn run_cell(
+        &mut self,
+        cell: &Cell,
+        store: &ResultStore,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<ResultRow> {
+        self.prepare(&[cell], &BTreeSet::new())?;
+        if let Some(key) = &cell.pretrain_key {
+            self.checkpoint(key, &mut |_| {})?;
+        }
+        let context = self.context.get_or_insert_with(RowContext::here);
+        let started_at = provenance::now();
+        let target = dataset_in(&self.raw, &self.encoded, &cell.target, &cell.tokenizer);
+        let pretrained = cell.pretrain_key.as_ref().map(|k| &self.checkpoints[k]);
+        let outcome = run_cell_cached(
+            cell,
+            target,
+            pretrained.map(|p| &p.0.checkpoint),
+            &mut self.features,
+            on_event,
+        );
+        let tokenizer_sha = cell
+            .tokenizer
+            .as_ref()
+            .map(|k| self.tokenizers[k].1.clone());
+        let job = cell.pretrain_key.as_ref().and_then(|k| self.all.job(k));
+        let row = make_row(
+            cell,
+            job,
+            target,
+            pretrained,
+            outcome.as_ref().map_err(|e| format!("{e:#}")),
+            context,
+            started_at,
+            tokenizer_sha,
+        );
+        store
+            .write(&row)
+            .with_context(|| format!("writing a result row into {}", store.dir.display()))?;
+        Ok(row)
+    }
+}
+
+pub fn fetch_datasets(
+    ids: &BTreeSet<String>,
+    manifests: &ManifestSet,
+    cache: &DataCache,
+    display: &Display,
+) -> Result<HashMap<String, Dataset>> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let manifest = manifests.get(id).context("dataset id checked at load")?;
+        let spinner = display.spinner(format!("dataset {id}: looking in the cache"));
+        let mut on_event = |event: FetchEvent| match event {
+            FetchEvent::Trying { source, .. } => {
+                spinner.set_message(format!("dataset {id}: fetching through {source}"))
+            }
+            FetchEvent::Failed { source, reason, .. } => {
+                display.line(format!("  {id}: {source} failed: {reason}"))
+            }
+            FetchEvent::Fetched { source, .. } => {
+                spinner.set_message(format!("dataset {id}: decoding what {source} delivered"))
+            }
+            FetchEvent::Rendering { done, total, .. } => {
+                spinner.set_message(format!("dataset {id}: rendering clip {done} of {total}"))
+            }
+        };
+        let dataset = prepare(manifest, cache, &mut on_event);
+        spinner.finish_and_clear();
+        let dataset = dataset?;
+        display.line(format!(
+            "dataset {id}: {} training-pool + {} test examples from {} (sha256 {})",
+            dataset.train.len(),
+            dataset.test.len(),
+            dataset.origin,
+            &dataset.content_sha256[..16]
+        ));
+        out.insert(id.clone(), dataset);
+    }
+    Ok(out)
+}
+
+/// Each tokenizer the pending work needs, trained on its corpus (or read from the cache, or
+/// the user's file): key → (tokenizer, SHA256 of its `tokenizer.json`).
+fn tokenise_datasets(
+    keys: &BTreeSet<&String>,
+    all: &Plan,
+    raw: &HashMap<String, Dataset>,
+    cache: &DataCache,
+    display: &Display,
+) -> Result<HashMap<String, (Tokenizer, String)>> {
+    let mut out = HashMap::new();
+    for &key in keys {
+        let plan = all.tokenizer(key).context("tokenizer of a planned key")?;
+        let (tokenizer, sha, what) = if let Some(path) = &plan.file {
+            let tokenizer = load_tokenizer(path)?;
+            let sha = plan.file_sha256.clone().unwrap_or_default();
+            (
+                tokenizer,
+                sha,
+                format!("{} (the experiment's own)", path.display()),
+            )
+        } else {
+            let id = plan
+                .corpus
+                .as_ref()
+                .context("a tokenizer without a corpus or a file")?;
+            let corpus = &raw[id];
+            let Inputs::Texts(texts) = &corpus.train else {
+                anyhow::bail!("`text.corpus` = `{id}` is not a text dataset");
+            };
+            let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
+            let spinner = display.spinner(format!(
+                "tokenizer: learning a {}-token vocabulary from {id}",
+                plan.text.vocab_size
+            ));
+            // Normalised only if the tokenizer is not in the cache yet.
+            let docs = std::cell::OnceCell::new();
+            let cached = ensure_tokenizer(
+                &cache.root,
+                &format!(
+                    "{}:normalise={}",
+                    corpus.content_sha256, plan.text.normalise
+                ),
+                &TokenizerSpec {
+                    vocab_size: plan.text.vocab_size,
+                    min_frequency: plan.text.min_frequency,
+                },
+                || {
+                    docs.get_or_init(|| {
+                        texts
+                            .docs
+                            .iter()
+                            .map(|d| normalisation.apply(d))
+                            .collect::<Vec<String>>()
+                    })
+                    .iter()
+                    .map(String::as_str)
+                },
+            );
+            spinner.finish_and_clear();
+            let cached = cached.with_context(|| format!("training the tokenizer on `{id}`"))?;
+            let what = format!(
+                "trained on the {} training-pool documents of {id}{}, {}",
+                texts.docs.len(),
+                if cached.trained_now { "" } else { " (cached)" },
+                cached.path.display()
+            );
+            (cached.tokenizer, cached.sha256, what)
+        };
+        display.line(format!(
+            "tokenizer {}: {} tokens, {what}, sha256 {}",
+            &key[..16],
+            tokenizer.get_vocab_size(true),
+            &sha[..16.min(sha.len())]
+        ));
+        out.insert(key.clone(), (tokenizer, sha));
+    }
+    Ok(out)
+}
+
+/// `dataset` with its documents as token ids.
+fn encode_dataset(
+    dataset: &Dataset,
+    tokenizer: &Tokenizer,
+    plan: &TokenizerPlan,
+) -> Result<Dataset> {
+    let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
+    let encode = |inputs: &Inputs| -> Result<Inputs> {
+        match inputs {
+            Inputs::Texts(texts) => Ok(Inputs::Tokens(tokenise_texts(
+                tokenizer,
+                texts,
+                plan.text.max_tokens,
+                normalisation,
+            )?)),
+            _ => anyhow::bail!("`{}` is not a text dataset", dataset.id),
+        }
+    };
+    Ok(Dataset {
+        id: dataset.id.clone(),
+        classes: dataset.classes.clone(),
+        train: encode(&dataset.train)?,
+        test: encode(&dataset.test)?,
+        content_sha256: dataset.content_sha256.clone(),
+        origin: dataset.origin.clone(),
+    })
+}
+
+/// One line on how documents fit `max_tokens`: the mean length and the share that is cut.
+fn token_summary(dataset: &Dataset, plan: &TokenizerPlan) -> String {
+    let Inputs::Tokens(t) = &dataset.train else {
+        return String::new();
+    };
+    let n = t.labels.len().max(1);
+    let lengths: Vec<usize> = (0..t.labels.len())
+        .map(|i| t.example(i).iter().filter(|&&id| id != PAD_ID).count())
+        .collect();
+    let full = lengths.iter().filter(|&&l| l == t.tokens).count();
+    format!(
+        "dataset {}: tokenised to {} ids per document: {:.0} tokens on average before padding, {:.0}% of documents fill all {} (and may be cut)",
+        dataset.id,
+        plan.text.max_tokens,
+        lengths.iter().sum::<usize>() as f64 / n as f64,
+        100.0 * full as f64 / n as f64,
+        t.tokens
+    )
+}
+
+pub struct RowContext {
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub host: String,
+    pub threads: usize,
+}
+
+impl RowContext {
+    /// This process's view: the checkout's commit and state, the host and the thread count.
+    pub fn here() -> RowContext {
+        let (git_commit, git_dirty) = provenance::git_state();
+        RowContext {
+            git_commit,
+            git_dirty,
+            host: provenance::host(),
+            threads: rayon::current_num_threads(),
+        }
+    }
+}
+
+
+#[allow(clippy::too_many_arguments)]
+fn make_row(
+    cell: &Cell,
+    job: Option<&PretrainJob>,
+    target: &Dataset,
+    pretrained: Option<&(PretrainOutcome, Option<String>)>,
+    outcome: std::result::Result<&CellOutcome, String>,
+    ctx: &RowContext,
+    started_at: String,
+    tokenizer_sha256: Option<String>,
+) -> ResultRow {
+    let m = &cell.model;
+    let ft = &cell.finetune;
+    let nan = f64::NAN;
+    let (status, message) = match &outcome {
+        Ok(o) => (
+            o.status.as_str().to_string(),
+            (o.status.as_str() != "ok").then(|| "training loss became NaN or infinite".to_string()),
+        ),
+        Err(e) => ("failed".to_string(), Some(e.clone())),
+    };
+    let o = outcome.as_ref().ok();
+    ResultRow {
+        experiment: cell.experiment.clone(),
+        target: cell.target.clone(),
+        source: cell.source.clone(),
+        relation: cell.relation.as_str().into(),
+        option: cell.option as i64,
+        n_train: cell.n_train as i64,
+        seed: cell.seed as i64,
+        patch: m.patch as i64,
+        d_model: m.d_model as i64,
+        n_layers: m.n_layers as i64,
+        n_heads: m.n_heads as i64,
+        d_ff: m.d_ff as i64,
+        activation: m.activation.clone(),
+        dropout: m.dropout,
+        frames_per_token: matches!(target.train, Inputs::Spectrograms(_))
+            .then(|| m.frames_per_token.map(|f| f as i64))
+            .flatten(),
+        max_tokens: match &target.train {
+            Inputs::Tokens(t) => Some(t.tokens as i64),
+            _ => None,
+        },
+        vocab_size: match &target.train {
+            Inputs::Tokens(t) => Some(t.vocab_size as i64),
+            _ => None,
+        },
+        batch_size: ft.batch_size as i64,
+        learning_rate: if cell.option == 1 {
+            ft.option1_learning_rate
+        } else {
+            ft.option2_learning_rate
+        },
+        epochs: ft.epochs as i64,
+        min_steps: ft.min_steps as i64,
+        validation_fraction: ft.validation_fraction,
+        evaluations: ft.evaluations as i64,
+        patience: ft.patience as i64,
+        pretrain_epochs: job.map(|j| j.pretrain.epochs as i64),
+        pretrain_batch_size: job.map(|j| j.pretrain.batch_size as i64),
+        pretrain_learning_rate: job.map(|j| j.pretrain.learning_rate),
+        pretrain_seed: job.map(|j| j.pretrain.seed as i64),
+        pretrain_max_examples: job.map(|j| j.pretrain.max_examples as i64),
+        source_test_accuracy: pretrained.map(|p| p.0.meta.source_test_accuracy),
+        test_accuracy: o.map_or(nan, |o| o.test.accuracy),
+        test_macro_f1: o.map_or(nan, |o| o.test.macro_f1),
+        test_loss: o.map_or(nan, |o| o.test.loss),
+        validation_accuracy: o.map_or(nan, |o| o.validation_accuracy),
+        best_step: o.map_or(0, |o| o.best_step as i64),
+        best_epoch: o.map_or(nan, |o| o.best_epoch),
+        steps_run: o.map_or(0, |o| o.steps_run as i64),
+        n_fit: o.map_or(0, |o| o.n_fit as i64),
+        n_validation: o.map_or(0, |o| o.n_validation as i64),
+        train_seconds: o.map_or(0.0, |o| o.train_seconds),
+        examples_per_second: o.map_or(nan, |o| o.examples_per_second),
+        peak_rss_mib: harness_train::peak_rss_mib(),
+        status,
+        message,
+        fingerprint: cell.fingerprint.clone(),
+        pretrain_key: cell.pretrain_key.clone(),
+        checkpoint_sha256: pretrained.and_then(|p| p.1.clone()),
+        tokenizer_sha256,
+        target_sha256: target.content_sha256.clone(),
+        source_sha256: pretrained.map(|p| p.0.meta.source_sha256.clone()),
+        harness_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: ctx.git_commit.clone(),
+        git_dirty: ctx.git_dirty,
+        backend: harness_train::BACKEND.into(),
+        threads: ctx.threads as i64,
+        host: ctx.host.clone(),
+        started_at,
+        finished_at: provenance::now(),
+    }
+}
+
