@@ -1,12 +1,15 @@
 """PyTorch reference for `harness bench`: the harness's default models written the way a
 researcher would write them in PyTorch, timed the same way as the harness times its own.
 
-Reads a JSON request on stdin (threads, batch, steps, rounds, and the models: stem shape,
-backbone width, depth, heads, feed-forward width, activation, classes) and prints one JSON
-object: model name -> {"train": examples/s, "features": examples/s}. Run by `harness bench`;
-install its PyTorch with bench/setup.sh.
+Reads a JSON request on stdin and prints one JSON object. The request has `threads` and either
+`models` (stem shape, backbone width, depth, heads, feed-forward width, activation, classes; with
+batch, steps, rounds), answered with model name -> {"train": examples/s, "features":
+examples/s}, or `cells`: fine-tuning cells whose data the harness wrote as raw arrays, answered
+with {"cells": [{"seconds", "test_accuracy", "steps"}]}. Run by `harness bench`; install its
+PyTorch with bench/setup.sh.
 """
 
+import copy
 import json
 import statistics
 import sys
@@ -121,13 +124,84 @@ def measure(m, batch, steps, rounds):
     return {"train": statistics.median(train), "features": statistics.median(features)}
 
 
+def load_split(cell, split):
+    """The normalised inputs and labels of one split, as the harness wrote them."""
+    n = cell["sizes"][split]
+    with open(f"{cell['dir']}/{split}_x.f32", "rb") as f:
+        x = torch.frombuffer(bytearray(f.read()), dtype=torch.float32).view(n, cell["width"])
+    with open(f"{cell['dir']}/{split}_y.u16", "rb") as f:
+        y = torch.frombuffer(bytearray(f.read()), dtype=torch.int16).to(torch.int64) & 0xFFFF
+    return x, y
+
+
+def evaluate(model, x, y):
+    """Accuracy and mean loss in chunks of 500, as the harness evaluates."""
+    model.eval()
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(y), 500):
+            logits = model(x[start : start + 500])
+            target = y[start : start + 500]
+            loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+            correct += (logits.argmax(dim=1) == target).sum().item()
+    model.train()
+    return correct / max(len(y), 1), loss / max(len(y), 1)
+
+
+def run_cell(cell):
+    """One fine-tuning cell the way a PyTorch script would run it: Adam over shuffled batches,
+    validation every `eval_every` steps with patience, the best weights tested once. Option 1
+    freezes everything but the head (requires_grad off) and still runs the frozen layers at
+    every step, as such a script does. Runs as many steps as the harness's cell ran."""
+    fit_x, fit_y = load_split(cell, "fit")
+    val_x, val_y = load_split(cell, "validation")
+    test_x, test_y = load_split(cell, "test")
+    started = time.perf_counter()
+    torch.manual_seed(cell["seed"])
+    model = Classifier(cell["model"])
+    if cell["option"] == 1:
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith("head.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.Adam(params, lr=cell["learning_rate"], eps=1e-5)
+    generator = torch.Generator().manual_seed(cell["seed"])
+    score = lambda e: (e[0], -e[1])
+    best = (evaluate(model, val_x, val_y), copy.deepcopy(model.state_dict()))
+    since_best, step, order, cursor = 0, 0, None, len(fit_y)
+    while step < cell["steps"]:
+        if cursor >= len(fit_y):
+            order = torch.randperm(len(fit_y), generator=generator)
+            cursor = 0
+        chunk = order[cursor : cursor + cell["batch_size"]]
+        cursor += len(chunk)
+        optim.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(fit_x[chunk]), fit_y[chunk])
+        loss.backward()
+        optim.step()
+        step += 1
+        if step % cell["eval_every"] == 0 or step == cell["total_steps"]:
+            e = evaluate(model, val_x, val_y)
+            if score(e) > score(best[0]):
+                best, since_best = (e, copy.deepcopy(model.state_dict())), 0
+            else:
+                since_best += 1
+                if since_best >= cell["patience"]:
+                    break
+    model.load_state_dict(best[1])
+    accuracy, _ = evaluate(model, test_x, test_y)
+    return {"seconds": time.perf_counter() - started, "test_accuracy": accuracy, "steps": step}
+
+
 def main():
     request = json.load(sys.stdin)
     torch.set_num_threads(request["threads"])
     torch.set_num_interop_threads(1)
     out = {"torch": torch.__version__}
-    for m in request["models"]:
-        out[m["name"]] = measure(m, request["batch"], request["steps"], request["rounds"])
+    for m in request.get("models", []):
+        batch = m.get("batch", request.get("batch"))
+        out[m["name"]] = measure(m, batch, request["steps"], request["rounds"])
+    if "cells" in request:
+        out["cells"] = [run_cell(c) for c in request["cells"]]
     json.dump(out, sys.stdout)
     print()
 

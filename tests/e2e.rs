@@ -298,6 +298,18 @@ fn jobs_do_not_change_the_numbers() {
     assert!(stderr(&again).contains("16 finished, 0 to run"), "{}", stderr(&again));
 }
 
+/// The LibTorch backend is optional: a default build says how to get it and runs nothing.
+#[test]
+fn backend_tch_in_a_default_build_says_how_to_build_it() {
+    let p = Project::new();
+    let out = p.harness(&["run", "--backend", "tch", "experiments/tiny.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bench/build-tch.sh"), "{}", stderr(&out));
+    assert!(!p.path("results").exists(), "nothing ran");
+    let out = p.harness(&["run", "--backend", "cuda", "experiments/tiny.toml"]);
+    assert!(stderr(&out).contains("unknown backend `cuda`"), "{}", stderr(&out));
+}
+
 #[test]
 fn kill_9_in_the_middle_then_the_same_command_finishes_without_duplicates() {
     let p = Project::new();

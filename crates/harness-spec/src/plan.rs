@@ -123,6 +123,24 @@ impl Plan {
     pub fn tokenizer(&self, key: &str) -> Option<&TokenizerPlan> {
         self.tokenizers.iter().find(|t| t.key == key)
     }
+
+    /// The plan as it runs on the compute backend `backend`. The default, `flex`, keeps every
+    /// fingerprint and key; another backend gets its own cell fingerprints and pre-training
+    /// keys, so its rows and checkpoints never stand in for Flex ones, or the reverse.
+    pub fn for_backend(mut self, backend: &str) -> Plan {
+        if backend == "flex" {
+            return self;
+        }
+        let tag = |key: &str| fingerprint_of(&(key, "backend", backend));
+        for job in &mut self.pretrain_jobs {
+            job.key = tag(&job.key);
+        }
+        for cell in &mut self.cells {
+            cell.fingerprint = tag(&cell.fingerprint);
+            cell.pretrain_key = cell.pretrain_key.as_deref().map(tag);
+        }
+        self
+    }
 }
 
 /// SHA256 of the canonical JSON of `value`, as hex.
@@ -531,6 +549,27 @@ seeds = [0, 1, 2]
                 .filter(|c| c.source == "scratch")
                 .all(|c| c.pretrain_key.is_none())
         );
+    }
+
+    #[test]
+    fn another_backend_gets_its_own_fingerprints_and_keys_and_flex_keeps_them() {
+        let flex = expand(&experiment(MATRIX), &set()).unwrap();
+        let same = flex.clone().for_backend("flex");
+        assert_eq!(
+            flex.cells.iter().map(|c| &c.fingerprint).collect::<Vec<_>>(),
+            same.cells.iter().map(|c| &c.fingerprint).collect::<Vec<_>>()
+        );
+        let tch = flex.clone().for_backend("tch");
+        let tch_key = &tch.pretrain_jobs[0].key;
+        assert_ne!(tch_key, &flex.pretrain_jobs[0].key);
+        for (a, b) in flex.cells.iter().zip(&tch.cells) {
+            assert_ne!(a.fingerprint, b.fingerprint);
+            // Cells still point at their (renamed) pre-training job.
+            assert_eq!(b.pretrain_key.is_some(), a.pretrain_key.is_some());
+            if let Some(k) = &b.pretrain_key {
+                assert_eq!(k, tch_key);
+            }
+        }
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn measure(config: &ClassifierConfig, batch: usize, steps: usize, rounds: us
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut train = Vec::new();
     for _ in 0..rounds {
-        let mut model = config.init_seeded(&device, 0);
+        let mut model = crate::init_network(config, &device, 0);
         let mut optim = AdamConfig::new().init();
         let mut started = Instant::now();
         for step in 0..steps + 2 {
@@ -72,7 +72,7 @@ pub fn measure(config: &ClassifierConfig, batch: usize, steps: usize, rounds: us
     let eval = eval_device();
     let n = steps * batch;
     let (values, _) = inputs(config, n, &mut rng);
-    let model = config.init_seeded(&eval, 0);
+    let model = crate::init_network(config, &eval, 0);
     let mut features = Vec::new();
     for _ in 0..rounds {
         let started = Instant::now();

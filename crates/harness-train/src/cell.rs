@@ -9,7 +9,7 @@ use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use harness_data::{Dataset, Normalisation, Rng, training_subset};
+use harness_data::{Dataset, Inputs, Normalisation, Rng, training_subset};
 use harness_model::{Checkpoint, Classifier, Transfer, load_pretrained};
 use harness_spec::Cell;
 
@@ -65,7 +65,7 @@ pub fn initial_model(
     let config = crate::model_config(target, &cell.model)?;
     // Every arm of one seed draws the same fresh weights, so the new head starts identical
     // whether the rest is copied or not.
-    let model = config.init_seeded(&train_device(), cell.seed);
+    let model = crate::init_network(&config, &train_device(), cell.seed);
     let freeze = cell.option == 1;
     let transfer = match checkpoint {
         Some(c) => Transfer::Pretrained {
@@ -232,6 +232,58 @@ fn run(
         examples_per_second: examples_seen as f64 / fit_seconds.max(1e-9),
         subset: subset.all(),
         model: best_model,
+    })
+}
+
+/// One cell's data and step budget as plain arrays: what the PyTorch reference of
+/// `harness bench` needs to run the same cell (same subset, same normalisation, same budget).
+#[derive(Debug, Clone)]
+pub struct CellArrays {
+    /// Values per example (`rows·cols`; token ids for text).
+    pub width: usize,
+    /// Normalised inputs `[n, width]` row-major, and labels, of each split.
+    pub fit: (Vec<f32>, Vec<u16>),
+    pub validation: (Vec<f32>, Vec<u16>),
+    pub test: (Vec<f32>, Vec<u16>),
+    pub total_steps: usize,
+    pub eval_every: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub patience: usize,
+}
+
+/// The arrays of `cell` on `target`, drawn exactly as [`run_cell`] draws them.
+pub fn cell_arrays(cell: &Cell, target: &Dataset) -> Result<CellArrays> {
+    let classes = target.classes.len();
+    let pool: Vec<usize> = (0..target.train.len()).collect();
+    let subset = training_subset(
+        &pool,
+        target.train.labels(),
+        classes,
+        cell.n_train,
+        cell.seed,
+        cell.finetune.validation_fraction,
+    )?;
+    let norm = Normalisation::of_pool(&target.train);
+    let plan = Schedule::new(cell, subset.fit.len());
+    let take = |set: &Inputs, indices: &[usize]| {
+        let labels = set.labels();
+        (
+            norm.features(set, indices),
+            indices.iter().map(|&i| labels[i]).collect(),
+        )
+    };
+    let test: Vec<usize> = (0..target.test.len()).collect();
+    Ok(CellArrays {
+        width: target.train.width(),
+        fit: take(&target.train, &subset.fit),
+        validation: take(&target.train, &subset.validation),
+        test: take(&target.test, &test),
+        total_steps: plan.total,
+        eval_every: plan.eval_every,
+        batch_size: plan.batch_size,
+        learning_rate: plan.learning_rate,
+        patience: plan.patience,
     })
 }
 

@@ -23,7 +23,8 @@ mod pretrain;
 
 pub use bench::{Throughput, measure};
 pub use cell::{
-    CellOutcome, CellStatus, initial_model, run_cell, run_cell_cached, run_cell_uncached,
+    CellArrays, CellOutcome, CellStatus, cell_arrays, initial_model, run_cell, run_cell_cached,
+    run_cell_uncached,
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
@@ -123,17 +124,87 @@ pub enum TrainEvent {
     CellStep { step: usize, total: usize },
 }
 
-/// The compute backend of the harness: burn's pure-Rust Flex CPU backend.
-pub const BACKEND: &str = "flex";
+/// A compute backend the harness trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// burn's pure-Rust Flex CPU backend: the default, always built, bit-for-bit reproducible.
+    Flex,
+    /// LibTorch through burn-tch (cargo feature `tch`), on the CPU.
+    Tch,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Tch => "tch",
+        }
+    }
+
+    /// `flex` or `tch`; `tch` only in a build with the `tch` feature.
+    pub fn parse(name: &str) -> Result<Backend> {
+        match name {
+            "flex" => Ok(Backend::Flex),
+            "tch" if cfg!(feature = "tch") => Ok(Backend::Tch),
+            "tch" => anyhow::bail!(
+                "this harness was built without the LibTorch backend; build it with `bench/build-tch.sh` (cargo feature `tch`)"
+            ),
+            other => anyhow::bail!("unknown backend `{other}` (known: flex, tch)"),
+        }
+    }
+}
+
+static BACKEND: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the backend of this process; call it before any training.
+pub fn set_backend(backend: Backend) {
+    BACKEND.store(backend as u8, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The backend of this process (Flex unless [`set_backend`] chose another).
+pub fn backend() -> Backend {
+    match BACKEND.load(std::sync::atomic::Ordering::SeqCst) {
+        1 => Backend::Tch,
+        _ => Backend::Flex,
+    }
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+fn tch_device() -> Device {
+    Device::libtorch()
+}
+
+#[cfg(not(feature = "tch"))]
+fn tch_device() -> Device {
+    unreachable!("Backend::parse refuses tch in a build without the feature")
+}
 
 /// The device training runs on (with autodiff).
 pub fn train_device() -> Device {
-    Device::flex().autodiff()
+    eval_device().autodiff()
 }
 
 /// The device evaluation runs on (no autodiff).
 pub fn eval_device() -> Device {
-    Device::flex()
+    match backend() {
+        Backend::Flex => Device::flex(),
+        Backend::Tch => tch_device(),
+    }
+}
+
+/// The network of `config` with every parameter drawn from `seed`, on `device`. Parameters are
+/// always drawn by Flex (burn seeds each backend its own way), so one seed gives the same
+/// starting weights on every backend; on another backend they are then copied over.
+pub fn init_network(
+    config: &harness_model::ClassifierConfig,
+    device: &Device,
+    seed: u64,
+) -> harness_model::Classifier {
+    match backend() {
+        Backend::Flex => config.init_seeded(device, seed),
+        Backend::Tch => config.init_seeded(&Device::flex(), seed).to_device(device),
+    }
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux `VmHWM`), if known.

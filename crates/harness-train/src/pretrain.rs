@@ -142,7 +142,7 @@ fn train(
     let norm = Normalisation::of_pool(&source.train);
     let device = train_device();
     let config = crate::model_config(source, model_spec)?;
-    let mut model = config.init_seeded(&device, spec.seed);
+    let mut model = crate::init_network(&config, &device, spec.seed);
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut rng = Rng::new(spec.seed, "pretrain-order");

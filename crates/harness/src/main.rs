@@ -50,6 +50,11 @@ enum Command {
         /// Compute threads of each job (default: 1 when several jobs run, else every core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Compute backend: `flex` (burn's pure-Rust CPU backend, the default) or `tch`
+        /// (LibTorch; only in a build made with bench/build-tch.sh). Another backend gets its
+        /// own fingerprints, so its rows and checkpoints never mix with Flex ones.
+        #[arg(long, default_value = "flex")]
+        backend: String,
         /// Internal: run tasks sent by a parent `harness run` on stdin.
         #[arg(long, hide = true)]
         worker: bool,
@@ -101,6 +106,21 @@ enum Command {
         /// Rounds; the median is reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Compute threads, for the harness and the reference alike; repeat to measure several
+        /// (default: 1, as each job of `harness run` computes, then every core).
+        #[arg(long)]
+        threads: Vec<usize>,
+        /// Also run a reduced matrix of real fine-tuning cells (scratch, first seed, smallest
+        /// and largest n_train, both options) in the harness and in the reference loop.
+        #[arg(long)]
+        cells: bool,
+        /// Also measure each model with one setting changed (activation, width, batch size,
+        /// tokens per example), at one thread, beside the reference.
+        #[arg(long)]
+        variants: bool,
+        /// Compute backend of the harness side: `flex` or `tch` (see `harness run --help`).
+        #[arg(long, default_value = "flex")]
+        backend: String,
         /// Also write the figures, machine and command to this file (e.g. BENCHMARKS.md).
         #[arg(long)]
         write: Option<PathBuf>,
@@ -140,6 +160,18 @@ impl Paths {
     }
 }
 
+/// Sets the compute backend of this process. LibTorch reads its thread count from
+/// `OMP_NUM_THREADS` when it starts, so that is set first (Flex uses rayon's).
+fn choose_backend(name: &str, threads: usize) -> anyhow::Result<()> {
+    let backend = harness_train::Backend::parse(name)?;
+    if backend == harness_train::Backend::Tch && std::env::var_os("OMP_NUM_THREADS").is_none() {
+        // SAFETY: called from `main` before any other thread exists.
+        unsafe { std::env::set_var("OMP_NUM_THREADS", threads.to_string()) };
+    }
+    harness_train::set_backend(backend);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // `harness plan … | head` must end quietly when the reader stops, as other command-line
     // tools do, rather than panic on a closed pipe (Rust ignores SIGPIPE by default).
@@ -154,10 +186,15 @@ fn main() -> ExitCode {
             paths,
             jobs: n_jobs,
             threads,
+            backend,
             worker,
             no_report,
         } => {
             let parallelism = run::Parallelism::resolve(n_jobs, threads);
+            if let Err(e) = choose_backend(&backend, parallelism.threads) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
             if worker {
                 jobs::worker(&experiments, &paths, parallelism.threads)
             } else {
@@ -174,8 +211,35 @@ fn main() -> ExitCode {
             batch,
             steps,
             rounds,
+            threads,
+            cells,
+            variants,
+            backend,
             write,
-        } => bench::bench(&experiments, &paths, python, batch, steps, rounds, write),
+        } => {
+            if let Err(e) = choose_backend(&backend, 1) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+            let threads = if threads.is_empty() {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cores > 1 { vec![1, cores] } else { vec![1] }
+            } else {
+                threads
+            };
+            let args = bench::BenchArgs {
+                files: experiments,
+                python,
+                batch,
+                steps,
+                rounds,
+                threads,
+                cells,
+                variants,
+                write,
+            };
+            bench::bench(&args, &paths)
+        }
         Command::Schema => {
             for (name, doc) in harness_results::COLUMN_DOCS {
                 println!("{name:24} {doc}");

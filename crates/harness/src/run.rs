@@ -40,7 +40,8 @@ pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded
                 )
             ));
         }
-        let plan = expand(&experiment, &manifests)?;
+        let plan =
+            expand(&experiment, &manifests)?.for_backend(harness_train::backend().as_str());
         loaded.push(Loaded { experiment, plan });
     }
     Ok((manifests, loaded))
@@ -59,14 +60,23 @@ fn finished(store: &ResultStore) -> Result<BTreeSet<String>> {
         .collect())
 }
 
+/// One line of `RESULTS/EXPERIMENT/runs.jsonl`: a `harness run` that did work.
 #[derive(Serialize, Deserialize)]
-struct RunRecord {
-    command: String,
-    started_at: String,
-    finished_at: String,
-    wall_seconds: f64,
-    cells_run: usize,
-    pretrainings_run: usize,
+pub struct RunRecord {
+    pub command: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub wall_seconds: f64,
+    pub cells_run: usize,
+    pub pretrainings_run: usize,
+    /// Worker processes and threads per job (absent in records written before `--jobs`).
+    #[serde(default)]
+    pub jobs: Option<usize>,
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Peak resident memory of the `harness run` process itself (workers: see the rows).
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
 }
 
 fn command_line(files: &[PathBuf]) -> String {
@@ -203,6 +213,9 @@ pub fn run(
                     wall_seconds: wall,
                     cells_run,
                     pretrainings_run: ran.pretrainings,
+                    jobs: Some(parallelism.jobs),
+                    threads: Some(parallelism.threads),
+                    peak_rss_mib: harness_train::peak_rss_mib(),
                 },
             )?;
         }
@@ -359,12 +372,19 @@ fn append_run_record(store: &ResultStore, record: &RunRecord) -> Result<()> {
 /// Total wall time of the runs that did work for this experiment. Runs started by one command
 /// over several experiments are counted once per experiment.
 fn recorded_wall_seconds(store: &ResultStore) -> Option<f64> {
-    let text = std::fs::read_to_string(store.dir.join("runs.jsonl")).ok()?;
-    let records: Vec<RunRecord> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let records = run_records(store);
     (!records.is_empty()).then(|| records.iter().map(|r| r.wall_seconds).sum())
+}
+
+/// The runs recorded in an experiment's store, oldest first.
+pub fn run_records(store: &ResultStore) -> Vec<RunRecord> {
+    std::fs::read_to_string(store.dir.join("runs.jsonl"))
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {

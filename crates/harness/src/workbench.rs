@@ -115,6 +115,11 @@ impl<'a> Workbench<'a> {
         Ok(())
     }
 
+    /// The dataset a cell or job sees (prepared before): text as token ids.
+    pub fn dataset(&self, id: &str, tokenizer: &Option<String>) -> &Dataset {
+        dataset_in(&self.raw, &self.encoded, id, tokenizer)
+    }
+
     /// Drops the datasets and features held so far (they are loaded again when needed).
     pub fn release_data(&mut self) {
         self.raw.clear();
@@ -473,7 +478,7 @@ fn make_row(
         harness_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: ctx.git_commit.clone(),
         git_dirty: ctx.git_dirty,
-        backend: harness_train::BACKEND.into(),
+        backend: harness_train::backend().as_str().into(),
         threads: ctx.threads as i64,
         host: ctx.host.clone(),
         started_at,
