@@ -135,17 +135,8 @@ fn run(
         }
     );
     let started = Instant::now();
-    let ft = &cell.finetune;
     let classes = target.classes.len();
-    let pool: Vec<usize> = (0..target.train.len()).collect();
-    let subset = training_subset(
-        &pool,
-        target.train.labels(),
-        classes,
-        cell.n_train,
-        cell.seed,
-        ft.validation_fraction,
-    )?;
+    let subset = cell_subset(cell, target)?;
     let norm = Normalisation::of_pool(&target.train);
     let device = train_device();
     let model = initial_model(cell, target, checkpoint)?;
@@ -235,6 +226,20 @@ fn run(
     })
 }
 
+/// The cell's stratified subset of the target's pool, split into fit and validation: the same
+/// for every source and option of one (n_train, seed), and nested across n_train.
+fn cell_subset(cell: &Cell, target: &Dataset) -> Result<harness_data::Subset> {
+    let pool: Vec<usize> = (0..target.train.len()).collect();
+    training_subset(
+        &pool,
+        target.train.labels(),
+        target.classes.len(),
+        cell.n_train,
+        cell.seed,
+        cell.finetune.validation_fraction,
+    )
+}
+
 /// One cell's data and step budget as plain arrays: what the PyTorch reference of
 /// `harness bench` needs to run the same cell (same subset, same normalisation, same budget).
 #[derive(Debug, Clone)]
@@ -254,16 +259,7 @@ pub struct CellArrays {
 
 /// The arrays of `cell` on `target`, drawn exactly as [`run_cell`] draws them.
 pub fn cell_arrays(cell: &Cell, target: &Dataset) -> Result<CellArrays> {
-    let classes = target.classes.len();
-    let pool: Vec<usize> = (0..target.train.len()).collect();
-    let subset = training_subset(
-        &pool,
-        target.train.labels(),
-        classes,
-        cell.n_train,
-        cell.seed,
-        cell.finetune.validation_fraction,
-    )?;
+    let subset = cell_subset(cell, target)?;
     let norm = Normalisation::of_pool(&target.train);
     let plan = Schedule::new(cell, subset.fit.len());
     let take = |set: &Inputs, indices: &[usize]| {

@@ -105,8 +105,10 @@ pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig
     classifier_config(shape, m, dataset.classes.len())
 }
 
-/// What the training loops report while they run, for progress display.
-#[derive(Debug, Clone)]
+/// What the training loops report while they run, for progress display (and, as JSON, from a
+/// worker process to its parent).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum TrainEvent {
     /// Pre-training finished a step (`step` of `total`).
     PretrainStep {

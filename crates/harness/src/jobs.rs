@@ -41,23 +41,11 @@ enum Task {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 enum Report {
-    PretrainStep {
-        step: usize,
-        total: usize,
-        loss: f32,
-    },
-    PretrainEpoch {
-        epoch: usize,
-        epochs: usize,
-        loss: f32,
-    },
+    /// A step or an epoch of the running task.
+    Progress(TrainEvent),
     Pretrained {
         trained_now: bool,
         line: String,
-    },
-    CellStep {
-        step: usize,
-        total: usize,
     },
     CellDone {
         status: String,
@@ -68,26 +56,6 @@ enum Report {
     Failed {
         message: String,
     },
-}
-
-impl From<TrainEvent> for Report {
-    fn from(event: TrainEvent) -> Report {
-        match event {
-            TrainEvent::PretrainStep { step, total, loss } => {
-                Report::PretrainStep { step, total, loss }
-            }
-            TrainEvent::PretrainEpoch {
-                epoch,
-                epochs,
-                loss,
-            } => Report::PretrainEpoch {
-                epoch,
-                epochs,
-                loss,
-            },
-            TrainEvent::CellStep { step, total } => Report::CellStep { step, total },
-        }
-    }
 }
 
 /// The Option 1 cells that share frozen features: same target, tokenizer and frozen network.
@@ -306,24 +274,13 @@ pub fn run_workers(
             let w = &mut workers[i];
             match report {
                 Report::Failed { message } => anyhow::bail!(message),
-                Report::PretrainStep { .. } | Report::PretrainEpoch { .. } => {
+                Report::Progress(TrainEvent::CellStep { step, total }) => {
+                    w.bar.set_length(total as u64);
+                    w.bar.set_position(step as u64);
+                }
+                Report::Progress(event) => {
                     if let Some(Busy::Pretrain(key)) = &w.busy {
                         let job = all.job(key).context("job of a planned key")?;
-                        let event = match report {
-                            Report::PretrainStep { step, total, loss } => {
-                                TrainEvent::PretrainStep { step, total, loss }
-                            }
-                            Report::PretrainEpoch {
-                                epoch,
-                                epochs,
-                                loss,
-                            } => TrainEvent::PretrainEpoch {
-                                epoch,
-                                epochs,
-                                loss,
-                            },
-                            _ => unreachable!(),
-                        };
                         show_pretrain_event(&w.bar, display, job, event);
                     }
                 }
@@ -336,10 +293,6 @@ pub fn run_workers(
                         ran.pretrainings += 1;
                     }
                     assign_idle(&mut workers, &mut to_pretrain, &mut queue, &ready)?;
-                }
-                Report::CellStep { step, total } => {
-                    w.bar.set_length(total as u64);
-                    w.bar.set_position(step as u64);
                 }
                 Report::CellDone {
                     status,
@@ -426,7 +379,7 @@ pub fn worker(files: &[PathBuf], paths: &Paths, threads: usize) -> Result<()> {
         match task {
             Task::Pretrain { key } => {
                 let mut on_event = |event: TrainEvent| {
-                    let _ = send(&Report::from(event));
+                    let _ = send(&Report::Progress(event));
                 };
                 let job = all.job(&key).context("job of a planned key")?;
                 let outcome = match bench.checkpoint(&key, &mut on_event) {
@@ -444,7 +397,7 @@ pub fn worker(files: &[PathBuf], paths: &Paths, threads: usize) -> Result<()> {
                     .with_context(|| format!("no planned cell {fingerprint}"))?;
                 let store = ResultStore::open(&paths.results, &loaded[index].experiment.name);
                 let mut on_event = |event: TrainEvent| {
-                    let _ = send(&Report::from(event));
+                    let _ = send(&Report::Progress(event));
                 };
                 let row = match bench.run_cell(cell, &store, &mut on_event) {
                     Ok(row) => row,

@@ -162,8 +162,12 @@ impl Paths {
 
 /// Sets the compute backend of this process. LibTorch reads its thread count from
 /// `OMP_NUM_THREADS` when it starts, so that is set first (Flex uses rayon's).
-fn choose_backend(name: &str, threads: usize) -> anyhow::Result<()> {
-    let backend = harness_train::Backend::parse(name)?;
+/// A backend that does not exist or is not built is bad input: exit 2.
+fn choose_backend(name: &str, threads: usize) -> Result<(), ExitCode> {
+    let backend = harness_train::Backend::parse(name).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })?;
     if backend == harness_train::Backend::Tch && std::env::var_os("OMP_NUM_THREADS").is_none() {
         // SAFETY: called from `main` before any other thread exists.
         unsafe { std::env::set_var("OMP_NUM_THREADS", threads.to_string()) };
@@ -191,9 +195,8 @@ fn main() -> ExitCode {
             no_report,
         } => {
             let parallelism = run::Parallelism::resolve(n_jobs, threads);
-            if let Err(e) = choose_backend(&backend, parallelism.threads) {
-                eprintln!("error: {e:#}");
-                return ExitCode::from(2);
+            if let Err(code) = choose_backend(&backend, parallelism.threads) {
+                return code;
             }
             if worker {
                 jobs::worker(&experiments, &paths, parallelism.threads)
@@ -217,9 +220,8 @@ fn main() -> ExitCode {
             backend,
             write,
         } => {
-            if let Err(e) = choose_backend(&backend, 1) {
-                eprintln!("error: {e:#}");
-                return ExitCode::from(2);
+            if let Err(code) = choose_backend(&backend, 1) {
+                return code;
             }
             let threads = if threads.is_empty() {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
