@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tolerance="${TOLERANCE:-0.02}"
+# The default build's target folder, as .ci/run keeps it (cargo's own default otherwise).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HARNESS_TARGET_DIR:-/var/tmp/transfer-harness-target}}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 accuracy() { sed -n 's/.*test accuracy \([0-9.]*\).*/\1/p' "$1" | tail -1; }

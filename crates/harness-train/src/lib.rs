@@ -205,7 +205,12 @@ pub fn init_network(
 ) -> harness_model::Classifier {
     match backend() {
         Backend::Flex => config.init_seeded(device, seed),
-        Backend::Tch => config.init_seeded(&Device::flex(), seed).to_device(device),
+        Backend::Tch => {
+            // Drawn on Flex with the target's autodiff setting, then forked: moved and made
+            // leaves of the target's graph (a plain move would record the move itself).
+            let flex = Device::flex().with_autodiff_context_from(device);
+            config.init_seeded(&flex, seed).fork(device)
+        }
     }
 }
 
