@@ -140,9 +140,12 @@ fn variants(b: &Bench) -> Vec<(String, ClassifierConfig, Option<usize>)> {
                 );
             }
         }
-        InputShape::Audio { .. } => {
+        InputShape::Audio { frames, .. } => {
             if let Some(f) = b.model.frames_per_token {
-                for g in [f * 2, f / 2].into_iter().filter(|&g| g > 0) {
+                // Stretches must tile the clip: the nearest divisors of its frame count.
+                let larger = (f + 1..=frames).find(|g| frames % g == 0);
+                let smaller = (1..f).rev().find(|g| frames % g == 0);
+                for g in [larger, smaller].into_iter().flatten() {
                     add(
                         format!("frames_per_token {g}"),
                         b.shape,
