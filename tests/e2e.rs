@@ -295,7 +295,11 @@ fn jobs_do_not_change_the_numbers() {
     // And a second run with jobs finds nothing left to do.
     let again = three.harness(&["run", "--no-report", "--jobs", "3", "experiments/tiny.toml"]);
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stderr(&again).contains("16 finished, 0 to run"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("16 finished, 0 to run"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 /// The LibTorch backend is optional: a default build says how to get it and runs nothing.
@@ -304,10 +308,18 @@ fn backend_tch_in_a_default_build_says_how_to_build_it() {
     let p = Project::new();
     let out = p.harness(&["run", "--backend", "tch", "experiments/tiny.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("bench/build-tch.sh"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bench/build-tch.sh"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!p.path("results").exists(), "nothing ran");
     let out = p.harness(&["run", "--backend", "cuda", "experiments/tiny.toml"]);
-    assert!(stderr(&out).contains("unknown backend `cuda`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown backend `cuda`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

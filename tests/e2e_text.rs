@@ -395,7 +395,10 @@ fn bench_measures_the_experiment_model_and_says_when_the_reference_is_missing() 
     // The recorded run, and the estimate built from its cells.
     assert!(table.contains("| text | "), "{table}");
     assert!(table.contains("2 × 1"), "{table}");
-    assert!(table.contains("Estimate for the cross-modal matrix"), "{table}");
+    assert!(
+        table.contains("Estimate for the cross-modal matrix"),
+        "{table}"
+    );
     let doc = fs::read_to_string(p.path("BENCH.md")).unwrap();
     assert!(
         doc.contains(

@@ -28,10 +28,7 @@ struct Fixture {
 const TOLERANCE_DB: f64 = 1e-3;
 
 fn check(file: &str) {
-    let path = format!(
-        "{}/tests/fixtures/logmel/{file}",
-        manifest_dir()
-    );
+    let path = format!("{}/tests/fixtures/logmel/{file}", manifest_dir());
     let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let spec = LogMelSpec {
         sample_rate: fixture.sample_rate,

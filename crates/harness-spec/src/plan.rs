@@ -556,8 +556,14 @@ seeds = [0, 1, 2]
         let flex = expand(&experiment(MATRIX), &set()).unwrap();
         let same = flex.clone().for_backend("flex");
         assert_eq!(
-            flex.cells.iter().map(|c| &c.fingerprint).collect::<Vec<_>>(),
-            same.cells.iter().map(|c| &c.fingerprint).collect::<Vec<_>>()
+            flex.cells
+                .iter()
+                .map(|c| &c.fingerprint)
+                .collect::<Vec<_>>(),
+            same.cells
+                .iter()
+                .map(|c| &c.fingerprint)
+                .collect::<Vec<_>>()
         );
         let tch = flex.clone().for_backend("tch");
         let tch_key = &tch.pretrain_jobs[0].key;

@@ -89,7 +89,11 @@ fn variants(b: &Bench) -> Vec<(String, ClassifierConfig, Option<usize>)> {
         }
     };
     add("default".into(), b.shape, b.model.clone(), None);
-    let other = if b.model.activation == "gelu" { "relu" } else { "gelu" };
+    let other = if b.model.activation == "gelu" {
+        "relu"
+    } else {
+        "gelu"
+    };
     add(
         format!("activation {other}"),
         b.shape,
@@ -203,7 +207,10 @@ fn bench_variants(
         md,
         "| experiment | variant | tokens | batch | harness train ex/s | against the default | PyTorch train ex/s | ratio |"
     );
-    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let mut default_speed = 0.0;
     for (experiment, label, tokens, vb, train, name) in rows {
         if label == "default" {
@@ -232,7 +239,11 @@ fn tokens(c: &ClassifierConfig) -> usize {
 }
 
 /// Runs `bench/reference.py` on `request` (with `threads` set) and returns its JSON answer.
-fn reference(python: &Path, request: serde_json::Value, threads: usize) -> Result<serde_json::Value> {
+fn reference(
+    python: &Path,
+    request: serde_json::Value,
+    threads: usize,
+) -> Result<serde_json::Value> {
     let script = Path::new("bench/reference.py");
     if !script.is_file() {
         bail!("{} not found (run from the project root)", script.display());
@@ -333,8 +344,10 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
             python.display(),
             if threads == 1 { "" } else { "s" }
         );
-        let models: Vec<serde_json::Value> =
-            benches.iter().map(|b| model_json(&b.name, &b.config)).collect();
+        let models: Vec<serde_json::Value> = benches
+            .iter()
+            .map(|b| model_json(&b.name, &b.config))
+            .collect();
         let request = serde_json::json!({
             "threads": threads, "batch": batch, "steps": steps, "rounds": rounds,
             "models": models,
@@ -398,8 +411,11 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     if let Some(path) = &args.write {
         let torch = torch_version.unwrap_or_else(|| "not run".into());
         let files: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
-        let thread_args: Vec<String> =
-            args.threads.iter().map(|t| format!("--threads {t}")).collect();
+        let thread_args: Vec<String> = args
+            .threads
+            .iter()
+            .map(|t| format!("--threads {t}"))
+            .collect();
         let mut doc = String::new();
         let _ = writeln!(doc, "# Benchmarks\n");
         let _ = writeln!(
@@ -491,11 +507,23 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
     let mut chosen: Vec<(usize, &Cell)> = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
         let m = &l.experiment.matrix;
-        let target = m.targets.first().context("an experiment without targets")?.get_ref();
+        let target = m
+            .targets
+            .first()
+            .context("an experiment without targets")?
+            .get_ref();
         let seed = *m.seeds.first().context("an experiment without seeds")?;
         let sizes = [
-            m.n_train.iter().map(|n| *n.get_ref()).min().context("no n_train")?,
-            m.n_train.iter().map(|n| *n.get_ref()).max().context("no n_train")?,
+            m.n_train
+                .iter()
+                .map(|n| *n.get_ref())
+                .min()
+                .context("no n_train")?,
+            m.n_train
+                .iter()
+                .map(|n| *n.get_ref())
+                .max()
+                .context("no n_train")?,
         ];
         chosen.extend(
             l.plan
@@ -528,10 +556,13 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
         let row = pool.install(|| bench.run_cell(cell, &store, &mut |_| {}))?;
         let target = bench.dataset(&cell.target, &cell.tokenizer);
         let arrays = cell_arrays(cell, target)?;
-        let config = model_config(target, &ModelSpec {
-            dropout: 0.0,
-            ..cell.model.clone()
-        })?;
+        let config = model_config(
+            target,
+            &ModelSpec {
+                dropout: 0.0,
+                ..cell.model.clone()
+            },
+        )?;
         let dir = tmp.path().join(format!("cell{k}"));
         std::fs::create_dir_all(&dir)?;
         for (split, (x, y)) in [
@@ -539,8 +570,12 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
             ("validation", &arrays.validation),
             ("test", &arrays.test),
         ] {
-            write_raw(&dir.join(format!("{split}_x.f32")), x, |v| v.to_le_bytes().to_vec())?;
-            write_raw(&dir.join(format!("{split}_y.u16")), y, |v| v.to_le_bytes().to_vec())?;
+            write_raw(&dir.join(format!("{split}_x.f32")), x, |v| {
+                v.to_le_bytes().to_vec()
+            })?;
+            write_raw(&dir.join(format!("{split}_y.u16")), y, |v| {
+                v.to_le_bytes().to_vec()
+            })?;
         }
         request_cells.push(serde_json::json!({
             "dir": dir, "width": arrays.width,
@@ -563,7 +598,10 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
         Ok(a) => (0..chosen.len())
             .map(|k| {
                 let c = a.get("cells")?.get(k)?;
-                Some((c.get("seconds")?.as_f64()?, c.get("test_accuracy")?.as_f64()?))
+                Some((
+                    c.get("seconds")?.as_f64()?,
+                    c.get("test_accuracy")?.as_f64()?,
+                ))
             })
             .collect(),
         Err(e) => {
@@ -596,7 +634,10 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
             row.steps_run,
             row.train_seconds,
             t.map_or("–".into(), |(s, _)| format!("{s:.1}")),
-            t.map_or("–".into(), |(s, _)| format!("{:.2}×", s / row.train_seconds)),
+            t.map_or("–".into(), |(s, _)| format!(
+                "{:.2}×",
+                s / row.train_seconds
+            )),
             row.test_accuracy,
             t.map_or("–".into(), |(_, a)| format!("{a:.3}")),
         );
@@ -604,8 +645,16 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
     let _ = writeln!(
         md,
         "| all | | | | | {sum_ours:.1} | {} | {} | | |",
-        if answer.is_ok() { format!("{sum_theirs:.1}") } else { "–".into() },
-        if answer.is_ok() { format!("{:.2}×", sum_theirs / sum_ours) } else { "–".into() },
+        if answer.is_ok() {
+            format!("{sum_theirs:.1}")
+        } else {
+            "–".into()
+        },
+        if answer.is_ok() {
+            format!("{:.2}×", sum_theirs / sum_ours)
+        } else {
+            "–".into()
+        },
     );
     Ok(md)
 }
@@ -640,8 +689,14 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
         any = true;
         let wall: f64 = records.iter().map(|r| r.wall_seconds).sum();
         let jobs = records.last().and_then(|r| Some((r.jobs?, r.threads?)));
-        let run_peak = records.iter().filter_map(|r| r.peak_rss_mib).fold(0.0, f64::max);
-        let job_peak = rows.iter().filter_map(|r| r.peak_rss_mib).fold(0.0, f64::max);
+        let run_peak = records
+            .iter()
+            .filter_map(|r| r.peak_rss_mib)
+            .fold(0.0, f64::max);
+        let job_peak = rows
+            .iter()
+            .filter_map(|r| r.peak_rss_mib)
+            .fold(0.0, f64::max);
         let mut pretrain = 0.0;
         for job in &l.plan.pretrain_jobs {
             if let Some(o) = cached_pretrained(&cache, &job.key)? {
@@ -658,7 +713,9 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
             "| {} | {} | {wall:.0} | {} | {pretrain:.0} | {cell_seconds:.0} | {run_peak:.0} + {n_jobs} × {job_peak:.0} |",
             l.experiment.name,
             rows.len(),
-            jobs.map_or("1 × all cores (before --jobs)".into(), |(j, t)| format!("{j} × {t}")),
+            jobs.map_or("1 × all cores (before --jobs)".into(), |(j, t)| format!(
+                "{j} × {t}"
+            )),
         );
         // Mean cell seconds by option and size, times 4 sources × 5 seeds.
         let mut by: std::collections::BTreeMap<(i64, i64), (f64, usize)> = Default::default();

@@ -351,7 +351,12 @@ pub fn worker(files: &[PathBuf], paths: &Paths, threads: usize) -> Result<()> {
     let cells: HashMap<&str, (usize, &Cell)> = loaded
         .iter()
         .enumerate()
-        .flat_map(|(i, l)| l.plan.cells.iter().map(move |c| (c.fingerprint.as_str(), (i, c))))
+        .flat_map(|(i, l)| {
+            l.plan
+                .cells
+                .iter()
+                .map(move |c| (c.fingerprint.as_str(), (i, c)))
+        })
         .collect();
     let display = Display::quiet();
     let mut bench = Workbench::new(

@@ -40,8 +40,7 @@ pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded
                 )
             ));
         }
-        let plan =
-            expand(&experiment, &manifests)?.for_backend(harness_train::backend().as_str());
+        let plan = expand(&experiment, &manifests)?.for_backend(harness_train::backend().as_str());
         loaded.push(Loaded { experiment, plan });
     }
     Ok((manifests, loaded))
@@ -186,15 +185,7 @@ pub fn run(
             parallelism.threads,
             if parallelism.threads == 1 { "" } else { "s" }
         ));
-        jobs::run_workers(
-            files,
-            paths,
-            parallelism,
-            &all,
-            &keys,
-            &todo,
-            &display,
-        )?
+        jobs::run_workers(files, paths, parallelism, &all, &keys, &todo, &display)?
     };
 
     let finished_at = provenance::now();

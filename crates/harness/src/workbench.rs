@@ -389,7 +389,6 @@ impl RowContext {
     }
 }
 
-
 #[allow(clippy::too_many_arguments)]
 fn make_row(
     cell: &Cell,
@@ -485,4 +484,3 @@ fn make_row(
         finished_at: provenance::now(),
     }
 }
-
