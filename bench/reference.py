@@ -1,17 +1,17 @@
 """PyTorch reference for `harness bench`: the harness's default models written the way a
 researcher would write them in PyTorch, timed the same way as the harness times its own.
 
-Reads a JSON request on stdin and prints one JSON object. The request has `threads` and either
-`models` (stem shape, backbone width, depth, heads, feed-forward width, activation, classes; with
-batch, steps, rounds), answered with model name -> {"train": examples/s, "features":
-examples/s}, or `cells`: fine-tuning cells whose data the harness wrote as raw arrays, answered
-with {"cells": [{"seconds", "test_accuracy", "steps"}]}. Run by `harness bench`; install its
+With `--serve`, measures one round at a time: each line on stdin is a JSON request (`threads`,
+`what` = "train" or "features", `model`: stem shape, backbone width, depth, heads, feed-forward
+width, activation, classes; `batch` and `steps`, or `n`; `min_seconds`), answered by one line
+{"value": examples/s}. Without it, reads one JSON request with `threads` and `cells`:
+fine-tuning cells whose data the harness wrote as raw arrays, answered with
+{"cells": [{"seconds", "test_accuracy", "steps"}]}. Run by `harness bench`; install its
 PyTorch with bench/setup.sh.
 """
 
 import copy
 import json
-import statistics
 import sys
 import time
 
@@ -91,37 +91,61 @@ def inputs(m, n, generator):
     return x, y
 
 
-def measure(m, batch, steps, rounds):
+def measure_train(m, batch, steps, min_seconds):
+    """Training examples/s of one round: a fresh model and Adam, 2 warm-up steps, then at
+    least `steps` timed steps, continuing until `min_seconds` have passed."""
     generator = torch.Generator().manual_seed(0)
     x, y = inputs(m, batch, generator)
     loss_fn = nn.CrossEntropyLoss()
-    train = []
-    for _ in range(rounds):
-        torch.manual_seed(0)
-        model = Classifier(m)
-        model.train()
-        optim = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for step in range(steps + 2):
-            if step == 2:
-                started = time.perf_counter()
-            optim.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optim.step()
-        train.append(steps * batch / (time.perf_counter() - started))
+    torch.manual_seed(0)
+    model = Classifier(m)
+    model.train()
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+    step, timed, started = 0, 0, time.perf_counter()
+    while True:
+        if step == 2:
+            started = time.perf_counter()
+        if step >= 2:
+            if timed >= steps and time.perf_counter() - started >= min_seconds:
+                break
+            timed += 1
+        optim.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optim.step()
+        step += 1
+    return timed * batch / (time.perf_counter() - started)
 
-    n = steps * batch
+
+def measure_features(m, n, min_seconds):
+    """Frozen-feature examples/s of one round: batches of 500 without gradients, over at least
+    `n` examples and `min_seconds`."""
+    generator = torch.Generator().manual_seed(1)
     values, _ = inputs(m, n, generator)
     torch.manual_seed(0)
     model = Classifier(m).eval()
-    features = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        with torch.no_grad():
-            for start in range(0, n, 500):
-                model.features(values[start : start + 500])
-        features.append(n / (time.perf_counter() - started))
-    return {"train": statistics.median(train), "features": statistics.median(features)}
+    done, started = 0, time.perf_counter()
+    with torch.no_grad():
+        while done < n or time.perf_counter() - started < min_seconds:
+            start = done % n
+            chunk = values[start : start + 500]
+            model.features(chunk)
+            done += len(chunk)
+    return done / (time.perf_counter() - started)
+
+
+def serve():
+    """One JSON request per line on stdin, one JSON answer per line on stdout, so that
+    `harness bench` can alternate its own rounds with the reference's in one run."""
+    torch.set_num_interop_threads(1)
+    for line in sys.stdin:
+        r = json.loads(line)
+        torch.set_num_threads(r["threads"])
+        if r["what"] == "train":
+            value = measure_train(r["model"], r["batch"], r["steps"], r["min_seconds"])
+        else:
+            value = measure_features(r["model"], r["n"], r["min_seconds"])
+        print(json.dumps({"value": value, "torch": torch.__version__}), flush=True)
 
 
 def load_split(cell, split):
@@ -197,9 +221,6 @@ def main():
     torch.set_num_threads(request["threads"])
     torch.set_num_interop_threads(1)
     out = {"torch": torch.__version__}
-    for m in request.get("models", []):
-        batch = m.get("batch", request.get("batch"))
-        out[m["name"]] = measure(m, batch, request["steps"], request["rounds"])
     if "cells" in request:
         out["cells"] = [run_cell(c) for c in request["cells"]]
     json.dump(out, sys.stdout)
@@ -207,4 +228,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    serve() if sys.argv[1:] == ["--serve"] else main()

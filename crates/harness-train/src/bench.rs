@@ -12,15 +12,6 @@ use harness_model::ClassifierConfig;
 
 use crate::{eval_device, train_device};
 
-/// Examples per second of one model, each the median of the rounds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Throughput {
-    /// Training steps (forward, backward, Adam) over batches of the benchmark's size.
-    pub train: f64,
-    /// Mean-pooled features without gradients, in batches of 500 (Option 1's cached path).
-    pub features: f64,
-}
-
 /// Synthetic inputs for `config`: values from a standard normal-ish spread for patch stems,
 /// ids in `1..vocab_size` (never padding) for text; labels spread over the classes.
 fn inputs(config: &ClassifierConfig, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
@@ -38,14 +29,15 @@ fn inputs(config: &ClassifierConfig, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<
     (values, labels)
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-/// Measures `config`: `steps` training steps of `batch` examples after 2 warm-up steps, and
-/// feature extraction over `steps × batch` examples, `rounds` times each.
-pub fn measure(config: &ClassifierConfig, batch: usize, steps: usize, rounds: usize) -> Throughput {
+/// Training examples per second of one round: a fresh network (seed 0) and Adam, 2 warm-up
+/// steps, then at least `steps` timed steps of `batch` examples, continuing until
+/// `min_seconds` have passed (so a fast model is timed over as long a stretch as a slow one).
+pub fn measure_train(
+    config: &ClassifierConfig,
+    batch: usize,
+    steps: usize,
+    min_seconds: f64,
+) -> f64 {
     let width = config.rows * config.cols;
     let mut rng = Rng::new(0, "bench");
     let device = train_device();
@@ -53,40 +45,44 @@ pub fn measure(config: &ClassifierConfig, batch: usize, steps: usize, rounds: us
     let x = Tensor::<2>::from_data(TensorData::new(x, [batch, width]), &device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(y, [batch]), &device);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut train = Vec::new();
-    for _ in 0..rounds {
-        let mut model = crate::init_network(config, &device, 0);
-        let mut optim = AdamConfig::new().init();
-        let mut started = Instant::now();
-        for step in 0..steps + 2 {
-            if step == 2 {
-                started = Instant::now();
-            }
-            let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
+    let mut model = crate::init_network(config, &device, 0);
+    let mut optim = AdamConfig::new().init();
+    let mut started = Instant::now();
+    let mut timed = 0usize;
+    for step in 0.. {
+        if step == 2 {
+            started = Instant::now();
         }
-        train.push((steps * batch) as f64 / started.elapsed().as_secs_f64());
+        if step >= 2 {
+            if timed >= steps && started.elapsed().as_secs_f64() >= min_seconds {
+                break;
+            }
+            timed += 1;
+        }
+        let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
     }
+    (timed * batch) as f64 / started.elapsed().as_secs_f64()
+}
 
+/// Frozen-feature examples per second of one round: mean-pooled features without gradients in
+/// batches of 500 (Option 1's cached path), over at least `n` examples and `min_seconds`.
+pub fn measure_features(config: &ClassifierConfig, n: usize, min_seconds: f64) -> f64 {
+    let width = config.rows * config.cols;
+    let mut rng = Rng::new(1, "bench");
     let eval = eval_device();
-    let n = steps * batch;
     let (values, _) = inputs(config, n, &mut rng);
     let model = crate::init_network(config, &eval, 0);
-    let mut features = Vec::new();
-    for _ in 0..rounds {
-        let started = Instant::now();
-        for start in (0..n).step_by(500) {
-            let end = (start + 500).min(n);
-            let chunk = values[start * width..end * width].to_vec();
-            let x = Tensor::<2>::from_data(TensorData::new(chunk, [end - start, width]), &eval);
-            let f = model.features(x);
-            let _ = f.into_data();
-        }
-        features.push(n as f64 / started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let mut done = 0usize;
+    while done < n || started.elapsed().as_secs_f64() < min_seconds {
+        let start = done % n;
+        let end = (start + 500).min(n);
+        let chunk = values[start * width..end * width].to_vec();
+        let x = Tensor::<2>::from_data(TensorData::new(chunk, [end - start, width]), &eval);
+        let _ = model.features(x).into_data();
+        done += end - start;
     }
-    Throughput {
-        train: median(train),
-        features: median(features),
-    }
+    done as f64 / started.elapsed().as_secs_f64()
 }

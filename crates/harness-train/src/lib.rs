@@ -21,7 +21,7 @@ mod eval;
 mod features;
 mod pretrain;
 
-pub use bench::{Throughput, measure};
+pub use bench::{measure_features, measure_train};
 pub use cell::{
     CellArrays, CellOutcome, CellStatus, cell_arrays, initial_model, run_cell, run_cell_cached,
     run_cell_uncached,

@@ -2,9 +2,9 @@
 //! experiment's model, beside the PyTorch reference (`bench/reference.py`) in the same run.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use std::collections::BTreeSet;
 
@@ -14,14 +14,17 @@ use harness_model::ClassifierConfig;
 use harness_results::ResultStore;
 use harness_spec::{Cell, Experiment, ManifestSet, Modality, ModelSpec, Plan};
 use harness_train::{
-    InputShape, Throughput, cached_pretrained, cell_arrays, classifier_config, measure,
-    model_config,
+    InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features,
+    measure_train, model_config,
 };
 
 use crate::progress::Display;
 use crate::run::{self, load};
 use crate::workbench::Workbench;
 use crate::{Paths, provenance};
+
+/// The training throughput, as a fraction of PyTorch eager's, that the default models should reach.
+const TARGET_RATIO: f64 = 0.5;
 
 /// The virtual environment `bench/setup.sh` creates by default.
 pub const DEFAULT_VENV_PYTHON: &str = "/var/tmp/harness-bench-venv/bin/python";
@@ -81,11 +84,20 @@ fn bench_config(experiment: &Experiment, manifests: &ManifestSet) -> Result<Benc
 /// The model choices measured against the default: another activation, twice the width, a
 /// smaller training batch, and fewer or more tokens per example. Each is (label, network,
 /// batch size if not the default).
-fn variants(b: &Bench) -> Vec<(String, ClassifierConfig, Option<usize>)> {
+fn variants(b: &Bench) -> Vec<(String, VariantKind, ClassifierConfig, Option<usize>)> {
     let mut out = Vec::new();
     let mut add = |label: String, shape: InputShape, m: ModelSpec, batch: Option<usize>| {
+        let kind = if label == "default" {
+            VariantKind::Default
+        } else if batch.is_some() {
+            VariantKind::Batch
+        } else if m.d_model != b.model.d_model || m.activation != b.model.activation {
+            VariantKind::Network
+        } else {
+            VariantKind::Tokens
+        };
         if let Ok(c) = classifier_config(shape, &m, b.classes) {
-            out.push((label, c, batch));
+            out.push((label, kind, c, batch));
         }
     };
     add("default".into(), b.shape, b.model.clone(), None);
@@ -166,68 +178,377 @@ fn variants(b: &Bench) -> Vec<(String, ClassifierConfig, Option<usize>)> {
     out
 }
 
-/// Measures every variant of every model at one thread, beside the reference; a table.
-fn bench_variants(
-    benches: &[Bench],
-    python: &Path,
+/// The PyTorch reference (`bench/reference.py --serve`), kept running and asked for one round
+/// at a time, so that its rounds alternate with the harness's under the same machine load.
+struct Reference {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    torch: Option<String>,
+}
+
+impl Reference {
+    fn start(python: &Path) -> Result<Self> {
+        let script = Path::new("bench/reference.py");
+        if !script.is_file() {
+            bail!("{} not found (run from the project root)", script.display());
+        }
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", python.display()))?;
+        let stdin = child.stdin.take().context("reference stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("reference stdout")?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            torch: None,
+        })
+    }
+
+    /// One round: examples/s.
+    fn round(&mut self, request: &serde_json::Value) -> Result<f64> {
+        writeln!(self.stdin, "{request}").context("writing to the reference")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            let status = self.child.wait()?;
+            bail!("the PyTorch reference stopped ({status}); run bench/reference.py --serve by hand to see why");
+        }
+        let answer: serde_json::Value =
+            serde_json::from_str(&line).context("reading the reference's JSON")?;
+        if let Some(v) = answer.get("torch").and_then(|v| v.as_str()) {
+            self.torch = Some(v.to_string());
+        }
+        answer
+            .get("value")
+            .and_then(|v| v.as_f64())
+            .context("the reference's answer has no value")
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The reference if it runs, or why it does not.
+struct Theirs {
+    reference: Option<Reference>,
+    failure: Option<String>,
+}
+
+impl Theirs {
+    fn start(python: &Path) -> Self {
+        match Reference::start(python) {
+            Ok(r) => Self {
+                reference: Some(r),
+                failure: None,
+            },
+            Err(e) => Self::failed(e),
+        }
+    }
+
+    fn failed(e: anyhow::Error) -> Self {
+        eprintln!("no reference figures: {e:#} (install it with bench/setup.sh)");
+        Self {
+            reference: None,
+            failure: Some(format!("{e:#}")),
+        }
+    }
+
+    fn round(&mut self, request: &serde_json::Value) -> Option<f64> {
+        let r = self.reference.as_mut()?;
+        match r.round(request) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                *self = Self::failed(e);
+                None
+            }
+        }
+    }
+
+    fn torch(&self) -> Option<String> {
+        self.reference.as_ref()?.torch.clone()
+    }
+}
+
+/// Examples/s of the harness and of the reference, round by round.
+#[derive(Debug, Default)]
+struct Paired {
+    ours: Vec<f64>,
+    theirs: Vec<Option<f64>>,
+}
+
+impl Paired {
+    /// `rounds` rounds, the harness and the reference alternately, each going first in every
+    /// other round so that a drift in the machine's speed falls on both alike.
+    fn measure(
+        rounds: usize,
+        mut ours: impl FnMut() -> f64,
+        theirs: &mut Theirs,
+        request: &serde_json::Value,
+    ) -> Self {
+        let mut p = Self::default();
+        for r in 0..rounds.max(1) {
+            if r % 2 == 0 {
+                p.ours.push(ours());
+                p.theirs.push(theirs.round(request));
+            } else {
+                p.theirs.push(theirs.round(request));
+                p.ours.push(ours());
+            }
+        }
+        p
+    }
+
+    fn ours(&self) -> f64 {
+        median(self.ours.clone())
+    }
+
+    fn theirs(&self) -> Option<f64> {
+        let t: Vec<f64> = self.theirs.iter().flatten().copied().collect();
+        (t.len() == self.theirs.len()).then(|| median(t))
+    }
+
+    /// Median of the per-round ratios, harness / reference.
+    fn ratio(&self) -> Option<f64> {
+        self.theirs()?;
+        Some(median(self.ratios()))
+    }
+
+    fn ratios(&self) -> Vec<f64> {
+        self.ours
+            .iter()
+            .zip(&self.theirs)
+            .filter_map(|(a, b)| Some(a / (*b)?))
+            .collect()
+    }
+
+    /// "0.91× (0.88–0.95)": the median ratio and the range over rounds.
+    fn ratio_cell(&self) -> String {
+        let Some(m) = self.ratio() else {
+            return "–".into();
+        };
+        let rs = self.ratios();
+        if rs.len() < 2 {
+            return format!("{m:.2}×");
+        }
+        let lo = rs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{m:.2}× ({lo:.2}–{hi:.2})")
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// How long each round runs.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    batch: usize,
     steps: usize,
     rounds: usize,
+    min_seconds: f64,
+}
+
+impl Timing {
+    fn train(&self, config: &ClassifierConfig, batch: usize, threads: usize) -> serde_json::Value {
+        serde_json::json!({
+            "what": "train", "threads": threads, "model": model_json(config),
+            "batch": batch, "steps": self.steps, "min_seconds": self.min_seconds,
+        })
+    }
+
+    fn features(&self, config: &ClassifierConfig, threads: usize) -> serde_json::Value {
+        serde_json::json!({
+            "what": "features", "threads": threads, "model": model_json(config),
+            "n": self.steps * self.batch, "min_seconds": self.min_seconds,
+        })
+    }
+}
+
+/// One measured variant of an experiment's model.
+struct VariantRow {
+    experiment: String,
+    label: String,
+    kind: VariantKind,
+    tokens: usize,
     batch: usize,
-) -> Result<String> {
+    train: Paired,
+}
+
+/// What a variant changes: the network only (same input), the tokens it sees, or the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VariantKind {
+    Default,
+    Network,
+    Tokens,
+    Batch,
+}
+
+/// Measures every variant of every model at one thread, beside the reference.
+fn bench_variants(
+    benches: &[Bench],
+    theirs: &mut Theirs,
+    timing: Timing,
+) -> Result<Vec<VariantRow>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .context("building a thread pool")?;
     let mut rows = Vec::new();
-    let mut models = Vec::new();
     for b in benches {
-        for (label, config, vb) in variants(b) {
-            let vb = vb.unwrap_or(batch);
-            eprintln!("harness: measuring {} with {label} …", b.name);
-            let t = pool.install(|| measure(&config, vb, steps, rounds));
-            let name = format!("{} / {label}", b.name);
-            let mut m = model_json(&name, &config);
-            m["batch"] = vb.into();
-            models.push(m);
-            rows.push((b.name.clone(), label, tokens(&config), vb, t.train, name));
+        for (label, kind, config, vb) in variants(b) {
+            let vb = vb.unwrap_or(timing.batch);
+            eprintln!("measuring {} with {label}, harness and PyTorch alternately …", b.name);
+            let train = Paired::measure(
+                timing.rounds,
+                || pool.install(|| measure_train(&config, vb, timing.steps, timing.min_seconds)),
+                theirs,
+                &timing.train(&config, vb, 1),
+            );
+            rows.push(VariantRow {
+                experiment: b.name.clone(),
+                label,
+                kind,
+                tokens: tokens(&config),
+                batch: vb,
+                train,
+            });
         }
     }
-    eprintln!("PyTorch reference: the same variants, 1 thread …");
-    let answer = reference(
-        python,
-        serde_json::json!({
-            "threads": 1, "batch": batch, "steps": steps, "rounds": rounds, "models": models,
-        }),
-        1,
-    )
-    .map_err(|e| eprintln!("no reference figures: {e:#}"))
-    .ok();
+    Ok(rows)
+}
+
+fn variants_table(rows: &[VariantRow]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| experiment | variant | tokens | batch | harness train ex/s | against the default | PyTorch train ex/s | ratio |"
+        "| experiment | variant | tokens | batch | harness train ex/s | against the default | PyTorch train ex/s | ratio (range over rounds) |"
     );
-    let _ = writeln!(
-        md,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
-    let mut default_speed = 0.0;
-    for (experiment, label, tokens, vb, train, name) in rows {
-        if label == "default" {
-            default_speed = train;
+    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut default_speed = f64::NAN;
+    for r in rows {
+        if r.kind == VariantKind::Default {
+            default_speed = r.train.ours();
         }
-        let pt = answer
-            .as_ref()
-            .and_then(|a| a.get(&name)?.get("train")?.as_f64());
         let _ = writeln!(
             md,
-            "| {experiment} | {label} | {tokens} | {vb} | {train:.0} | {:.2}× | {} | {} |",
-            train / default_speed,
-            figure(pt),
-            ratio(train, pt),
+            "| {} | {} | {} | {} | {:.0} | {:.2}× | {} | {} |",
+            r.experiment,
+            r.label,
+            r.tokens,
+            r.batch,
+            r.train.ours(),
+            r.train.ours() / default_speed,
+            figure(r.train.theirs()),
+            r.train.ratio_cell(),
         );
     }
-    Ok(md)
+    md
+}
+
+/// The choice of each default and what it buys, in words, from the variants' figures.
+fn defaults_text(benches: &[Bench], rows: &[VariantRow], target: f64) -> String {
+    let mut md = String::new();
+    for b in benches {
+        let mine: Vec<&VariantRow> = rows.iter().filter(|r| r.experiment == b.name).collect();
+        let Some(default) = mine.iter().find(|r| r.kind == VariantKind::Default) else {
+            continue;
+        };
+        let speed = default.train.ours();
+        let against = |r: &VariantRow| r.train.ours() / speed;
+        let m = &b.model;
+        let _ = write!(
+            md,
+            "- **{}** ({}, d_model {}, d_ff {}, {} layers, {} tokens, batch {}): {:.0} training examples/s",
+            b.name,
+            m.activation,
+            m.d_model,
+            m.d_ff,
+            m.n_layers,
+            default.tokens,
+            default.batch,
+            speed,
+        );
+        match default.train.ratio() {
+            Some(x) => {
+                let _ = write!(
+                    md,
+                    ", {x:.2}× PyTorch eager ({} the target of {target}×).",
+                    if x >= target { "meets" } else { "misses" }
+                );
+            }
+            None => md.push('.'),
+        }
+        let network: Vec<&&VariantRow> = mine
+            .iter()
+            .filter(|r| r.kind == VariantKind::Network)
+            .collect();
+        let faster: Vec<String> = network
+            .iter()
+            .filter(|r| against(r) > 1.0)
+            .map(|r| format!("{} ({:.2}×)", r.label, against(r)))
+            .collect();
+        let listed: Vec<String> = network
+            .iter()
+            .map(|r| format!("{} runs at {:.2}× its speed", r.label, against(r)))
+            .collect();
+        if !listed.is_empty() {
+            let _ = write!(md, " With the same input, {}", listed.join("; "));
+            if faster.is_empty() {
+                md.push_str(": the default is the fastest of these networks.");
+            } else {
+                let _ = write!(
+                    md,
+                    ": faster than the default here: {}; consider it.",
+                    faster.join(", ")
+                );
+            }
+        }
+        let token_effects: Vec<String> = mine
+            .iter()
+            .filter(|r| r.kind == VariantKind::Tokens)
+            .map(|r| format!("{} ({} tokens) {:.2}×", r.label, r.tokens, against(r)))
+            .collect();
+        if !token_effects.is_empty() {
+            let _ = write!(
+                md,
+                " Tokens per example set the cost most: {}; fewer tokens see the input more coarsely (text: posts cut shorter), more tokens cost in proportion.",
+                token_effects.join(", ")
+            );
+        }
+        for r in mine.iter().filter(|r| r.kind == VariantKind::Batch) {
+            let _ = write!(
+                md,
+                " Batch {} (the fine-tuning batch) trains {:.2}× as many examples per second as batch {}.",
+                r.batch,
+                against(r),
+                default.batch
+            );
+        }
+        md.push('\n');
+    }
+    md
 }
 
 fn tokens(c: &ClassifierConfig) -> usize {
@@ -274,9 +595,9 @@ fn reference(
 }
 
 /// The model as the reference builds it.
-fn model_json(name: &str, c: &ClassifierConfig) -> serde_json::Value {
+fn model_json(c: &ClassifierConfig) -> serde_json::Value {
     serde_json::json!({
-        "name": name, "rows": c.rows, "cols": c.cols,
+        "rows": c.rows, "cols": c.cols,
         "patch_rows": c.patch_rows, "patch_cols": c.patch_cols,
         "vocab_size": c.vocab_size, "d_model": c.d_model, "n_layers": c.n_layers,
         "n_heads": c.n_heads, "d_ff": c.d_ff, "activation": c.activation,
@@ -291,6 +612,7 @@ pub struct BenchArgs {
     pub batch: usize,
     pub steps: usize,
     pub rounds: usize,
+    pub min_seconds: f64,
     pub threads: Vec<usize>,
     pub cells: bool,
     pub variants: bool,
@@ -309,15 +631,25 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
         .python
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_VENV_PYTHON));
-    let (batch, steps, rounds) = (args.batch, args.steps, args.rounds);
-    let mut torch_version = None;
-    let mut no_reference = None;
+    let timing = Timing {
+        batch: args.batch,
+        steps: args.steps,
+        rounds: args.rounds,
+        min_seconds: args.min_seconds,
+    };
+    let Timing {
+        batch,
+        steps,
+        rounds,
+        min_seconds,
+    } = timing;
+    let mut theirs = Theirs::start(&python);
 
     // Training-step and feature throughput, at each thread count.
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| experiment | modality | tokens | threads | harness train ex/s | PyTorch train ex/s | ratio | harness features ex/s | PyTorch features ex/s | ratio |"
+        "| experiment | modality | tokens | threads | harness train ex/s | PyTorch train ex/s | ratio (range over rounds) | harness features ex/s | PyTorch features ex/s | ratio (range over rounds) |"
     );
     let _ = writeln!(
         md,
@@ -328,56 +660,39 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
             .num_threads(threads)
             .build()
             .context("building a thread pool")?;
-        let mut ours: Vec<Throughput> = Vec::new();
         for b in &benches {
             eprintln!(
-                "harness: measuring {} ({}, {} tokens, {threads} thread{}) …",
+                "measuring {} ({}, {} tokens, {threads} thread{}), harness and PyTorch alternately …",
                 b.name,
                 b.modality.as_str(),
                 tokens(&b.config),
                 if threads == 1 { "" } else { "s" }
             );
-            ours.push(pool.install(|| measure(&b.config, batch, steps, rounds)));
-        }
-        eprintln!(
-            "PyTorch reference: {} bench/reference.py ({threads} thread{}) …",
-            python.display(),
-            if threads == 1 { "" } else { "s" }
-        );
-        let models: Vec<serde_json::Value> = benches
-            .iter()
-            .map(|b| model_json(&b.name, &b.config))
-            .collect();
-        let request = serde_json::json!({
-            "threads": threads, "batch": batch, "steps": steps, "rounds": rounds,
-            "models": models,
-        });
-        let answer = match reference(&python, request, threads) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                eprintln!("no reference figures: {e:#} (install it with bench/setup.sh)");
-                no_reference = Some(format!("{e:#}"));
-                None
-            }
-        };
-        if let Some(v) = answer.as_ref().and_then(|r| r.get("torch")?.as_str()) {
-            torch_version = Some(v.to_string());
-        }
-        let theirs = |name: &str, what: &str| -> Option<f64> {
-            answer.as_ref()?.get(name)?.get(what)?.as_f64()
-        };
-        for (b, Throughput { train, features }) in benches.iter().zip(&ours) {
-            let (pt, pf) = (theirs(&b.name, "train"), theirs(&b.name, "features"));
+            let c = &b.config;
+            let train = Paired::measure(
+                rounds,
+                || pool.install(|| measure_train(c, batch, steps, min_seconds)),
+                &mut theirs,
+                &timing.train(c, batch, threads),
+            );
+            let features = Paired::measure(
+                rounds,
+                || pool.install(|| measure_features(c, steps * batch, min_seconds)),
+                &mut theirs,
+                &timing.features(c, threads),
+            );
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {threads} | {train:.0} | {} | {} | {features:.0} | {} | {} |",
+                "| {} | {} | {} | {threads} | {:.0} | {} | {} | {:.0} | {} | {} |",
                 b.name,
                 b.modality.as_str(),
-                tokens(&b.config),
-                figure(pt),
-                ratio(*train, pt),
-                figure(pf),
-                ratio(*features, pf),
+                tokens(c),
+                train.ours(),
+                figure(train.theirs()),
+                train.ratio_cell(),
+                features.ours(),
+                figure(features.theirs()),
+                features.ratio_cell(),
             );
         }
     }
@@ -385,12 +700,17 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
 
     // The defaults against other choices.
     let variants_md = if args.variants {
-        let md = bench_variants(&benches, &python, steps, rounds, batch)?;
-        print!("\n{md}");
-        Some(md)
+        let rows = bench_variants(&benches, &mut theirs, timing)?;
+        let table = variants_table(&rows);
+        let words = defaults_text(&benches, &rows, TARGET_RATIO);
+        print!("\n{table}\n{words}");
+        Some((table, words))
     } else {
         None
     };
+    let torch_version = theirs.torch();
+    let no_reference = theirs.failure.clone();
+    drop(theirs);
 
     // Whole fine-tuning cells on real data, harness against the reference loop.
     let threads = args.threads.first().copied().unwrap_or(1);
@@ -437,16 +757,22 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
         let _ = writeln!(doc, "## Training step and frozen features\n");
         let _ = writeln!(
             doc,
-            "Training examples/s (forward, backward and Adam on batches of {batch}; {steps} steps after 2 warm-up steps) and frozen-feature extraction examples/s (batches of 500, no gradients), median of {rounds} rounds, on synthetic inputs of each experiment's model shape, with the given compute threads in one process. The PyTorch reference (`bench/reference.py`, PyTorch {torch}, eager) runs the same models in the same run with the same threads. Ratio = harness / PyTorch. `harness run` runs one cell per core, each with one thread (`--jobs`, `--threads`): the 1-thread rows are the speed of each of its jobs.\n"
+            "Training examples/s (forward, backward and Adam on batches of {batch}; 2 warm-up steps, then at least {steps} steps and {min_seconds} s) and frozen-feature extraction examples/s (batches of 500, no gradients; at least {} examples and {min_seconds} s), median of {rounds} rounds, on synthetic inputs of each experiment's model shape, with the given compute threads in one process. The PyTorch reference (`bench/reference.py`, PyTorch {torch}, eager) runs the same models in the same run with the same threads, one round at a time, alternating with the harness (each side goes first in every other round). Ratio = the median over rounds of harness / PyTorch, with its range. `harness run` runs one cell per core, each with one thread (`--jobs`, `--threads`): the 1-thread rows are the speed of each of its jobs.\n",
+            steps * batch
         );
         doc.push_str(&md);
-        if let Some(v) = &variants_md {
+        if let Some((table, words)) = &variants_md {
             let _ = writeln!(doc, "\n## The default models against other choices\n");
             let _ = writeln!(
                 doc,
                 "Each experiment's model as committed (`default`) and with one setting changed, measured as above at 1 thread (training steps only); \"against the default\" is the harness's speed relative to the default model.\n"
             );
-            doc.push_str(v);
+            doc.push_str(table);
+            let _ = writeln!(
+                doc,
+                "\n### The defaults and what they buy\n\nWritten by `harness bench` from the table above; the target is a training throughput of at least {TARGET_RATIO}× PyTorch eager at the thread count each job of `harness run` uses.\n"
+            );
+            doc.push_str(words);
         }
         if let Some(c) = &cells_md {
             let _ = writeln!(doc, "\n## Fine-tuning cells on real data\n");
@@ -474,10 +800,6 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
 
 fn figure(v: Option<f64>) -> String {
     v.map_or("–".to_string(), |v| format!("{v:.0}"))
-}
-
-fn ratio(a: f64, v: Option<f64>) -> String {
-    v.map_or("–".to_string(), |v| format!("{:.2}×", a / v))
 }
 
 fn cores() -> usize {
@@ -580,7 +902,7 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
         request_cells.push(serde_json::json!({
             "dir": dir, "width": arrays.width,
             "sizes": {"fit": arrays.fit.1.len(), "validation": arrays.validation.1.len(), "test": arrays.test.1.len()},
-            "model": model_json(&cell.target, &config),
+            "model": model_json(&config),
             "option": cell.option, "seed": cell.seed,
             "steps": row.steps_run, "total_steps": arrays.total_steps,
             "eval_every": arrays.eval_every, "batch_size": arrays.batch_size,

@@ -100,11 +100,15 @@ enum Command {
         /// Training batch size.
         #[arg(long, default_value_t = 64)]
         batch: usize,
-        /// Timed training steps per round.
-        #[arg(long, default_value_t = 20)]
+        /// Timed training steps per round, at least (features: this many batches' examples).
+        #[arg(long, default_value_t = 30)]
         steps: usize,
-        /// Rounds; the median is reported.
-        #[arg(long, default_value_t = 3)]
+        /// Seconds per round, at least: a round goes on past `--steps` until this much time has
+        /// passed, so fast models are timed over as long a stretch as slow ones.
+        #[arg(long, default_value_t = 2.0)]
+        min_seconds: f64,
+        /// Rounds, the harness's and the reference's alternating; the median is reported.
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// Compute threads, for the harness and the reference alike; repeat to measure several
         /// (default: 1, as each job of `harness run` computes, then every core).
@@ -176,6 +180,21 @@ fn choose_backend(name: &str, threads: usize) -> Result<(), ExitCode> {
     Ok(())
 }
 
+/// Tensors of a training step are freed and allocated again at every step. glibc's malloc
+/// would hand blocks above its (sliding) mmap threshold back to the kernel each time and fault
+/// them in again, which made the Flex training step up to 2× slower and its speed erratic (see
+/// BENCHMARKS.md). Serve them from the heap instead and keep freed memory for the next step;
+/// the process's peak memory is what it was, and it no longer shrinks between steps.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called at start-up, before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 fn main() -> ExitCode {
     // `harness plan … | head` must end quietly when the reader stops, as other command-line
     // tools do, rather than panic on a closed pipe (Rust ignores SIGPIPE by default).
@@ -183,6 +202,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
@@ -214,6 +234,7 @@ fn main() -> ExitCode {
             batch,
             steps,
             rounds,
+            min_seconds,
             threads,
             cells,
             variants,
@@ -235,6 +256,7 @@ fn main() -> ExitCode {
                 batch,
                 steps,
                 rounds,
+                min_seconds,
                 threads,
                 cells,
                 variants,
