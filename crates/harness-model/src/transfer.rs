@@ -1,5 +1,7 @@
 //! Transfer as the lecture defines it: copy every layer except the output layer from a
-//! pre-trained network; Option 1 freezes the copied layers, Option 2 trains everything.
+//! pre-trained network; Option 1 freezes the copied layers, Option 2 trains everything. Across
+//! modalities the source's stem cannot take the target's input, so only the backbone is copied
+//! and the stem starts fresh (and trains, under either option).
 
 use std::path::{Path, PathBuf};
 
@@ -36,9 +38,11 @@ impl Checkpoint {
 pub enum Transfer {
     /// Random initialisation; `freeze` gives the frozen-random-backbone control (Option 1).
     Scratch { freeze: bool },
-    /// Stem and backbone copied from a checkpoint, head new; `freeze` is Option 1.
+    /// Backbone copied from a checkpoint, and its stem too when `copy_stem` (same modality);
+    /// head new. `freeze` is Option 1: it freezes what was copied.
     Pretrained {
         checkpoint: Checkpoint,
+        copy_stem: bool,
         freeze: bool,
     },
 }
@@ -61,28 +65,37 @@ pub fn save_pretrained(model: &Classifier, dir: &Path) -> anyhow::Result<Checkpo
 }
 
 /// Applies `transfer` to a freshly initialised `model`: loads the copied layers, then freezes
-/// them (Option 1) or leaves them trainable (Option 2). The head always stays new and trainable.
+/// them (Option 1) or leaves them trainable (Option 2). The head, and a stem that was not
+/// copied, stay new and trainable. Option 1 from scratch freezes the random stem and backbone.
 pub fn load_pretrained(mut model: Classifier, transfer: &Transfer) -> anyhow::Result<Classifier> {
-    let freeze = match transfer {
-        Transfer::Scratch { freeze } => *freeze,
-        Transfer::Pretrained { checkpoint, freeze } => {
-            model.stem = model
-                .stem
-                .try_load_file(checkpoint.stem_file())
-                .map_err(|e| {
-                    anyhow::anyhow!("loading {}: {e:?}", checkpoint.stem_file().display())
-                })?;
+    let (freeze_stem, freeze_backbone) = match transfer {
+        Transfer::Scratch { freeze } => (*freeze, *freeze),
+        Transfer::Pretrained {
+            checkpoint,
+            copy_stem,
+            freeze,
+        } => {
+            if *copy_stem {
+                model.stem = model
+                    .stem
+                    .try_load_file(checkpoint.stem_file())
+                    .map_err(|e| {
+                        anyhow::anyhow!("loading {}: {e:?}", checkpoint.stem_file().display())
+                    })?;
+            }
             model.backbone = model
                 .backbone
                 .try_load_file(checkpoint.backbone_file())
                 .map_err(|e| {
                     anyhow::anyhow!("loading {}: {e:?}", checkpoint.backbone_file().display())
                 })?;
-            *freeze
+            (*freeze && *copy_stem, *freeze)
         }
     };
-    if freeze {
+    if freeze_stem {
         model.stem = model.stem.freeze();
+    }
+    if freeze_backbone {
         model.backbone = model.backbone.freeze();
     }
     Ok(model)

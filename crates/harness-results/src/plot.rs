@@ -75,7 +75,33 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
 
     let panels = options.len().max(1) as f64;
     let width = MARGIN_L + panels * PANEL_W + (panels - 1.0) * MARGIN_L + MARGIN_R;
-    let height = MARGIN_T + PANEL_H + MARGIN_B + LEGEND_H;
+    // Legend entries: the source and how its modality relates to the target's.
+    let labels: Vec<String> = sources
+        .iter()
+        .map(|source| {
+            let relation = arms
+                .iter()
+                .find(|a| &a.source == source)
+                .map_or("", |a| a.relation.as_str());
+            match relation {
+                "none" | "" => "scratch (no pre-training)".to_string(),
+                "matched" => format!("{source} (same modality)"),
+                "mismatched" => format!("{source} (other modality)"),
+                r => format!("{source} ({r})"),
+            }
+        })
+        .collect();
+    // Width of each entry from its text (about 7.5 px per character at 13 px).
+    let mut legend_rows: Vec<Vec<(usize, f64)>> = vec![Vec::new()];
+    for (s, label) in labels.iter().enumerate() {
+        let w = 32.0 + 6.8 * label.chars().count() as f64 + 20.0;
+        let row_w: f64 = legend_rows.last().unwrap().iter().map(|(_, w)| w).sum();
+        if row_w + w > width - 20.0 && !legend_rows.last().unwrap().is_empty() {
+            legend_rows.push(Vec::new());
+        }
+        legend_rows.last_mut().unwrap().push((s, w));
+    }
+    let height = MARGIN_T + PANEL_H + MARGIN_B + LEGEND_H + (legend_rows.len() - 1) as f64 * 22.0;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -214,36 +240,223 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
         }
     }
 
-    // Legend centred under the panels.
-    let ly = MARGIN_T + PANEL_H + MARGIN_B + 18.0;
-    let label = |source: &str| {
-        if source == "scratch" {
-            "scratch (no pre-training)".to_string()
-        } else {
-            format!("pre-trained on {source}")
+    // Legend centred under the panels, in as many rows as it needs.
+    for (row, entries) in legend_rows.iter().enumerate() {
+        let ly = MARGIN_T + PANEL_H + MARGIN_B + 18.0 + row as f64 * 22.0;
+        let mut x = width / 2.0 - entries.iter().map(|(_, w)| w).sum::<f64>() / 2.0;
+        for &(s, w) in entries {
+            let colour = COLOURS[s % COLOURS.len()];
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{x:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/>"#,
+                x + 26.0
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+                x + 32.0,
+                ly + 4.0,
+                escape(&labels[s])
+            );
+            x += w;
         }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One square of the gain heat map: a pre-trained source against scratch on one target, at one
+/// option and n_train.
+#[derive(Debug, Clone)]
+pub struct GainCell {
+    pub target: String,
+    pub source: String,
+    /// `matched` or `mismatched`.
+    pub relation: String,
+    pub option: i64,
+    pub n_train: i64,
+    /// Mean paired difference in test accuracy, source − scratch.
+    pub gain: f64,
+    /// Whether the 95% interval of the difference excludes 0.
+    pub significant: bool,
+}
+
+/// Blue for a gain, red for a loss, white for none; `t` in [−1, 1].
+fn diverging(t: f64) -> String {
+    let t = t.clamp(-1.0, 1.0);
+    let (r, g, b) = if t >= 0.0 {
+        (
+            255.0 - t * (255.0 - 33.0),
+            255.0 - t * (255.0 - 102.0),
+            255.0 - t * (255.0 - 172.0),
+        )
+    } else {
+        let t = -t;
+        (
+            255.0 - t * (255.0 - 178.0),
+            255.0 - t * (255.0 - 24.0),
+            255.0 - t * (255.0 - 43.0),
+        )
     };
-    // Width of each legend entry from its text (about 7.5 px per character at 13 px).
-    let widths: Vec<f64> = sources
+    format!("#{:02x}{:02x}{:02x}", r as u8, g as u8, b as u8)
+}
+
+/// The heat map of gains over scratch: one panel per (n_train, option), targets down, sources
+/// across; the number in each square is the gain in accuracy points.
+pub fn gain_figure(cells: &[GainCell]) -> String {
+    const CELL_W: f64 = 112.0;
+    const CELL_H: f64 = 30.0;
+    const LABEL_W: f64 = 150.0;
+    const GAP: f64 = 28.0;
+    const HEAD: f64 = 44.0;
+    let targets: Vec<String> = cells
         .iter()
-        .map(|s| 32.0 + 7.5 * label(s).chars().count() as f64 + 24.0)
+        .map(|c| c.target.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    let mut x = width / 2.0 - widths.iter().sum::<f64>() / 2.0;
-    for (s, source) in sources.iter().enumerate() {
-        let colour = COLOURS[s % COLOURS.len()];
+    let sources: Vec<String> = cells
+        .iter()
+        .map(|c| c.source.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let options: Vec<i64> = cells
+        .iter()
+        .map(|c| c.option)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let sizes: Vec<i64> = cells
+        .iter()
+        .map(|c| c.n_train)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let scale = cells
+        .iter()
+        .map(|c| c.gain.abs())
+        .filter(|g| g.is_finite())
+        .fold(0.05f64, f64::max);
+    let panel_w = sources.len() as f64 * CELL_W;
+    let panel_h = HEAD + targets.len() as f64 * CELL_H;
+    let top = 64.0;
+    let width = LABEL_W + options.len() as f64 * (panel_w + GAP) + 10.0;
+    let legend_y = top + sizes.len() as f64 * (panel_h + GAP) + 6.0;
+    let height = legend_y + 64.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{:.0}" y="22" text-anchor="middle" font-size="16" font-weight="bold">Gain over scratch: test accuracy points, pre-trained − scratch (mean over seeds)</text>
+<text x="{:.0}" y="42" text-anchor="middle" fill="#444">Bold: 95% interval of the paired difference excludes 0. Outlined: source of the target's own modality.</text>
+"##,
+        width / 2.0,
+        width / 2.0
+    );
+    for (row, &n) in sizes.iter().enumerate() {
+        for (col, &option) in options.iter().enumerate() {
+            let x0 = LABEL_W + col as f64 * (panel_w + GAP);
+            let y0 = top + row as f64 * (panel_h + GAP);
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">n_train {n}, option {option}</text>"#,
+                x0 + panel_w / 2.0,
+                y0 + 14.0
+            );
+            for (j, source) in sources.iter().enumerate() {
+                let _ = writeln!(
+                    svg,
+                    r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#333">{}</text>"##,
+                    x0 + (j as f64 + 0.5) * CELL_W,
+                    y0 + HEAD - 8.0,
+                    escape(source)
+                );
+            }
+            for (i, target) in targets.iter().enumerate() {
+                let y = y0 + HEAD + i as f64 * CELL_H;
+                if col == 0 {
+                    let _ = writeln!(
+                        svg,
+                        r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                        LABEL_W - 10.0,
+                        y + CELL_H / 2.0 + 4.0,
+                        escape(target)
+                    );
+                }
+                for (j, source) in sources.iter().enumerate() {
+                    let x = x0 + j as f64 * CELL_W;
+                    let cell = cells.iter().find(|c| {
+                        &c.target == target
+                            && &c.source == source
+                            && c.option == option
+                            && c.n_train == n
+                    });
+                    let Some(c) = cell else {
+                        let _ = writeln!(
+                            svg,
+                            r##"<rect x="{x:.1}" y="{y:.1}" width="{CELL_W}" height="{CELL_H}" fill="#f4f4f4" stroke="white"/>"##
+                        );
+                        continue;
+                    };
+                    let _ = writeln!(
+                        svg,
+                        r#"<rect x="{x:.1}" y="{y:.1}" width="{CELL_W}" height="{CELL_H}" fill="{}" stroke="white"/>"#,
+                        diverging(c.gain / scale)
+                    );
+                    if c.relation == "matched" {
+                        let _ = writeln!(
+                            svg,
+                            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#111" stroke-width="2.5"/>"##,
+                            x + 1.5,
+                            y + 1.5,
+                            CELL_W - 3.0,
+                            CELL_H - 3.0
+                        );
+                    }
+                    let dark = (c.gain / scale).abs() > 0.6;
+                    let _ = writeln!(
+                        svg,
+                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{}"{}>{:+.1}</text>"#,
+                        x + CELL_W / 2.0,
+                        y + CELL_H / 2.0 + 4.0,
+                        if dark { "white" } else { "#111" },
+                        if c.significant {
+                            r#" font-weight="bold""#
+                        } else {
+                            ""
+                        },
+                        c.gain * 100.0
+                    );
+                }
+            }
+        }
+    }
+    // Colour scale.
+    let bar_w = 300.0;
+    let bx = (width - bar_w) / 2.0;
+    for k in 0..60 {
+        let t = -1.0 + 2.0 * (k as f64 + 0.5) / 60.0;
         let _ = writeln!(
             svg,
-            r#"<line x1="{x:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/>"#,
-            x + 26.0
+            r#"<rect x="{:.2}" y="{legend_y:.1}" width="{:.2}" height="14" fill="{}"/>"#,
+            bx + k as f64 * bar_w / 60.0,
+            bar_w / 60.0 + 0.3,
+            diverging(t)
         );
+    }
+    for (t, label) in [
+        (-1.0, format!("{:+.0}", -scale * 100.0)),
+        (0.0, "0".to_string()),
+        (1.0, format!("{:+.0} points", scale * 100.0)),
+    ] {
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            x + 32.0,
-            ly + 4.0,
-            escape(&label(source))
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{label}</text>"#,
+            bx + (t + 1.0) / 2.0 * bar_w,
+            legend_y + 30.0
         );
-        x += widths[s];
     }
     svg.push_str("</svg>\n");
     svg

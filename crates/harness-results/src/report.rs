@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::plot::accuracy_figure;
+use harness_spec::{Arm, Expect, Hypothesis};
+
+use crate::plot::{GainCell, accuracy_figure, gain_figure};
 use crate::row::ResultRow;
 use crate::stats::{ArmSummary, MeanCi, PairedDifference, paired, summarise};
 use crate::store::write_parquet;
+use crate::verdict::{ALPHA, HypothesisTest, Verdict, test_hypotheses};
 
 /// Everything a report states besides the rows themselves.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +30,8 @@ pub struct ReportContext {
     /// (name, version) of the harness and its main dependencies.
     pub versions: Vec<(String, String)>,
     pub generated_at: String,
+    /// The hypotheses declared in the experiment file, tested in the report.
+    pub hypotheses: Vec<Hypothesis>,
 }
 
 fn pct(v: f64) -> String {
@@ -98,7 +103,16 @@ pub fn write_report(
         figures.push((target.clone(), name));
     }
 
-    let md = render_markdown(rows, &arms, ctx, &figures);
+    let gains = gains_over_scratch(rows);
+    let gain_file = (!gains.is_empty()).then(|| "gain-over-scratch.svg".to_string());
+    if let Some(name) = &gain_file {
+        let path = out_dir.join(name);
+        std::fs::write(&path, gain_figure(&gains))?;
+        written.push(path);
+    }
+
+    let tests = test_hypotheses(rows, &ctx.hypotheses);
+    let md = render_markdown(rows, &arms, ctx, &figures, &tests, gain_file.as_deref());
     let path = out_dir.join("report.md");
     std::fs::write(&path, md)?;
     written.push(path);
@@ -129,11 +143,184 @@ fn options_compared(rows: &[ResultRow]) -> Vec<PairedDifference> {
         .collect()
 }
 
+/// Every pre-trained arm against scratch at the same option and n_train: mean paired
+/// difference over seeds, for the heat map.
+fn gains_over_scratch(rows: &[ResultRow]) -> Vec<GainCell> {
+    differences_against_scratch(rows)
+        .into_iter()
+        .map(|d| {
+            let source = d.a.split(',').next().unwrap_or_default().to_string();
+            let option =
+                d.a.rsplit(' ')
+                    .next()
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(0);
+            let relation = rows
+                .iter()
+                .find(|r| r.target == d.target && r.source == source)
+                .map(|r| r.relation.clone())
+                .unwrap_or_default();
+            GainCell {
+                target: d.target,
+                source,
+                relation,
+                option,
+                n_train: d.n_train,
+                gain: d.difference.mean,
+                significant: d.difference.low > 0.0 || d.difference.high < 0.0,
+            }
+        })
+        .collect()
+}
+
+fn p_value(p: f64) -> String {
+    if !p.is_finite() {
+        "–".into()
+    } else if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// What a hypothesis expects, in words: "A − B > 0", "|A − B| < 2.0 pts".
+fn expectation(h: &Hypothesis) -> String {
+    let (a, b) = (h.a.describe(), h.b.describe());
+    let m = h.margin * 100.0;
+    match h.expect {
+        Expect::Greater if h.margin == 0.0 => format!("{a} > {b}"),
+        Expect::Greater => format!("{a} − {b} > {m:.1} pts"),
+        Expect::NotWorse => format!("{a} − {b} > −{m:.1} pts"),
+        Expect::Equivalent => format!("\\|{a} − {b}\\| < {m:.1} pts"),
+    }
+}
+
+fn where_it_applies(h: &Hypothesis) -> String {
+    let mut parts = vec![h.n_train.describe()];
+    if !h.options.is_empty() {
+        parts.push(format!(
+            "option {}",
+            h.options
+                .iter()
+                .map(|o| o.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if matches!(h.a, Arm::Option(_)) {
+        parts.push(if h.sources.is_empty() {
+            "every source".into()
+        } else {
+            format!("sources: {}", h.sources.join(", "))
+        });
+    }
+    if !h.targets.is_empty() {
+        parts.push(format!("targets: {}", h.targets.join(", ")));
+    }
+    parts.join("; ")
+}
+
+fn render_verdicts(md: &mut String, tests: &[HypothesisTest]) {
+    let _ = writeln!(md, "## Verdicts\n");
+    let _ = writeln!(
+        md,
+        "Each hypothesis was declared in the experiment file before the run. It is tested on each target it applies to: per seed, the difference A − B in test accuracy, averaged over the comparisons it spans there (every pairing of its sources and options at its n_train); then over seeds the mean, a 95% percentile-bootstrap interval (every one of the nⁿ resamples for n ≤ {} seeds, otherwise {} resamples with the fixed seed {}), and a one-sided t-test of the claim (for an equivalence, two one-sided tests, TOST) and of its opposite. Holm's correction runs across all {} tests of each kind; a verdict is **supported** when the claim's corrected p-value is below {ALPHA}, **contradicted** when the opposite's is (A below B; for an equivalence, the difference beyond the margin), and **inconclusive** otherwise.\n",
+        crate::stats::EXACT_BOOTSTRAP_MAX,
+        crate::stats::BOOTSTRAP_RESAMPLES,
+        crate::stats::BOOTSTRAP_SEED,
+        tests.len()
+    );
+    let _ = writeln!(
+        md,
+        "| hypothesis | expects | where | target | seeds | A − B (pts) | 95% bootstrap CI (pts) | p claim (Holm) | p opposite (Holm) | verdict |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- |"
+    );
+    for t in tests {
+        let h = &t.hypothesis;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | [{}, {}] | {} | {} | **{}** |",
+            h.name,
+            expectation(h),
+            where_it_applies(h),
+            t.target,
+            t.per_seed.len(),
+            signed_pts(t.mean),
+            signed_pts(t.ci.0),
+            signed_pts(t.ci.1),
+            p_value(t.p_claim_holm),
+            p_value(t.p_opposite_holm),
+            t.verdict.as_str()
+        );
+    }
+    md.push('\n');
+    let mut names: Vec<&str> = Vec::new();
+    for t in tests {
+        if !names.contains(&t.hypothesis.name.as_str()) {
+            names.push(&t.hypothesis.name);
+        }
+    }
+    for name in names {
+        let mine: Vec<&HypothesisTest> =
+            tests.iter().filter(|t| t.hypothesis.name == name).collect();
+        let h = &mine[0].hypothesis;
+        let by: Vec<String> = [
+            Verdict::Supported,
+            Verdict::Contradicted,
+            Verdict::Inconclusive,
+            Verdict::NoData,
+        ]
+        .iter()
+        .filter_map(|v| {
+            let on: Vec<&str> = mine
+                .iter()
+                .filter(|t| t.verdict == *v)
+                .map(|t| t.target.as_str())
+                .collect();
+            (!on.is_empty()).then(|| format!("{} on {}", v.as_str(), on.join(", ")))
+        })
+        .collect();
+        let claim = if h.claim.is_empty() {
+            expectation(h)
+        } else {
+            h.claim.clone()
+        };
+        let _ = writeln!(md, "- **{}**: {}. *{}.*", h.name, claim, by.join("; "));
+    }
+    md.push('\n');
+    let _ = writeln!(
+        md,
+        "<details><summary>The comparisons behind each test</summary>\n"
+    );
+    for t in tests {
+        let seeds: Vec<String> = t
+            .per_seed
+            .iter()
+            .map(|(s, d)| format!("seed {s}: {}", signed_pts(*d)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "- {} / {}: {} ({} per seed); {}",
+            t.hypothesis.name,
+            t.target,
+            t.comparisons.join("; "),
+            t.comparisons.len(),
+            seeds.join(", ")
+        );
+    }
+    let _ = writeln!(md, "\n</details>\n");
+}
+
 fn render_markdown(
     rows: &[ResultRow],
     arms: &[ArmSummary],
     ctx: &ReportContext,
     figures: &[(String, String)],
+    tests: &[HypothesisTest],
+    gain_file: Option<&str>,
 ) -> String {
     let mut md = String::new();
     let ok = rows.iter().filter(|r| r.status == "ok").count();
@@ -161,9 +348,19 @@ fn render_markdown(
     let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let _ = writeln!(md, "Sum of cell times: {}.\n", fmt_duration(cell_seconds));
 
+    if !tests.is_empty() {
+        render_verdicts(&mut md, tests);
+    }
+
     let diffs = differences_against_scratch(rows);
     if !diffs.is_empty() {
         let _ = writeln!(md, "## Does pre-training help?\n");
+        if let Some(file) = gain_file {
+            let _ = writeln!(
+                md,
+                "![gain over scratch, per target and source, at each n_train and option]({file})\n"
+            );
+        }
         let _ = writeln!(
             md,
             "Paired difference in test accuracy, pre-trained minus scratch at the same option, seed and subset \

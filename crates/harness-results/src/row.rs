@@ -78,7 +78,7 @@ impl FromColumn for bool {
 macro_rules! result_schema {
     ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty ),* $(,)?) => {
         /// One finished cell: its settings, metrics, cost, status and provenance.
-        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+        #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
         pub struct ResultRow {
             $( $(#[doc = $doc])* pub $name: $ty, )*
         }

@@ -151,6 +151,225 @@ pub fn paired(rows: &[ResultRow], a: (&str, i64), b: (&str, i64)) -> Vec<PairedD
         .collect()
 }
 
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error below 1e-14).
+fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x)Γ(1 − x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + G + 0.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// The continued fraction of the incomplete beta function (modified Lentz).
+fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..=500 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let del = d * c;
+        h *= del;
+        if (del - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// The regularised incomplete beta function I_x(a, b).
+fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_fraction(a, b, x) / a
+    } else {
+        1.0 - front * beta_fraction(b, a, 1.0 - x) / b
+    }
+}
+
+/// P(T ≤ t) for Student's t with `df` degrees of freedom.
+pub fn t_cdf(t: f64, df: f64) -> f64 {
+    if t.is_nan() {
+        return f64::NAN;
+    }
+    if t.is_infinite() {
+        return if t > 0.0 { 1.0 } else { 0.0 };
+    }
+    let tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
+    if t > 0.0 { 1.0 - tail } else { tail }
+}
+
+/// The one-sample t statistic of `values` against `mu`, and its degrees of freedom. With no
+/// spread at all, the statistic is ±∞ (or 0 when the mean is `mu`).
+fn t_statistic(values: &[f64], mu: f64) -> Option<(f64, f64)> {
+    let m = MeanCi::of(values);
+    if m.n < 2 {
+        return None;
+    }
+    let se = m.sd / (m.n as f64).sqrt();
+    let diff = m.mean - mu;
+    let t = if se > 0.0 {
+        diff / se
+    } else if diff == 0.0 {
+        0.0
+    } else {
+        diff.signum() * f64::INFINITY
+    };
+    Some((t, (m.n - 1) as f64))
+}
+
+/// p-value of the one-sample t-test that the mean of `values` is greater than `mu`
+/// (scipy's `ttest_1samp(values, mu, alternative="greater")`); NaN with fewer than 2 values.
+pub fn t_test_greater(values: &[f64], mu: f64) -> f64 {
+    t_statistic(values, mu).map_or(f64::NAN, |(t, df)| 1.0 - t_cdf(t, df))
+}
+
+/// p-value of the one-sample t-test that the mean of `values` is less than `mu`.
+pub fn t_test_less(values: &[f64], mu: f64) -> f64 {
+    t_statistic(values, mu).map_or(f64::NAN, |(t, df)| t_cdf(t, df))
+}
+
+/// Two one-sided tests (TOST) of equivalence within ±`margin`: the larger p-value of
+/// "mean > −margin" and "mean < +margin". Small: the mean lies inside the margin.
+pub fn tost(values: &[f64], margin: f64) -> f64 {
+    t_test_greater(values, -margin).max(t_test_less(values, margin))
+}
+
+/// Holm's step-down adjustment of `p` (same order as given; NaN stays NaN and is not counted).
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_finite()).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let m = order.len();
+    let mut out = vec![f64::NAN; p.len()];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        out[i] = running;
+    }
+    out
+}
+
+/// The `q` quantile (0 ≤ q ≤ 1) of sorted values, interpolated linearly between order
+/// statistics (numpy's default `percentile`).
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
+}
+
+/// The seed of the bootstrap's resampling when it samples (more than [`EXACT_BOOTSTRAP_MAX`]
+/// values); fixed, so the same rows give the same intervals.
+pub const BOOTSTRAP_SEED: u64 = 20_261_128;
+/// Resamples drawn when the bootstrap samples.
+pub const BOOTSTRAP_RESAMPLES: usize = 20_000;
+/// Up to this many values, the bootstrap enumerates every one of the nⁿ resamples (5 seeds:
+/// 3,125), so its interval has no resampling noise at all.
+pub const EXACT_BOOTSTRAP_MAX: usize = 7;
+
+/// Percentile bootstrap interval of the mean at `level` (e.g. 0.95): exact (every resample
+/// with replacement, equally weighted) up to [`EXACT_BOOTSTRAP_MAX`] values, otherwise
+/// [`BOOTSTRAP_RESAMPLES`] resamples drawn with [`BOOTSTRAP_SEED`].
+pub fn bootstrap_mean_ci(values: &[f64], level: f64) -> (f64, f64) {
+    let n = values.len();
+    if n < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut means = Vec::new();
+    if n <= EXACT_BOOTSTRAP_MAX {
+        let total = n.pow(n as u32);
+        means.reserve(total);
+        let mut idx = vec![0usize; n];
+        for _ in 0..total {
+            means.push(idx.iter().map(|&i| values[i]).sum::<f64>() / n as f64);
+            // The next index tuple, the last position fastest (itertools.product's order).
+            for k in (0..n).rev() {
+                idx[k] += 1;
+                if idx[k] < n {
+                    break;
+                }
+                idx[k] = 0;
+            }
+        }
+    } else {
+        let mut state = BOOTSTRAP_SEED;
+        let mut next = || {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        means.reserve(BOOTSTRAP_RESAMPLES);
+        for _ in 0..BOOTSTRAP_RESAMPLES {
+            let sum: f64 = (0..n).map(|_| values[(next() % n as u64) as usize]).sum();
+            means.push(sum / n as f64);
+        }
+    }
+    means.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0;
+    (
+        quantile_sorted(&means, tail),
+        quantile_sorted(&means, 1.0 - tail),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

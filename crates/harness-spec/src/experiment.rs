@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::SpecError;
+use crate::manifest::Modality;
 
 /// The source name that means "no pre-training": the same network from random initialisation.
 pub const SCRATCH: &str = "scratch";
@@ -62,6 +63,72 @@ pub struct PretrainSpec {
     pub seed: u64,
     /// Use at most this many training examples (0 = all), each class keeping its share.
     pub max_examples: usize,
+    /// Settings that differ for image sources (`[pretrain.image]`), and so on: a matrix with
+    /// sources of several modalities can pre-train each as its own experiment does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<PretrainOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<PretrainOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<PretrainOverride>,
+}
+
+/// Pre-training settings of one source modality that replace those of `[pretrain]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainOverride {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub learning_rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub max_examples: Option<usize>,
+}
+
+impl PretrainSpec {
+    /// The settings a source of `modality` pre-trains with: `[pretrain]` with that modality's
+    /// table applied, and no per-modality tables left (so that the same settings give the same
+    /// pre-training key whichever experiment asks for them).
+    pub fn for_modality(&self, modality: Modality) -> PretrainSpec {
+        let o = match modality {
+            Modality::Image => &self.image,
+            Modality::Audio => &self.audio,
+            Modality::Text => &self.text,
+        }
+        .clone()
+        .unwrap_or_default();
+        PretrainSpec {
+            epochs: o.epochs.unwrap_or(self.epochs),
+            batch_size: o.batch_size.unwrap_or(self.batch_size),
+            learning_rate: o.learning_rate.unwrap_or(self.learning_rate),
+            seed: o.seed.unwrap_or(self.seed),
+            max_examples: o.max_examples.unwrap_or(self.max_examples),
+            image: None,
+            audio: None,
+            text: None,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// The settings that shape a network for `modality`: the other modalities' stem settings
+    /// back at their defaults, so that a source pre-trains under the same key in a
+    /// single-modality experiment and in a cross-modal matrix.
+    pub fn for_modality(&self, modality: Modality) -> ModelSpec {
+        let defaults = ModelSpec::default();
+        ModelSpec {
+            patch: if modality == Modality::Image {
+                self.patch
+            } else {
+                defaults.patch
+            },
+            frames_per_token: if modality == Modality::Audio {
+                self.frames_per_token
+            } else {
+                defaults.frames_per_token
+            },
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for PretrainSpec {
@@ -72,6 +139,9 @@ impl Default for PretrainSpec {
             learning_rate: 1e-3,
             seed: 0,
             max_examples: 0,
+            image: None,
+            audio: None,
+            text: None,
         }
     }
 }
@@ -151,6 +221,162 @@ impl Default for TextSpec {
     }
 }
 
+/// One side of a hypothesis's comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Arm {
+    /// Sources of the target's modality.
+    Matched,
+    /// Sources of another modality.
+    Mismatched,
+    /// The same network from random initialisation.
+    Scratch,
+    /// Option 1 or 2, for each source in the hypothesis's `sources`.
+    Option(u8),
+}
+
+impl Arm {
+    fn parse(text: &str) -> Option<Arm> {
+        Some(match text {
+            "matched" => Arm::Matched,
+            "mismatched" => Arm::Mismatched,
+            "scratch" => Arm::Scratch,
+            "option 1" => Arm::Option(1),
+            "option 2" => Arm::Option(2),
+            _ => return None,
+        })
+    }
+
+    /// The relation (`none`, `matched`, `mismatched`) of the sources on this side.
+    pub fn relation(self) -> Option<&'static str> {
+        match self {
+            Arm::Matched => Some("matched"),
+            Arm::Mismatched => Some("mismatched"),
+            Arm::Scratch => Some("none"),
+            Arm::Option(_) => None,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            Arm::Matched => "matched".into(),
+            Arm::Mismatched => "mismatched".into(),
+            Arm::Scratch => "scratch".into(),
+            Arm::Option(o) => format!("option {o}"),
+        }
+    }
+}
+
+/// What a hypothesis expects of A − B (test accuracy, paired by seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Expect {
+    /// A − B > margin (superiority; margin usually 0).
+    Greater,
+    /// A − B > −margin (non-inferiority).
+    NotWorse,
+    /// −margin < A − B < margin (equivalence, tested with TOST).
+    Equivalent,
+}
+
+impl Expect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expect::Greater => "greater",
+            Expect::NotWorse => "not-worse",
+            Expect::Equivalent => "equivalent",
+        }
+    }
+}
+
+/// Which training-set sizes a hypothesis covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum SizeScope {
+    Smallest,
+    Largest,
+    All,
+    Values(Vec<usize>),
+}
+
+impl SizeScope {
+    /// The sizes of `available` (the matrix's `n_train`) it covers.
+    pub fn select(&self, available: &[usize]) -> Vec<usize> {
+        let mut sorted = available.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        match self {
+            SizeScope::Smallest => sorted.first().copied().into_iter().collect(),
+            SizeScope::Largest => sorted.last().copied().into_iter().collect(),
+            SizeScope::All => sorted,
+            SizeScope::Values(v) => sorted.into_iter().filter(|n| v.contains(n)).collect(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            SizeScope::Smallest => "smallest n_train".into(),
+            SizeScope::Largest => "largest n_train".into(),
+            SizeScope::All => "every n_train".into(),
+            SizeScope::Values(v) => format!(
+                "n_train {}",
+                v.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeScopeFile {
+    Named(String),
+    Values(Vec<usize>),
+}
+
+/// A `[[hypothesis]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HypothesisFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    claim: String,
+    a: Spanned<String>,
+    b: Spanned<String>,
+    expect: Spanned<String>,
+    #[serde(default)]
+    margin: Option<Spanned<f64>>,
+    #[serde(default)]
+    n_train: Option<Spanned<SizeScopeFile>>,
+    #[serde(default)]
+    options: Vec<Spanned<u8>>,
+    #[serde(default)]
+    sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    targets: Vec<Spanned<String>>,
+}
+
+/// A claim the report tests, declared before the run: arm A against arm B on test accuracy,
+/// paired by seed, one verdict per target it applies to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hypothesis {
+    pub name: String,
+    /// The claim in words.
+    pub claim: String,
+    pub a: Arm,
+    pub b: Arm,
+    pub expect: Expect,
+    /// In accuracy (0.02 = 2 points).
+    pub margin: f64,
+    pub n_train: SizeScope,
+    /// Options compared (relation arms; empty = every option of the matrix).
+    pub options: Vec<u8>,
+    /// Sources compared (option arms): relations `matched`, `mismatched`, `scratch`, or
+    /// dataset ids; empty = every source.
+    pub sources: Vec<String>,
+    /// Targets it applies to; empty = every target.
+    pub targets: Vec<String>,
+}
+
 /// The grid of cells.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +404,8 @@ struct ExperimentFile {
     finetune: FinetuneSpec,
     #[serde(default)]
     text: TextSpec,
+    #[serde(default)]
+    hypothesis: Vec<HypothesisFile>,
 }
 
 /// A parsed experiment file.
@@ -192,6 +420,8 @@ pub struct Experiment {
     pub finetune: FinetuneSpec,
     /// The `[text]` table.
     pub text_spec: TextSpec,
+    /// The `[[hypothesis]]` tables, in order.
+    pub hypotheses: Vec<Hypothesis>,
     pub path: PathBuf,
     pub text: String,
 }
@@ -213,7 +443,7 @@ impl Experiment {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
-        let experiment = Experiment {
+        let mut experiment = Experiment {
             name,
             description: file.description,
             matrix: file.matrix,
@@ -221,10 +451,21 @@ impl Experiment {
             pretrain: file.pretrain,
             finetune: file.finetune,
             text_spec: file.text,
+            hypotheses: Vec::new(),
             path: path.to_path_buf(),
             text: text.to_string(),
         };
         experiment.validate()?;
+        for h in file.hypothesis {
+            let h = experiment.hypothesis(h)?;
+            if experiment.hypotheses.iter().any(|o| o.name == h.name) {
+                return Err(experiment.error_near(
+                    &format!("\"{}\"", h.name),
+                    format!("two hypotheses are named `{}`", h.name),
+                ));
+            }
+            experiment.hypotheses.push(h);
+        }
         Ok(experiment)
     }
 
@@ -238,6 +479,160 @@ impl Experiment {
             Some(at) => SpecError::at(&self.path, &self.text, at..at + key.len(), message),
             None => SpecError::new(&self.path, message),
         }
+    }
+
+    /// Checks one `[[hypothesis]]` table against the matrix.
+    fn hypothesis(&self, h: HypothesisFile) -> Result<Hypothesis, SpecError> {
+        let arm = |side: &Spanned<String>| {
+            Arm::parse(side.get_ref()).ok_or_else(|| {
+                self.error_at(
+                    side.span(),
+                    format!(
+                        "unknown arm {:?}: expected \"matched\", \"mismatched\", \"scratch\", \"option 1\" or \"option 2\"",
+                        side.get_ref()
+                    ),
+                )
+            })
+        };
+        let (a, b) = (arm(&h.a)?, arm(&h.b)?);
+        let by_option = matches!(a, Arm::Option(_));
+        if by_option != matches!(b, Arm::Option(_)) || a == b {
+            return Err(self.error_at(
+                h.b.span(),
+                format!(
+                    "`a` = {:?} and `b` = {:?} cannot be compared: compare two kinds of source (matched, mismatched, scratch) or option 1 with option 2",
+                    h.a.get_ref(),
+                    h.b.get_ref()
+                ),
+            ));
+        }
+        let expect = match h.expect.get_ref().as_str() {
+            "greater" => Expect::Greater,
+            "not-worse" => Expect::NotWorse,
+            "equivalent" => Expect::Equivalent,
+            other => {
+                return Err(self.error_at(
+                    h.expect.span(),
+                    format!(
+                        "unknown `expect` {other:?}: expected \"greater\" (A − B > margin), \"not-worse\" (A − B > −margin) or \"equivalent\" (|A − B| < margin)"
+                    ),
+                ));
+            }
+        };
+        let margin = match &h.margin {
+            Some(m) if !(*m.get_ref() >= 0.0 && *m.get_ref() < 1.0) => {
+                return Err(self.error_at(
+                    m.span(),
+                    "`margin` is a difference in accuracy: at least 0 and below 1 (0.02 = 2 points)",
+                ));
+            }
+            Some(m) => *m.get_ref(),
+            None if expect == Expect::Equivalent => {
+                return Err(self.error_at(
+                    h.expect.span(),
+                    "an equivalence needs its `margin`, declared before the run (e.g. margin = 0.02)",
+                ));
+            }
+            None => 0.0,
+        };
+        let sizes: Vec<usize> = self.matrix.n_train.iter().map(|n| *n.get_ref()).collect();
+        let n_train = match &h.n_train {
+            None => SizeScope::All,
+            Some(scope) => {
+                let parsed = match scope.get_ref() {
+                    SizeScopeFile::Named(n) => match n.as_str() {
+                        "smallest" => SizeScope::Smallest,
+                        "largest" => SizeScope::Largest,
+                        "all" => SizeScope::All,
+                        _ => {
+                            return Err(self.error_at(
+                                scope.span(),
+                                format!("`n_train` = {n:?}: expected \"smallest\", \"largest\", \"all\" or a list of sizes"),
+                            ));
+                        }
+                    },
+                    SizeScopeFile::Values(v) => SizeScope::Values(v.clone()),
+                };
+                if let SizeScope::Values(v) = &parsed {
+                    if let Some(n) = v.iter().find(|n| !sizes.contains(n)) {
+                        return Err(self.error_at(
+                            scope.span(),
+                            format!("n_train {n} is not in `matrix.n_train`"),
+                        ));
+                    }
+                }
+                parsed
+            }
+        };
+        let options = h.options.iter().map(|o| *o.get_ref()).collect::<Vec<u8>>();
+        for o in &h.options {
+            if !self
+                .matrix
+                .options
+                .iter()
+                .any(|m| m.get_ref() == o.get_ref())
+            {
+                return Err(self.error_at(
+                    o.span(),
+                    format!("option {} is not in `matrix.options`", o.get_ref()),
+                ));
+            }
+        }
+        if by_option && !options.is_empty() {
+            return Err(self.error_near("options", "`options` applies to comparisons of sources; this hypothesis compares the options themselves"));
+        }
+        for arm in [a, b] {
+            if let Arm::Option(o) = arm {
+                if !self.matrix.options.iter().any(|m| *m.get_ref() == o) {
+                    return Err(
+                        self.error_at(h.a.span(), format!("option {o} is not in `matrix.options`"))
+                    );
+                }
+            }
+        }
+        let known_source = |s: &str| {
+            matches!(s, "matched" | "mismatched" | "scratch")
+                || self.matrix.sources.iter().any(|m| m.get_ref() == s)
+        };
+        for s in &h.sources {
+            if !known_source(s.get_ref()) {
+                return Err(self.error_at(
+                    s.span(),
+                    format!("`sources` entry {:?} is neither matched, mismatched, scratch nor a source of the matrix", s.get_ref()),
+                ));
+            }
+        }
+        if !by_option && !h.sources.is_empty() {
+            return Err(self.error_near(
+                "sources",
+                "`sources` applies to comparisons of options; this hypothesis compares sources",
+            ));
+        }
+        for t in &h.targets {
+            if !self
+                .matrix
+                .targets
+                .iter()
+                .any(|m| m.get_ref() == t.get_ref())
+            {
+                return Err(self.error_at(
+                    t.span(),
+                    format!("target {:?} is not in `matrix.targets`", t.get_ref()),
+                ));
+            }
+        }
+        Ok(Hypothesis {
+            name: h.name.get_ref().clone(),
+            claim: h.claim,
+            a,
+            b,
+            expect,
+            margin,
+            n_train,
+            options,
+            sources: h.sources.iter().map(|s| s.get_ref().clone()).collect(),
+            targets: h.targets.iter().map(|t| t.get_ref().clone()).collect(),
+        })
     }
 
     fn validate(&self) -> Result<(), SpecError> {
@@ -403,5 +798,91 @@ d_model = 32
     fn heads_must_divide_the_width() {
         let text = GOOD.replace("d_model = 32", "d_model = 30");
         assert!(Experiment::parse(Path::new("x.toml"), &text).is_err());
+    }
+
+    const HYPOTHESES: &str = r#"
+[[hypothesis]]
+name = "matched-helps"
+claim = "same modality beats scratch"
+a = "matched"
+b = "scratch"
+expect = "greater"
+n_train = "smallest"
+
+[[hypothesis]]
+name = "options"
+a = "option 1"
+b = "option 2"
+sources = ["matched"]
+expect = "equivalent"
+margin = 0.03
+n_train = [200]
+"#;
+
+    #[test]
+    fn hypotheses_are_read_with_their_scope() {
+        let text = format!("{GOOD}{HYPOTHESES}");
+        let e = Experiment::parse(Path::new("x.toml"), &text).unwrap();
+        assert_eq!(e.hypotheses.len(), 2);
+        let h = &e.hypotheses[0];
+        assert_eq!(
+            (h.a, h.b, h.expect),
+            (Arm::Matched, Arm::Scratch, Expect::Greater)
+        );
+        assert_eq!(h.n_train.select(&[200, 50]), vec![50]);
+        assert_eq!(h.margin, 0.0);
+        let h = &e.hypotheses[1];
+        assert_eq!((h.a, h.b), (Arm::Option(1), Arm::Option(2)));
+        assert_eq!(h.margin, 0.03);
+        assert_eq!(h.sources, vec!["matched".to_string()]);
+        assert_eq!(h.n_train.select(&[50, 200]), vec![200]);
+    }
+
+    #[test]
+    fn a_bad_hypothesis_names_its_line() {
+        let base = format!("{GOOD}{HYPOTHESES}");
+        let line_of = |needle: &str| base[..base.find(needle).unwrap()].lines().count() + 1;
+        for (from, to, says) in [
+            ("a = \"matched\"", "a = \"same\"", "unknown arm"),
+            (
+                "expect = \"greater\"",
+                "expect = \"better\"",
+                "unknown `expect`",
+            ),
+            ("b = \"option 2\"", "b = \"scratch\"", "cannot be compared"),
+            (
+                "n_train = [200]",
+                "n_train = [300]",
+                "not in `matrix.n_train`",
+            ),
+            ("margin = 0.03", "margin = 3", "at least 0 and below 1"),
+        ] {
+            let text = base.replacen(from, to, 1);
+            let err = Experiment::parse(Path::new("x.toml"), &text).unwrap_err();
+            assert!(err.message.contains(says), "{from} → {to}: {err}");
+            let line = err.location.unwrap().line;
+            assert_eq!(line, line_of(from), "{from} → {to}: {err}");
+        }
+        // An equivalence must declare its margin before the run.
+        let text = base.replace("margin = 0.03\n", "");
+        let err = Experiment::parse(Path::new("x.toml"), &text).unwrap_err();
+        assert!(err.message.contains("needs its `margin`"), "{err}");
+    }
+
+    #[test]
+    fn per_modality_pretraining_settings_replace_the_shared_ones() {
+        let text = format!("{GOOD}\n[pretrain]\nepochs = 3\n\n[pretrain.audio]\nepochs = 15\n");
+        let e = Experiment::parse(Path::new("x.toml"), &text).unwrap();
+        assert_eq!(e.pretrain.for_modality(Modality::Audio).epochs, 15);
+        assert_eq!(e.pretrain.for_modality(Modality::Image).epochs, 3);
+        assert_eq!(
+            e.pretrain.for_modality(Modality::Audio).audio,
+            None,
+            "resolved settings carry no per-modality tables"
+        );
+        assert_eq!(
+            e.pretrain.for_modality(Modality::Text),
+            PretrainSpec::default()
+        );
     }
 }

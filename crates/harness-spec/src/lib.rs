@@ -24,7 +24,8 @@ mod plan;
 
 pub use error::{Location, SpecError};
 pub use experiment::{
-    Experiment, FinetuneSpec, MatrixSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
+    Arm, Expect, Experiment, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec, PretrainOverride,
+    PretrainSpec, SCRATCH, SizeScope, TextSpec,
 };
 pub use manifest::{
     AudioSpec, CsvSpec, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest, ManifestSet, Modality,

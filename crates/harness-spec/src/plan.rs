@@ -413,20 +413,23 @@ fn pretrain_job(
         subset: Option<&'static str>,
     }
     let content = source.content_key();
+    // Only what shapes this source's network and its training enters the key.
+    let model = experiment.model.for_modality(source.modality);
+    let pretrain = experiment.pretrain.for_modality(source.modality);
     let key = fingerprint_of(&Key {
         version: FINGERPRINT_VERSION,
         source: &source.id,
         content: content.clone(),
-        model: &experiment.model,
-        pretrain: &experiment.pretrain,
+        model: &model,
+        pretrain: &pretrain,
         tokenizer: &tokenizer,
-        subset: (experiment.pretrain.max_examples > 0).then_some("proportional"),
+        subset: (pretrain.max_examples > 0).then_some("proportional"),
     });
     PretrainJob {
         source: source.id.clone(),
         modality: source.modality,
-        model: experiment.model.clone(),
-        pretrain: experiment.pretrain.clone(),
+        model,
+        pretrain,
         tokenizer,
         source_content: content,
         key,

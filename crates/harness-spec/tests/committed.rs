@@ -26,6 +26,72 @@ fn every_committed_experiment_expands_against_the_committed_manifests() {
     assert!(names.iter().any(|n| n == "audio"), "{names:?}");
 }
 
+#[test]
+fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretraining() {
+    let manifests = ManifestSet::load_dir(&root().join("data-manifests")).unwrap();
+    let plan_of = |file: &str| {
+        let e = Experiment::load(&root().join("experiments").join(file)).unwrap();
+        (expand(&e, &manifests).unwrap_or_else(|e| panic!("{e}")), e)
+    };
+    let (matrix, experiment) = plan_of("transfer-matrix.toml");
+    let m = &experiment.matrix;
+    assert_eq!(m.targets.len(), 3);
+    assert_eq!(m.sources.len(), 4);
+    assert!(m.n_train.len() >= 4 && m.n_train.iter().any(|n| *n.get_ref() == 50));
+    assert!(m.seeds.len() >= 5);
+    assert!(matrix.cells.len() >= 360, "{}", matrix.cells.len());
+    assert_eq!(matrix.pretrain_jobs.len(), 3, "one pre-training per source");
+    // Each target meets one source of its own modality and two of others.
+    for target in &m.targets {
+        let relations: BTreeSet<(String, &str)> = matrix
+            .cells
+            .iter()
+            .filter(|c| &c.target == target.get_ref())
+            .map(|c| (c.source.clone(), c.relation.as_str()))
+            .collect();
+        let count = |r: &str| relations.iter().filter(|(_, x)| *x == r).count();
+        assert_eq!(
+            (count("none"), count("matched"), count("mismatched")),
+            (1, 1, 2),
+            "{relations:?}"
+        );
+    }
+    // The same checkpoints as the single-modality experiments.
+    for (file, source) in [
+        ("image.toml", "fashion-mnist"),
+        ("audio.toml", "espeak-words"),
+        ("text.toml", "debian-descriptions"),
+    ] {
+        let (single, _) = plan_of(file);
+        let key = |p: &harness_spec::Plan| {
+            p.pretrain_jobs
+                .iter()
+                .find(|j| j.source == source)
+                .map(|j| j.key.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            key(&single),
+            key(&matrix),
+            "{source} pre-trains once for {file} and the matrix"
+        );
+    }
+    let names: Vec<&str> = experiment
+        .hypotheses
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "matched-helps",
+            "mismatched-does-not-help",
+            "option1-wins-small",
+            "option2-wins-large"
+        ]
+    );
+}
+
 /// What the Hedgewars phrases say, word by word (the class names run the words together).
 const PHRASES: [(&str, &str); 35] = [
     ("Byebye", "bye bye"),

@@ -11,7 +11,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use harness_data::{Dataset, Inputs, Normalisation, Rng, training_subset};
 use harness_model::{Checkpoint, Classifier, Transfer, load_pretrained};
-use harness_spec::Cell;
+use harness_spec::{Cell, Relation};
 
 use crate::batches::{batch, label_tensor};
 use crate::eval::{Evaluation, evaluate, evaluate_head};
@@ -70,6 +70,7 @@ pub fn initial_model(
     let transfer = match checkpoint {
         Some(c) => Transfer::Pretrained {
             checkpoint: c.clone(),
+            copy_stem: cell.relation != Relation::Mismatched,
             freeze,
         },
         None => Transfer::Scratch { freeze },
@@ -144,8 +145,10 @@ fn run(
     let test_indices: Vec<usize> = (0..target.test.len()).collect();
 
     // Option 1 with frozen layers that behave the same in training and evaluation (no
-    // dropout): train the output layer alone on cached features.
-    let cached = cell.option == 1 && cell.model.dropout == 0.0;
+    // dropout): train the output layer alone on cached features. Across modalities the fresh
+    // stem trains under Option 1, so the frozen backbone's input changes at every step: no cache.
+    let cached =
+        cell.option == 1 && cell.model.dropout == 0.0 && cell.relation != Relation::Mismatched;
     let (status, best_step, steps_run, examples_seen, validation, test, best_model) = match cache {
         Some(cache) if cached => {
             let frozen = cache.get_or_compute(cell, &model, &target.train, &target.test, &norm);

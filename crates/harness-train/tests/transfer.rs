@@ -149,7 +149,7 @@ fn pretrained(cache: &std::path::Path) -> harness_train::PretrainOutcome {
             batch_size: 16,
             learning_rate: 3e-3,
             seed: 0,
-            max_examples: 0,
+            ..Default::default()
         },
         source_content: "s".into(),
         key: "k".into(),
@@ -391,7 +391,7 @@ fn audio_transfer_copies_stem_and_backbone_freezes_them_under_option1_and_tunes_
             batch_size: 16,
             learning_rate: 3e-3,
             seed: 0,
-            max_examples: 0,
+            ..Default::default()
         },
         source_content: "s".into(),
         key: "audio-k".into(),
@@ -494,7 +494,7 @@ fn text_transfer_copies_embedding_and_backbone_and_freezes_them_under_option1() 
             batch_size: 16,
             learning_rate: 3e-3,
             seed: 0,
-            max_examples: 0,
+            ..Default::default()
         },
         source_content: "s".into(),
         key: "text-k".into(),
@@ -539,4 +539,72 @@ fn text_transfer_copies_embedding_and_backbone_and_freezes_them_under_option1() 
         .try_to_vec::<f32>()
         .unwrap();
     assert!(v.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn cross_modal_transfer_copies_only_the_backbone_and_option1_freezes_only_it() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // An image network, pre-trained; its backbone as a same-modality cell receives it.
+    let outcome = pretrained(dir.path());
+    let image_start = initial_model(
+        &cell("source", 2, Some("k".into())),
+        &dataset("image-target", 0),
+        Some(&outcome.checkpoint),
+    )
+    .unwrap();
+    let source_backbone = part(&snapshot(&image_start), "backbone");
+    assert!(source_backbone.len() >= 4, "{:?}", source_backbone.keys());
+
+    // An audio target: across modalities only the backbone is copied.
+    let target = audio_dataset("audio-target", 0.0);
+    let across = |option| {
+        let mut c = cell("source", option, Some("k".into()));
+        c.relation = Relation::Mismatched;
+        c
+    };
+    let fresh = snapshot(&initial_model(&cell("scratch", 2, None), &target, None).unwrap());
+    let start = snapshot(&initial_model(&across(2), &target, Some(&outcome.checkpoint)).unwrap());
+    assert_eq!(
+        part(&start, "backbone"),
+        source_backbone,
+        "the backbone is copied"
+    );
+    assert_ne!(
+        part(&fresh, "backbone"),
+        source_backbone,
+        "a fresh backbone differs from the copied one"
+    );
+    assert_eq!(
+        part(&start, "stem"),
+        part(&fresh, "stem"),
+        "the stem starts fresh"
+    );
+    assert_eq!(
+        part(&start, "head"),
+        part(&fresh, "head"),
+        "the head starts fresh"
+    );
+    assert!(!part(&start, "stem").is_empty() && !part(&start, "head").is_empty());
+
+    // Option 1: the copied backbone stays as it was; the fresh stem and head train. The stem
+    // changes what the backbone sees, so no frozen features are cached.
+    let mut cache = FeatureCache::default();
+    let frozen = run_cell_cached(
+        &across(1),
+        &target,
+        Some(&outcome.checkpoint),
+        &mut cache,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(frozen.best_step > 0, "it trained");
+    assert_eq!(cache.computed, 0, "no cached features across modalities");
+    let after = snapshot(&frozen.model);
+    assert_eq!(part(&after, "backbone"), source_backbone, "backbone frozen");
+    assert_ne!(part(&after, "stem"), part(&fresh, "stem"), "stem trained");
+    assert_ne!(part(&after, "head"), part(&fresh, "head"), "head trained");
+    // Option 2 trains the copied backbone as well.
+    let tuned = run_cell(&across(2), &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
+    assert_ne!(part(&snapshot(&tuned.model), "backbone"), source_backbone);
 }

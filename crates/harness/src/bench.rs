@@ -14,8 +14,8 @@ use harness_model::ClassifierConfig;
 use harness_results::ResultStore;
 use harness_spec::{Cell, Experiment, ManifestSet, Modality, ModelSpec, Plan};
 use harness_train::{
-    InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features,
-    measure_train, model_config,
+    InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features, measure_train,
+    model_config,
 };
 
 use crate::progress::Display;
@@ -219,7 +219,9 @@ impl Reference {
         self.stdout.read_line(&mut line)?;
         if line.trim().is_empty() {
             let status = self.child.wait()?;
-            bail!("the PyTorch reference stopped ({status}); run bench/reference.py --serve by hand to see why");
+            bail!(
+                "the PyTorch reference stopped ({status}); run bench/reference.py --serve by hand to see why"
+            );
         }
         let answer: serde_json::Value =
             serde_json::from_str(&line).context("reading the reference's JSON")?;
@@ -419,7 +421,10 @@ fn bench_variants(
     for b in benches {
         for (label, kind, config, vb) in variants(b) {
             let vb = vb.unwrap_or(timing.batch);
-            eprintln!("measuring {} with {label}, harness and PyTorch alternately …", b.name);
+            eprintln!(
+                "measuring {} with {label}, harness and PyTorch alternately …",
+                b.name
+            );
             let train = Paired::measure(
                 timing.rounds,
                 || pool.install(|| measure_train(&config, vb, timing.steps, timing.min_seconds)),
@@ -445,7 +450,10 @@ fn variants_table(rows: &[VariantRow]) -> String {
         md,
         "| experiment | variant | tokens | batch | harness train ex/s | against the default | PyTorch train ex/s | ratio (range over rounds) |"
     );
-    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let mut default_speed = f64::NAN;
     for r in rows {
         if r.kind == VariantKind::Default {

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use anyhow::{Context, Result};
 use harness_data::DataCache;
 use harness_results::ResultStore;
-use harness_spec::{Cell, Plan};
+use harness_spec::{Cell, Plan, Relation};
 use harness_train::{TrainEvent, cached_pretrained};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
@@ -59,8 +59,9 @@ enum Report {
 }
 
 /// The Option 1 cells that share frozen features: same target, tokenizer and frozen network.
+/// Across modalities the fresh stem trains, so such cells cache no features.
 fn affinity(cell: &Cell) -> Option<(String, Option<String>, String)> {
-    (cell.option == 1).then(|| {
+    (cell.option == 1 && cell.relation != Relation::Mismatched).then(|| {
         (
             cell.target.clone(),
             cell.tokenizer.clone(),

@@ -394,6 +394,7 @@ fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
         wall_seconds: recorded_wall_seconds(&store),
         versions: provenance::versions(),
         generated_at: provenance::now(),
+        hypotheses: l.experiment.hypotheses.clone(),
     };
     write_report(&rows, &ctx, &out)?;
     Ok(out)

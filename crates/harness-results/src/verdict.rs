@@ -1,0 +1,429 @@
+//! The declared hypotheses, tested on the rows: for each hypothesis and each target it applies
+//! to, the paired difference A − B in test accuracy per seed (averaged over the comparisons the
+//! hypothesis spans there), its 95% bootstrap interval, a one-sided t-test or TOST, Holm's
+//! correction across every (hypothesis, target), and a verdict.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use harness_spec::{Arm, Expect, Hypothesis};
+
+use crate::row::ResultRow;
+use crate::stats::{MeanCi, bootstrap_mean_ci, holm, t_test_greater, t_test_less, tost};
+
+/// Family-wise error rate of the verdicts.
+pub const ALPHA: f64 = 0.05;
+
+/// What the data say about one hypothesis on one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The claim's test rejects its null hypothesis after Holm's correction.
+    Supported,
+    /// The opposite claim's test does (for `greater`: A is below B; for `equivalent`: the
+    /// difference lies outside the margin).
+    Contradicted,
+    /// Neither.
+    Inconclusive,
+    /// Fewer than two seeds with every comparison present.
+    NoData,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Supported => "supported",
+            Verdict::Contradicted => "contradicted",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::NoData => "no data",
+        }
+    }
+}
+
+/// One (hypothesis, target) test.
+#[derive(Debug, Clone)]
+pub struct HypothesisTest {
+    pub hypothesis: Hypothesis,
+    pub target: String,
+    /// The n_train values covered.
+    pub sizes: Vec<i64>,
+    /// The comparisons averaged within each seed, e.g. `fashion-mnist − scratch, option 2, n 50`.
+    pub comparisons: Vec<String>,
+    /// (seed, mean difference A − B over the comparisons) for every seed that has them all.
+    pub per_seed: Vec<(i64, f64)>,
+    /// Mean over seeds, and its 95% percentile-bootstrap interval.
+    pub mean: f64,
+    pub ci: (f64, f64),
+    /// p-value of the claim's test, and of the opposite claim's test; raw and Holm-adjusted.
+    pub p_claim: f64,
+    pub p_opposite: f64,
+    pub p_claim_holm: f64,
+    pub p_opposite_holm: f64,
+    pub verdict: Verdict,
+}
+
+/// The accuracy of every ok row by (target, source, option, n_train, seed).
+type Accuracies = BTreeMap<(String, String, i64, i64, i64), f64>;
+
+/// One comparison: (source, option) of A against (source, option) of B at one n_train.
+struct Comparison {
+    n: i64,
+    a: (String, i64),
+    b: (String, i64),
+}
+
+fn comparisons(
+    h: &Hypothesis,
+    rows: &[&ResultRow],
+    target: &str,
+    sizes: &[i64],
+) -> Vec<Comparison> {
+    // Sources of this target and their relation (`none`, `matched`, `mismatched`).
+    let relation: BTreeMap<&str, &str> = rows
+        .iter()
+        .filter(|r| r.target == target)
+        .map(|r| (r.source.as_str(), r.relation.as_str()))
+        .collect();
+    let options: BTreeSet<i64> = rows
+        .iter()
+        .filter(|r| r.target == target)
+        .map(|r| r.option)
+        .collect();
+    let mut out = Vec::new();
+    match (h.a, h.b) {
+        (Arm::Option(oa), Arm::Option(ob)) => {
+            let chosen = |source: &str, rel: &str| {
+                h.sources.is_empty()
+                    || h.sources
+                        .iter()
+                        .any(|s| s == source || s == rel || (s == "scratch" && rel == "none"))
+            };
+            for &n in sizes {
+                for (&source, &rel) in &relation {
+                    if chosen(source, rel) {
+                        out.push(Comparison {
+                            n,
+                            a: (source.to_string(), oa as i64),
+                            b: (source.to_string(), ob as i64),
+                        });
+                    }
+                }
+            }
+        }
+        (a, b) => {
+            let of = |arm: Arm| -> Vec<&str> {
+                relation
+                    .iter()
+                    .filter(|(_, r)| Some(**r) == arm.relation())
+                    .map(|(s, _)| *s)
+                    .collect()
+            };
+            let opts: Vec<i64> = if h.options.is_empty() {
+                options.iter().copied().collect()
+            } else {
+                h.options.iter().map(|&o| o as i64).collect()
+            };
+            for &n in sizes {
+                for &o in &opts {
+                    for sa in of(a) {
+                        for sb in of(b) {
+                            out.push(Comparison {
+                                n,
+                                a: (sa.to_string(), o),
+                                b: (sb.to_string(), o),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Tests every hypothesis on every target it applies to, in declaration order, then target.
+pub fn test_hypotheses(rows: &[ResultRow], hypotheses: &[Hypothesis]) -> Vec<HypothesisTest> {
+    let ok: Vec<&ResultRow> = rows
+        .iter()
+        .filter(|r| r.status == "ok" && r.test_accuracy.is_finite())
+        .collect();
+    let accuracy: Accuracies = ok
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r.target.clone(),
+                    r.source.clone(),
+                    r.option,
+                    r.n_train,
+                    r.seed,
+                ),
+                r.test_accuracy,
+            )
+        })
+        .collect();
+    let targets: BTreeSet<&str> = rows.iter().map(|r| r.target.as_str()).collect();
+    let seeds: BTreeSet<i64> = rows.iter().map(|r| r.seed).collect();
+    let mut tests = Vec::new();
+    for h in hypotheses {
+        for &target in &targets {
+            if !h.targets.is_empty() && !h.targets.iter().any(|t| t == target) {
+                continue;
+            }
+            let available: Vec<usize> = rows
+                .iter()
+                .filter(|r| r.target == target)
+                .map(|r| r.n_train as usize)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let sizes: Vec<i64> = h
+                .n_train
+                .select(&available)
+                .into_iter()
+                .map(|n| n as i64)
+                .collect();
+            let comps = comparisons(h, &ok, target, &sizes);
+            if comps.is_empty() {
+                continue;
+            }
+            let per_seed: Vec<(i64, f64)> = seeds
+                .iter()
+                .filter_map(|&seed| {
+                    let get = |(s, o): &(String, i64), n: i64| {
+                        accuracy
+                            .get(&(target.to_string(), s.clone(), *o, n, seed))
+                            .copied()
+                    };
+                    let diffs: Option<Vec<f64>> = comps
+                        .iter()
+                        .map(|c| Some(get(&c.a, c.n)? - get(&c.b, c.n)?))
+                        .collect();
+                    let diffs = diffs?;
+                    Some((seed, diffs.iter().sum::<f64>() / diffs.len() as f64))
+                })
+                .collect();
+            let values: Vec<f64> = per_seed.iter().map(|(_, d)| *d).collect();
+            let m = h.margin;
+            let (p_claim, p_opposite) = match h.expect {
+                Expect::Greater => (t_test_greater(&values, m), t_test_less(&values, 0.0)),
+                Expect::NotWorse => (t_test_greater(&values, -m), t_test_less(&values, -m)),
+                Expect::Equivalent => (
+                    tost(&values, m),
+                    (2.0 * t_test_greater(&values, m).min(t_test_less(&values, -m))).min(1.0),
+                ),
+            };
+            tests.push(HypothesisTest {
+                hypothesis: h.clone(),
+                target: target.to_string(),
+                sizes: sizes.clone(),
+                comparisons: comps
+                    .iter()
+                    .map(|c| {
+                        if c.a.0 == c.b.0 {
+                            format!("{}: option {} − option {}, n {}", c.a.0, c.a.1, c.b.1, c.n)
+                        } else {
+                            format!("{} − {}, option {}, n {}", c.a.0, c.b.0, c.a.1, c.n)
+                        }
+                    })
+                    .collect(),
+                mean: MeanCi::of(&values).mean,
+                ci: bootstrap_mean_ci(&values, 0.95),
+                per_seed,
+                p_claim,
+                p_opposite,
+                p_claim_holm: f64::NAN,
+                p_opposite_holm: f64::NAN,
+                verdict: Verdict::NoData,
+            });
+        }
+    }
+    let claim = holm(&tests.iter().map(|t| t.p_claim).collect::<Vec<_>>());
+    let opposite = holm(&tests.iter().map(|t| t.p_opposite).collect::<Vec<_>>());
+    for (i, t) in tests.iter_mut().enumerate() {
+        t.p_claim_holm = claim[i];
+        t.p_opposite_holm = opposite[i];
+        t.verdict = if t.per_seed.len() < 2 || !t.p_claim.is_finite() {
+            Verdict::NoData
+        } else if t.p_claim_holm < ALPHA {
+            Verdict::Supported
+        } else if t.p_opposite_holm < ALPHA {
+            Verdict::Contradicted
+        } else {
+            Verdict::Inconclusive
+        };
+    }
+    tests
+}
+
+#[cfg(test)]
+mod tests {
+    use harness_spec::SizeScope;
+
+    use super::*;
+
+    /// Rows of one target with sources `scratch` (none), `same` (matched), `other`
+    /// (mismatched), options 1 and 2, n_train 50 and 200, seeds 0–4. Accuracy is 0.5 plus
+    /// `effect(source, option, n)` plus a seed's share of `noise`.
+    fn rows(effect: impl Fn(&str, i64, i64) -> f64, noise: f64) -> Vec<ResultRow> {
+        let jitter = [0.3, -0.9, 0.5, -0.2, 0.8];
+        let mut out = Vec::new();
+        for (source, relation) in [
+            ("scratch", "none"),
+            ("same", "matched"),
+            ("other", "mismatched"),
+        ] {
+            for option in [1, 2] {
+                for n in [50, 200] {
+                    for seed in 0..5i64 {
+                        let k = (seed as usize + option as usize + source.len()) % 5;
+                        out.push(ResultRow {
+                            target: "t".into(),
+                            source: source.into(),
+                            relation: relation.into(),
+                            option,
+                            n_train: n,
+                            seed,
+                            status: "ok".into(),
+                            test_accuracy: 0.5 + effect(source, option, n) + noise * jitter[k],
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn hypothesis(a: Arm, b: Arm, expect: Expect, margin: f64, n: SizeScope) -> Hypothesis {
+        Hypothesis {
+            name: "h".into(),
+            claim: String::new(),
+            a,
+            b,
+            expect,
+            margin,
+            n_train: n,
+            options: vec![],
+            sources: vec![],
+            targets: vec![],
+        }
+    }
+
+    fn one(rows: &[ResultRow], h: Hypothesis) -> HypothesisTest {
+        let mut t = test_hypotheses(rows, &[h]);
+        assert_eq!(t.len(), 1);
+        t.remove(0)
+    }
+
+    #[test]
+    fn a_clear_gain_supports_greater_and_a_clear_loss_contradicts_it() {
+        let gain = rows(|s, _, _| if s == "same" { 0.10 } else { 0.0 }, 0.01);
+        let h = hypothesis(
+            Arm::Matched,
+            Arm::Scratch,
+            Expect::Greater,
+            0.0,
+            SizeScope::Smallest,
+        );
+        let t = one(&gain, h.clone());
+        assert_eq!(t.verdict, Verdict::Supported, "{t:?}");
+        assert!((t.mean - 0.10).abs() < 0.01, "{}", t.mean);
+        assert!(t.ci.0 > 0.05 && t.ci.1 < 0.15, "{:?}", t.ci);
+        assert_eq!(t.per_seed.len(), 5);
+        // Only the smallest n_train, both options: two comparisons per seed.
+        assert_eq!(t.sizes, vec![50]);
+        assert_eq!(t.comparisons.len(), 2, "{:?}", t.comparisons);
+        let loss = rows(|s, _, _| if s == "same" { -0.10 } else { 0.0 }, 0.01);
+        assert_eq!(one(&loss, h.clone()).verdict, Verdict::Contradicted);
+        let noise = rows(|s, _, _| if s == "same" { 0.003 } else { 0.0 }, 0.05);
+        assert_eq!(one(&noise, h).verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn equivalence_within_the_margin_is_supported_and_a_gain_beyond_it_contradicts() {
+        let h = hypothesis(
+            Arm::Mismatched,
+            Arm::Scratch,
+            Expect::Equivalent,
+            0.02,
+            SizeScope::All,
+        );
+        let same = rows(|_, _, _| 0.0, 0.004);
+        let t = one(&same, h.clone());
+        assert_eq!(t.verdict, Verdict::Supported, "{t:?}");
+        assert_eq!(t.comparisons.len(), 4, "2 sizes × 2 options");
+        let better = rows(|s, _, _| if s == "other" { 0.08 } else { 0.0 }, 0.004);
+        assert_eq!(one(&better, h.clone()).verdict, Verdict::Contradicted);
+        // Equal on average but too noisy to place inside ±2 points.
+        let noisy = rows(|_, _, _| 0.0, 0.08);
+        assert_eq!(one(&noisy, h).verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn options_are_compared_within_each_chosen_source() {
+        let r = rows(
+            |s, o, n| match (s, o, n) {
+                ("same", 1, 50) => 0.06,
+                ("same", 2, 200) => 0.09,
+                _ => 0.0,
+            },
+            0.005,
+        );
+        let mut small = hypothesis(
+            Arm::Option(1),
+            Arm::Option(2),
+            Expect::Greater,
+            0.0,
+            SizeScope::Smallest,
+        );
+        small.sources = vec!["matched".into()];
+        let t = one(&r, small.clone());
+        assert_eq!(
+            t.comparisons,
+            vec!["same: option 1 − option 2, n 50".to_string()]
+        );
+        assert_eq!(t.verdict, Verdict::Supported);
+        let mut large = small.clone();
+        large.a = Arm::Option(2);
+        large.b = Arm::Option(1);
+        large.n_train = SizeScope::Largest;
+        assert_eq!(one(&r, large).verdict, Verdict::Supported);
+        // Over every source, the matched source's gain is diluted by two that show none.
+        small.sources = vec![];
+        let t = one(&r, small);
+        assert_eq!(t.comparisons.len(), 3);
+        assert!((t.mean - 0.02).abs() < 0.005, "{}", t.mean);
+    }
+
+    #[test]
+    fn a_seed_missing_a_comparison_is_left_out_and_holm_counts_every_test() {
+        let mut r = rows(|s, _, _| if s == "same" { 0.05 } else { 0.0 }, 0.01);
+        r.retain(|row| {
+            !(row.seed == 2 && row.source == "scratch" && row.option == 2 && row.n_train == 50)
+        });
+        let h = hypothesis(
+            Arm::Matched,
+            Arm::Scratch,
+            Expect::Greater,
+            0.0,
+            SizeScope::Smallest,
+        );
+        let t = one(&r, h.clone());
+        assert_eq!(
+            t.per_seed.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![0, 1, 3, 4]
+        );
+        let mut h2 = h.clone();
+        h2.name = "h2".into();
+        h2.a = Arm::Mismatched;
+        let both = test_hypotheses(&r, &[h, h2]);
+        assert_eq!(both.len(), 2);
+        let (p1, p2) = (both[0].p_claim, both[1].p_claim);
+        let smaller = p1.min(p2);
+        let adjusted = if p1 < p2 {
+            both[0].p_claim_holm
+        } else {
+            both[1].p_claim_holm
+        };
+        assert!((adjusted - (2.0 * smaller).min(1.0)).abs() < 1e-12);
+    }
+}
