@@ -1,13 +1,12 @@
 """PyTorch reference for `harness bench`: the harness's default models written the way a
 researcher would write them in PyTorch, timed the same way as the harness times its own.
 
-With `--serve`, measures one round at a time: each line on stdin is a JSON request (`threads`,
-`what` = "train" or "features", `model`: stem shape, backbone width, depth, heads, feed-forward
-width, activation, classes; `batch` and `steps`, or `n`; `min_seconds`), answered by one line
-{"value": examples/s}. Without it, reads one JSON request with `threads` and `cells`:
-fine-tuning cells whose data the harness wrote as raw arrays, answered with
-{"cells": [{"seconds", "test_accuracy", "steps"}]}. Run by `harness bench`; install its
-PyTorch with bench/setup.sh.
+Stays running beside the harness: each line on stdin is a JSON request with `threads` and
+`what`. "train" and "features" measure one round (`model`: stem shape, backbone width, depth,
+heads, feed-forward width, activation, classes; `batch` and `steps`, or `n`; `min_seconds`) and
+are answered by one line {"value": examples/s}; "cells" runs fine-tuning cells whose data the
+harness wrote as raw arrays, answered by {"cells": [{"seconds", "test_accuracy", "steps"}]}.
+Run by `harness bench`; install its PyTorch with bench/setup.sh.
 """
 
 import copy
@@ -142,10 +141,13 @@ def serve():
         r = json.loads(line)
         torch.set_num_threads(r["threads"])
         if r["what"] == "train":
-            value = measure_train(r["model"], r["batch"], r["steps"], r["min_seconds"])
+            out = {"value": measure_train(r["model"], r["batch"], r["steps"], r["min_seconds"])}
+        elif r["what"] == "features":
+            out = {"value": measure_features(r["model"], r["n"], r["min_seconds"])}
         else:
-            value = measure_features(r["model"], r["n"], r["min_seconds"])
-        print(json.dumps({"value": value, "torch": torch.__version__}), flush=True)
+            out = {"cells": [run_cell(c) for c in r["cells"]]}
+        out["torch"] = torch.__version__
+        print(json.dumps(out), flush=True)
 
 
 def load_split(cell, split):
@@ -216,16 +218,5 @@ def run_cell(cell):
     return {"seconds": time.perf_counter() - started, "test_accuracy": accuracy, "steps": step}
 
 
-def main():
-    request = json.load(sys.stdin)
-    torch.set_num_threads(request["threads"])
-    torch.set_num_interop_threads(1)
-    out = {"torch": torch.__version__}
-    if "cells" in request:
-        out["cells"] = [run_cell(c) for c in request["cells"]]
-    json.dump(out, sys.stdout)
-    print()
-
-
 if __name__ == "__main__":
-    serve() if sys.argv[1:] == ["--serve"] else main()
+    serve()

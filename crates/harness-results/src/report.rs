@@ -119,7 +119,8 @@ pub fn write_report(
     Ok(written)
 }
 
-fn differences_against_scratch(rows: &[ResultRow]) -> Vec<PairedDifference> {
+/// Each pre-trained source against scratch at each option: (source, option, difference).
+fn differences_against_scratch(rows: &[ResultRow]) -> Vec<(String, i64, PairedDifference)> {
     let sources: BTreeSet<&str> = rows
         .iter()
         .filter(|r| r.source != "scratch")
@@ -129,7 +130,11 @@ fn differences_against_scratch(rows: &[ResultRow]) -> Vec<PairedDifference> {
     let mut out = Vec::new();
     for source in &sources {
         for &option in &options {
-            out.extend(paired(rows, (source, option), ("scratch", option)));
+            out.extend(
+                paired(rows, (source, option), ("scratch", option))
+                    .into_iter()
+                    .map(|d| (source.to_string(), option, d)),
+            );
         }
     }
     out
@@ -148,13 +153,7 @@ fn options_compared(rows: &[ResultRow]) -> Vec<PairedDifference> {
 fn gains_over_scratch(rows: &[ResultRow]) -> Vec<GainCell> {
     differences_against_scratch(rows)
         .into_iter()
-        .map(|d| {
-            let source = d.a.split(',').next().unwrap_or_default().to_string();
-            let option =
-                d.a.rsplit(' ')
-                    .next()
-                    .and_then(|o| o.parse().ok())
-                    .unwrap_or(0);
+        .map(|(source, option, d)| {
             let relation = rows
                 .iter()
                 .find(|r| r.target == d.target && r.source == source)
@@ -371,7 +370,7 @@ fn render_markdown(
             "| target | n_train | pre-trained arm | scratch arm | seeds | difference (pts) | 95% CI (pts) | reading |"
         );
         let _ = writeln!(md, "| --- | ---: | --- | --- | ---: | ---: | --- | --- |");
-        for d in &diffs {
+        for (_, _, d) in &diffs {
             let m = &d.difference;
             let _ = writeln!(
                 md,

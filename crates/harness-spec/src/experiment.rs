@@ -581,12 +581,13 @@ impl Experiment {
         if by_option && !options.is_empty() {
             return Err(self.error_near("options", "`options` applies to comparisons of sources; this hypothesis compares the options themselves"));
         }
-        for arm in [a, b] {
+        for (arm, side) in [(a, &h.a), (b, &h.b)] {
             if let Arm::Option(o) = arm {
                 if !self.matrix.options.iter().any(|m| *m.get_ref() == o) {
-                    return Err(
-                        self.error_at(h.a.span(), format!("option {o} is not in `matrix.options`"))
-                    );
+                    return Err(self.error_at(
+                        side.span(),
+                        format!("option {o} is not in `matrix.options`"),
+                    ));
                 }
             }
         }

@@ -211,8 +211,8 @@ impl Reference {
         })
     }
 
-    /// One round: examples/s.
-    fn round(&mut self, request: &serde_json::Value) -> Result<f64> {
+    /// Sends one request and reads its one-line answer.
+    fn ask(&mut self, request: &serde_json::Value) -> Result<serde_json::Value> {
         writeln!(self.stdin, "{request}").context("writing to the reference")?;
         self.stdin.flush()?;
         let mut line = String::new();
@@ -220,7 +220,7 @@ impl Reference {
         if line.trim().is_empty() {
             let status = self.child.wait()?;
             bail!(
-                "the PyTorch reference stopped ({status}); run bench/reference.py --serve by hand to see why"
+                "the PyTorch reference stopped ({status}); run bench/reference.py by hand to see why"
             );
         }
         let answer: serde_json::Value =
@@ -228,10 +228,7 @@ impl Reference {
         if let Some(v) = answer.get("torch").and_then(|v| v.as_str()) {
             self.torch = Some(v.to_string());
         }
-        answer
-            .get("value")
-            .and_then(|v| v.as_f64())
-            .context("the reference's answer has no value")
+        Ok(answer)
     }
 }
 
@@ -267,15 +264,21 @@ impl Theirs {
         }
     }
 
-    fn round(&mut self, request: &serde_json::Value) -> Option<f64> {
+    /// The reference's answer to `request`; none once it has failed (said once, when it did).
+    fn ask(&mut self, request: &serde_json::Value) -> Option<serde_json::Value> {
         let r = self.reference.as_mut()?;
-        match r.round(request) {
+        match r.ask(request) {
             Ok(v) => Some(v),
             Err(e) => {
                 *self = Self::failed(e);
                 None
             }
         }
+    }
+
+    /// One measured round: examples/s.
+    fn round(&mut self, request: &serde_json::Value) -> Option<f64> {
+        self.ask(request)?.get("value")?.as_f64()
     }
 
     fn torch(&self) -> Option<String> {
@@ -567,41 +570,6 @@ fn tokens(c: &ClassifierConfig) -> usize {
     }
 }
 
-/// Runs `bench/reference.py` on `request` (with `threads` set) and returns its JSON answer.
-fn reference(
-    python: &Path,
-    request: serde_json::Value,
-    threads: usize,
-) -> Result<serde_json::Value> {
-    let script = Path::new("bench/reference.py");
-    if !script.is_file() {
-        bail!("{} not found (run from the project root)", script.display());
-    }
-    let mut child = Command::new(python)
-        .arg(script)
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", python.display()))?;
-    child
-        .stdin
-        .take()
-        .context("reference stdin")?
-        .write_all(request.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "the PyTorch reference failed ({}): {}",
-            out.status,
-            stderr.lines().last().unwrap_or("no message")
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("reading the reference's JSON")
-}
-
 /// The model as the reference builds it.
 fn model_json(c: &ClassifierConfig) -> serde_json::Value {
     serde_json::json!({
@@ -716,19 +684,20 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     } else {
         None
     };
-    let torch_version = theirs.torch();
-    let no_reference = theirs.failure.clone();
-    drop(theirs);
 
     // Whole fine-tuning cells on real data, harness against the reference loop.
     let threads = args.threads.first().copied().unwrap_or(1);
     let cells_md = if args.cells {
-        let md = bench_cells(&args.files, paths, &python, threads)?;
+        let md = bench_cells(&args.files, paths, &mut theirs, threads)?;
         print!("\n{md}");
         Some(md)
     } else {
         None
     };
+
+    let torch_version = theirs.torch();
+    let no_reference = theirs.failure.clone();
+    drop(theirs);
 
     // What recorded runs of these experiments took, and the estimate for a larger matrix.
     let end_to_end = end_to_end(&args.files, paths)?;
@@ -824,7 +793,12 @@ fn write_raw<T: Copy>(path: &Path, values: &[T], to_le: impl Fn(T) -> Vec<u8>) -
 }
 
 /// Runs the reduced matrix in the harness and in the reference; a Markdown table.
-fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) -> Result<String> {
+fn bench_cells(
+    files: &[PathBuf],
+    paths: &Paths,
+    theirs: &mut Theirs,
+    threads: usize,
+) -> Result<String> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -919,26 +893,17 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
         ours.push(row);
     }
     eprintln!("PyTorch reference: the same {} cells …", chosen.len());
-    let answer = reference(
-        python,
-        serde_json::json!({"threads": threads, "cells": request_cells}),
-        threads,
-    );
-    let theirs: Vec<Option<(f64, f64)>> = match &answer {
-        Ok(a) => (0..chosen.len())
-            .map(|k| {
-                let c = a.get("cells")?.get(k)?;
-                Some((
-                    c.get("seconds")?.as_f64()?,
-                    c.get("test_accuracy")?.as_f64()?,
-                ))
-            })
-            .collect(),
-        Err(e) => {
-            eprintln!("no reference cells: {e:#}");
-            vec![None; chosen.len()]
-        }
-    };
+    let answer = theirs
+        .ask(&serde_json::json!({"what": "cells", "threads": threads, "cells": request_cells}));
+    let theirs: Vec<Option<(f64, f64)>> = (0..chosen.len())
+        .map(|k| {
+            let c = answer.as_ref()?.get("cells")?.get(k)?;
+            Some((
+                c.get("seconds")?.as_f64()?,
+                c.get("test_accuracy")?.as_f64()?,
+            ))
+        })
+        .collect();
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -975,12 +940,12 @@ fn bench_cells(files: &[PathBuf], paths: &Paths, python: &Path, threads: usize) 
     let _ = writeln!(
         md,
         "| all | | | | | {sum_ours:.1} | {} | {} | | |",
-        if answer.is_ok() {
+        if answer.is_some() {
             format!("{sum_theirs:.1}")
         } else {
             "–".into()
         },
-        if answer.is_ok() {
+        if answer.is_some() {
             format!("{:.2}×", sum_theirs / sum_ours)
         } else {
             "–".into()
