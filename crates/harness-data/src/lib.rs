@@ -44,7 +44,9 @@ pub use audioset::{decode_audio_tree, logmel_spec, spectrograms};
 pub use dataset::{DataCache, Dataset, content_sha256, prepare};
 pub use decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
 pub use espeak::Espeak;
-pub use fetch::{FetchEvent, Fetched, describe, fetch, tree_sha256, verify};
+pub use fetch::{
+    FetchEvent, Fetched, FetchedWeights, describe, fetch, fetch_weights, tree_sha256, verify,
+};
 pub use inputs::{Inputs, Normalisation, SpectrogramSet, TextSet, TokenSet};
 pub use logmel::{LogMelSpec, frame_count, hz_to_mel, log_mel, mel_filters, mel_to_hz};
 pub use render::{

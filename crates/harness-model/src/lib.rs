@@ -18,6 +18,7 @@
 //! assert_eq!(logits.dims(), [8, 10]);
 //! ```
 
+pub mod efficientnet;
 mod snapshot;
 mod transfer;
 

@@ -20,6 +20,7 @@
 mod error;
 mod experiment;
 mod manifest;
+mod network;
 mod plan;
 
 pub use error::{Location, SpecError};
@@ -30,6 +31,10 @@ pub use experiment::{
 pub use manifest::{
     AudioSpec, CsvSpec, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest, ManifestSet, Modality,
     NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,
+};
+pub use network::{
+    ArchitectureSpec, EfficientNetShape, Family, InputContract, LITE0_STAGES, NetworkManifest,
+    NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
 };
 pub use plan::{
     Cell, FINGERPRINT_VERSION, Plan, PretrainJob, Relation, TokenizerPlan, expand, fingerprint_of,

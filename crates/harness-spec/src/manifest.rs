@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::SpecError;
+use crate::network::{NetworkManifest, NetworkSet, declares_network};
 
 /// The kind of raw input a dataset holds; each has its own stem in the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -482,17 +483,7 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), SpecError> {
         let whole = |msg: String| SpecError::new(&self.path, msg);
-        if self.id.is_empty()
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(whole(format!(
-                "field `id` must be a non-empty name of letters, digits, `-` or `_`, found {:?}",
-                self.id
-            )));
-        }
+        check_id(&self.path, &self.id)?;
         if self.classes.len() < 2 {
             return Err(whole(
                 "field `classes` must list at least two classes".into(),
@@ -652,18 +643,8 @@ impl Manifest {
         Ok(())
     }
 
-    /// A written checksum must be 64 hex digits; the error points at it.
     fn check_sha256(&self, sha: Option<&Spanned<String>>, what: &str) -> Result<(), SpecError> {
-        if let Some(sha) = sha {
-            let s = sha.get_ref();
-            if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(self.error_at(
-                    sha.span(),
-                    format!("{what} must be 64 hexadecimal digits, found {s:?}"),
-                ));
-            }
-        }
-        Ok(())
+        check_sha256_literal(&self.path, &self.text, sha, what)
     }
 
     fn validate_audio(&self) -> Result<(), SpecError> {
@@ -795,11 +776,50 @@ impl Manifest {
     }
 }
 
-/// Every manifest of a folder, by id.
+/// A manifest's id must be a non-empty name of letters, digits, `-` or `_`.
+pub(crate) fn check_id(path: &Path, id: &str) -> Result<(), SpecError> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(SpecError::new(
+            path,
+            format!(
+                "field `id` must be a non-empty name of letters, digits, `-` or `_`, found {id:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A written checksum must be 64 hex digits; the error points at it.
+pub(crate) fn check_sha256_literal(
+    path: &Path,
+    text: &str,
+    sha: Option<&Spanned<String>>,
+    what: &str,
+) -> Result<(), SpecError> {
+    if let Some(sha) = sha {
+        let s = sha.get_ref();
+        if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(SpecError::at(
+                path,
+                text,
+                sha.span(),
+                format!("{what} must be 64 hexadecimal digits, found {s:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every manifest of a folder, by id: datasets, and networks pre-trained elsewhere.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestSet {
     pub dir: PathBuf,
     pub by_id: BTreeMap<String, Manifest>,
+    pub networks: NetworkSet,
 }
 
 impl ManifestSet {
@@ -815,25 +835,43 @@ impl ManifestSet {
             .collect();
         paths.sort();
         let mut by_id = BTreeMap::new();
+        let mut networks = NetworkSet::new();
+        let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         for path in paths {
-            let manifest = Manifest::load(&path)?;
-            if let Some(other) = by_id.get(&manifest.id) {
-                let other: &Manifest = other;
+            let text = fs::read_to_string(&path)
+                .map_err(|e| SpecError::new(&path, format!("cannot read manifest: {e}")))?;
+            let (id, network, dataset) = if declares_network(&text) {
+                let network = NetworkManifest::parse(&path, &text)?;
+                (network.id.clone(), Some(network), None)
+            } else {
+                let dataset = Manifest::parse(&path, &text)?;
+                (dataset.id.clone(), None, Some(dataset))
+            };
+            if let Some(other) = seen.get(&id) {
                 return Err(SpecError::new(
                     &path,
-                    format!(
-                        "dataset id `{}` is already declared by {}",
-                        manifest.id,
-                        other.path.display()
-                    ),
+                    format!("id `{id}` is already declared by {}", other.display()),
                 ));
             }
-            by_id.insert(manifest.id.clone(), manifest);
+            seen.insert(id.clone(), path);
+            networks.extend(network.map(|n| (id.clone(), n)));
+            by_id.extend(dataset.map(|d| (id, d)));
         }
         Ok(ManifestSet {
             dir: dir.to_path_buf(),
             by_id,
+            networks,
         })
+    }
+
+    /// The network manifest `id`, if one is declared.
+    pub fn network(&self, id: &str) -> Option<&NetworkManifest> {
+        self.networks.get(id)
+    }
+
+    /// The known network ids, comma-separated, for `help:` lines.
+    pub fn known_networks(&self) -> String {
+        self.networks.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
     pub fn get(&self, id: &str) -> Option<&Manifest> {

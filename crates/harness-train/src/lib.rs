@@ -20,6 +20,7 @@ mod cell;
 mod eval;
 mod features;
 mod pretrain;
+mod pretrained;
 
 pub use bench::{measure_features, measure_train};
 pub use cell::{
@@ -29,6 +30,9 @@ pub use cell::{
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
 pub use pretrain::{PretrainMeta, PretrainOutcome, cached_pretrained, ensure_pretrained};
+pub use pretrained::{
+    VerifiedWeights, efficientnet_config, ensure_weights, load_network, weights_path,
+};
 
 use anyhow::{Context, Result};
 use burn::prelude::*;

@@ -78,9 +78,11 @@ enum Command {
         #[command(flatten)]
         paths: Paths,
     },
-    /// Fetch, verify, decode and cache datasets without training anything.
+    /// Fetch, verify, decode and cache datasets, and the weight files of networks pre-trained
+    /// elsewhere, without training anything. A network's file must have its manifest's SHA256
+    /// and fit its declared architecture (every tensor, every shape) before it is cached.
     Fetch {
-        /// Dataset ids (default: every manifest).
+        /// Dataset or network ids (default: every manifest).
         ids: Vec<String>,
         #[command(flatten)]
         paths: Paths,

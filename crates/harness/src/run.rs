@@ -14,7 +14,7 @@ use harness_train::{PretrainOutcome, TrainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::progress::Display;
-use crate::workbench::{Workbench, fetch_datasets};
+use crate::workbench::{Workbench, fetch_datasets, fetch_network};
 use crate::{Paths, jobs, provenance};
 
 /// An experiment file with its expanded plan.
@@ -517,28 +517,42 @@ pub fn report(files: &[PathBuf], paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// `harness fetch`.
+/// `harness fetch`: datasets, and the weight files of networks.
 pub fn fetch(ids: &[String], paths: &Paths) -> Result<()> {
     let manifests = ManifestSet::load_dir(&paths.manifests)?;
-    let wanted: BTreeSet<String> = if ids.is_empty() {
-        manifests.by_id.keys().cloned().collect()
+    let (datasets, networks): (BTreeSet<String>, BTreeSet<String>) = if ids.is_empty() {
+        (
+            manifests.by_id.keys().cloned().collect(),
+            manifests.networks.keys().cloned().collect(),
+        )
     } else {
         for id in ids {
-            if manifests.get(id).is_none() {
+            if manifests.get(id).is_none() && manifests.network(id).is_none() {
                 anyhow::bail!(
-                    "unknown dataset id `{id}`; known: {}",
-                    manifests.known_ids()
+                    "unknown id `{id}`; datasets: {}; networks: {}",
+                    manifests.known_ids(),
+                    manifests.known_networks()
                 );
             }
         }
-        ids.iter().cloned().collect()
+        ids.iter()
+            .cloned()
+            .partition(|id| manifests.get(id).is_some())
     };
     let display = Display::new();
-    fetch_datasets(
-        &wanted,
-        &manifests,
-        &DataCache::new(paths.cache_dir()),
-        &display,
-    )?;
+    let cache = DataCache::new(paths.cache_dir());
+    fetch_datasets(&datasets, &manifests, &cache, &display)?;
+    for id in &networks {
+        let manifest = manifests.network(id).context("network id checked above")?;
+        let weights = fetch_network(manifest, &cache, &display)?;
+        display.line(format!(
+            "network {id}: {} weights from {} (sha256 {}) fit {}: {}",
+            manifest.trained_on.dataset,
+            weights.origin,
+            &weights.sha256[..16],
+            manifest.architecture.name(),
+            weights.path.display()
+        ));
+    }
     Ok(())
 }

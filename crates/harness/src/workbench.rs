@@ -10,10 +10,10 @@ use harness_data::{
     ensure_tokenizer, load_tokenizer, prepare, tokenise_texts,
 };
 use harness_results::{ResultRow, ResultStore};
-use harness_spec::{Cell, ManifestSet, Plan, PretrainJob, TokenizerPlan};
+use harness_spec::{Cell, ManifestSet, NetworkManifest, Plan, PretrainJob, TokenizerPlan};
 use harness_train::{
-    CellOutcome, FeatureCache, PretrainOutcome, TrainEvent, cached_pretrained, ensure_pretrained,
-    run_cell_cached,
+    CellOutcome, FeatureCache, PretrainOutcome, TrainEvent, VerifiedWeights, cached_pretrained,
+    ensure_pretrained, run_cell_cached,
 };
 
 use crate::progress::Display;
@@ -201,6 +201,31 @@ impl<'a> Workbench<'a> {
             .with_context(|| format!("writing a result row into {}", store.dir.display()))?;
         Ok(row)
     }
+}
+
+/// The verified weight file of a network manifest, fetched if it is not in the cache.
+pub fn fetch_network(
+    manifest: &NetworkManifest,
+    cache: &DataCache,
+    display: &Display,
+) -> Result<VerifiedWeights> {
+    let id = &manifest.id;
+    let spinner = display.spinner(format!("network {id}: looking in the cache"));
+    let mut on_event = |event: FetchEvent| match event {
+        FetchEvent::Trying { source, .. } => {
+            spinner.set_message(format!("network {id}: fetching through {source}"))
+        }
+        FetchEvent::Failed { source, reason, .. } => {
+            display.line(format!("  {id}: {source} failed: {reason}"))
+        }
+        FetchEvent::Fetched { source, .. } => spinner.set_message(format!(
+            "network {id}: checking what {source} delivered against the architecture"
+        )),
+        FetchEvent::Rendering { .. } => {}
+    };
+    let weights = harness_train::ensure_weights(manifest, &cache.root, &mut on_event);
+    spinner.finish_and_clear();
+    weights
 }
 
 pub fn fetch_datasets(

