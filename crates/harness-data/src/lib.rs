@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod adapt;
 mod archive;
 mod audio;
 mod audioset;
@@ -36,6 +37,7 @@ mod split;
 mod text;
 mod tokenize;
 
+pub use adapt::{adapt_images, resize_images};
 pub use archive::{
     gunzip_if_compressed, read_deb_member, read_deb_tree, read_zip_member, read_zip_tree,
 };

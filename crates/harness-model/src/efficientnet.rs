@@ -194,6 +194,17 @@ impl EfficientNet {
         self.fc.forward(self.features(images))
     }
 
+    /// Freezes every layer but the output layer `fc` (Option 1): no gradient, no update, and
+    /// BatchNorm normalises with its running statistics and leaves them unchanged.
+    pub fn freeze_body(mut self) -> Self {
+        self.conv_stem = self.conv_stem.freeze();
+        self.bn0 = self.bn0.freeze();
+        self.blocks = self.blocks.into_iter().map(|b| b.freeze()).collect();
+        self.conv_head = self.conv_head.freeze();
+        self.bn1 = self.bn1.freeze();
+        self
+    }
+
     /// Loads every parameter and running statistic from a PyTorch file written by the original
     /// implementation. Fails, naming the first offending tensor, unless every tensor of the
     /// network is present with its shape and the file holds nothing else (PyTorch's

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod efficientnet;
+mod network;
 mod snapshot;
 mod transfer;
 
@@ -30,6 +31,7 @@ use burn::nn::transformer::{
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+pub use network::{GreyImageNet, Network};
 pub use snapshot::{ParamSnapshot, materialise, snapshot};
 pub use transfer::{Checkpoint, Transfer, load_pretrained, save_pretrained};
 

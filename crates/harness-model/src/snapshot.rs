@@ -1,4 +1,4 @@
-//! Reading parameter values out of a module by path, for tests of transfer and freezing, and
+//! Reading parameter values out of a module by path (a `Network`'s variant left out), for tests of transfer and freezing, and
 //! forcing lazily initialised parameters to take their values now.
 
 use std::collections::BTreeMap;
@@ -11,17 +11,28 @@ pub type ParamSnapshot = BTreeMap<String, Vec<f32>>;
 
 struct Collector {
     path: Vec<String>,
+    /// Whether each module entered added a segment (enum variants do not).
+    pushed: Vec<bool>,
     out: ParamSnapshot,
     read_values: bool,
 }
 
 impl ModuleVisitor for Collector {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        // The variant of a `Network` adds no segment, so a path reads the same whichever
+        // network holds it (`stem.Patch.projection…`, `net.conv_stem…`). Other enums keep
+        // theirs: recorded weight hashes are made over these paths.
+        let segment = container_type != "Enum:Network";
+        if segment {
+            self.path.push(name.to_string());
+        }
+        self.pushed.push(segment);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        if self.pushed.pop() == Some(true) {
+            self.path.pop();
+        }
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -50,6 +61,7 @@ impl ModuleVisitor for Collector {
 pub fn snapshot<M: Module>(module: &M) -> ParamSnapshot {
     let mut c = Collector {
         path: Vec::new(),
+        pushed: Vec::new(),
         out: BTreeMap::new(),
         read_values: true,
     };
@@ -61,6 +73,7 @@ pub fn snapshot<M: Module>(module: &M) -> ParamSnapshot {
 pub fn materialise<M: Module>(module: &M) {
     let mut c = Collector {
         path: Vec::new(),
+        pushed: Vec::new(),
         out: BTreeMap::new(),
         read_values: false,
     };

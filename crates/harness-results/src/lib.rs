@@ -26,7 +26,7 @@ mod verdict;
 
 pub use plot::{GainCell, accuracy_figure, gain_figure};
 pub use report::{ReportContext, write_report};
-pub use row::{COLUMN_DOCS, COLUMNS, FromColumn, ResultRow};
+pub use row::{COLUMN_DOCS, COLUMNS, FromColumn, ResultRow, scratch_arm, with_arm_names};
 pub use stats::{
     ArmSummary, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, EXACT_BOOTSTRAP_MAX, MeanCi, PairedDifference,
     bootstrap_mean_ci, holm, paired, quantile_sorted, summarise, t_cdf, t_quantile_975,

@@ -42,7 +42,7 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    sources.sort_by_key(|s| (s != "scratch", s.clone()));
+    sources.sort_by_key(|s| (!s.starts_with("scratch"), s.clone()));
     let ns: BTreeSet<i64> = arms.iter().map(|a| a.n_train).collect();
     let (n_min, n_max) = (
         *ns.first().unwrap_or(&1) as f64,
@@ -84,7 +84,8 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
                 .find(|a| &a.source == source)
                 .map_or("", |a| a.relation.as_str());
             match relation {
-                "none" | "" => "scratch (no pre-training)".to_string(),
+                "none" | "" if source == "scratch" => "scratch (no pre-training)".to_string(),
+                "none" | "" => format!("{source}, no pre-training"),
                 "matched" => format!("{source} (same modality)"),
                 "mismatched" => format!("{source} (other modality)"),
                 r => format!("{source} ({r})"),

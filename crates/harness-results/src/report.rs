@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use harness_spec::{Arm, Expect, Hypothesis};
 
 use crate::plot::{GainCell, accuracy_figure, gain_figure};
-use crate::row::ResultRow;
+use crate::row::{ResultRow, scratch_arm, with_arm_names};
 use crate::stats::{ArmSummary, MeanCi, PairedDifference, paired, summarise};
 use crate::store::write_parquet;
 use crate::verdict::{ALPHA, HypothesisTest, Verdict, test_hypotheses};
@@ -87,13 +87,14 @@ pub fn write_report(
     out_dir: &Path,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let arms = summarise(rows);
-    let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
     let mut written = Vec::new();
-
     let parquet = out_dir.join("results.parquet");
     write_parquet(rows, &parquet)?;
     written.push(parquet);
+
+    let rows = &with_arm_names(rows);
+    let arms = summarise(rows);
+    let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
     let mut figures = Vec::new();
     for target in &targets {
         let name = format!("accuracy-{target}.svg");
@@ -119,19 +120,20 @@ pub fn write_report(
     Ok(written)
 }
 
-/// Each pre-trained source against scratch at each option: (source, option, difference).
+/// Each pre-trained source against the scratch arm of its own architecture at each option:
+/// (source, option, difference).
 fn differences_against_scratch(rows: &[ResultRow]) -> Vec<(String, i64, PairedDifference)> {
-    let sources: BTreeSet<&str> = rows
+    let sources: BTreeSet<(&str, String)> = rows
         .iter()
-        .filter(|r| r.source != "scratch")
-        .map(|r| r.source.as_str())
+        .filter(|r| r.relation != "none")
+        .map(|r| (r.source.as_str(), scratch_arm(r.architecture())))
         .collect();
     let options: BTreeSet<i64> = rows.iter().map(|r| r.option).collect();
     let mut out = Vec::new();
-    for source in &sources {
+    for (source, scratch) in &sources {
         for &option in &options {
             out.extend(
-                paired(rows, (source, option), ("scratch", option))
+                paired(rows, (source, option), (scratch, option))
                     .into_iter()
                     .map(|d| (source.to_string(), option, d)),
             );

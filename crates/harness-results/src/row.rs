@@ -3,6 +3,38 @@
 
 use polars::prelude::*;
 
+impl ResultRow {
+    /// The architecture trained, `transformer` for rows written before the column existed.
+    pub fn architecture(&self) -> &str {
+        self.architecture.as_deref().unwrap_or("transformer")
+    }
+}
+
+/// The name of the scratch arm of `architecture` in reports: `scratch` for the experiment's
+/// Transformer, `scratch (ARCHITECTURE)` for a network pre-trained elsewhere.
+pub fn scratch_arm(architecture: &str) -> String {
+    if architecture == "transformer" {
+        "scratch".into()
+    } else {
+        format!("scratch ({architecture})")
+    }
+}
+
+/// The rows as reports compare them: each scratch row named after its architecture's scratch
+/// arm, so that every arm has one name and a pre-trained arm meets the scratch arm of its own
+/// architecture, never another's.
+pub fn with_arm_names(rows: &[ResultRow]) -> Vec<ResultRow> {
+    rows.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.relation == "none" {
+                r.source = scratch_arm(r.architecture());
+            }
+            r
+        })
+        .collect()
+}
+
 /// Reads a whole column as a vector of one Rust type.
 pub trait FromColumn: Sized {
     fn read(column: &Column) -> PolarsResult<Vec<Self>>;
@@ -129,6 +161,12 @@ result_schema! {
     n_train: i64,
     /// Seed of the subset, the initialisation and the batch order.
     seed: i64,
+    /// The architecture trained: `transformer` (the experiment's `[model]`) or a network
+    /// pre-trained elsewhere, e.g. `efficientnet-lite0` (null in rows written before it existed:
+    /// the Transformer). Arms are compared only within one architecture.
+    architecture: Option<String>,
+    /// Side in pixels the target's images were resized to for a network pre-trained elsewhere.
+    input_side: Option<i64>,
     /// Image patch side of the stem.
     patch: i64,
     /// Backbone width.

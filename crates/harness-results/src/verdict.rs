@@ -82,6 +82,15 @@ fn comparisons(
         .filter(|r| r.target == target)
         .map(|r| (r.source.as_str(), r.relation.as_str()))
         .collect();
+    // The architecture of each source: arms are compared only within one.
+    let architecture: BTreeMap<&str, &str> = rows
+        .iter()
+        .filter(|r| r.target == target)
+        .map(|r| (r.source.as_str(), r.architecture()))
+        .collect();
+    let in_scope = |source: &str| {
+        h.architectures.is_empty() || h.architectures.iter().any(|a| a == architecture[source])
+    };
     let options: BTreeSet<i64> = rows
         .iter()
         .filter(|r| r.target == target)
@@ -91,10 +100,11 @@ fn comparisons(
     match (h.a, h.b) {
         (Arm::Option(oa), Arm::Option(ob)) => {
             let chosen = |source: &str, rel: &str| {
-                h.sources.is_empty()
-                    || h.sources
-                        .iter()
-                        .any(|s| s == source || s == rel || (s == "scratch" && rel == "none"))
+                in_scope(source)
+                    && (h.sources.is_empty()
+                        || h.sources
+                            .iter()
+                            .any(|s| s == source || s == rel || (s == "scratch" && rel == "none")))
             };
             for &n in sizes {
                 for (&source, &rel) in &relation {
@@ -112,7 +122,7 @@ fn comparisons(
             let of = |arm: Arm| -> Vec<&str> {
                 relation
                     .iter()
-                    .filter(|(_, r)| Some(**r) == arm.relation())
+                    .filter(|(s, r)| Some(**r) == arm.relation() && in_scope(s))
                     .map(|(s, _)| *s)
                     .collect()
             };
@@ -125,6 +135,9 @@ fn comparisons(
                 for &o in &opts {
                     for sa in of(a) {
                         for sb in of(b) {
+                            if architecture[sa] != architecture[sb] {
+                                continue;
+                            }
                             out.push(Comparison {
                                 n,
                                 a: (sa.to_string(), o),
@@ -305,6 +318,7 @@ mod tests {
             options: vec![],
             sources: vec![],
             targets: vec![],
+            architectures: vec![],
         }
     }
 
@@ -356,6 +370,73 @@ mod tests {
         // Equal on average but too noisy to place inside ±2 points.
         let noisy = rows(|_, _, _| 0.0, 0.08);
         assert_eq!(one(&noisy, h).verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn sources_are_compared_only_with_the_scratch_arm_of_their_own_architecture() {
+        // The Transformer rows as `rows` makes them; a second architecture's scratch arm and
+        // network, 0.3 apart, whose scratch arm is far below the Transformer's.
+        let mut all = rows(|s, _, _| if s == "same" { 0.1 } else { 0.0 }, 0.0);
+        for (source, relation, accuracy) in [("scratch", "none", 0.2), ("net", "matched", 0.5)] {
+            for option in [1, 2] {
+                for n in [50, 200] {
+                    for seed in 0..5i64 {
+                        all.push(ResultRow {
+                            target: "t".into(),
+                            source: source.into(),
+                            relation: relation.into(),
+                            architecture: Some("cnn".into()),
+                            option,
+                            n_train: n,
+                            seed,
+                            status: "ok".into(),
+                            test_accuracy: accuracy + 0.001 * seed as f64,
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
+        let all = crate::with_arm_names(&all);
+        let h = || {
+            hypothesis(
+                Arm::Matched,
+                Arm::Scratch,
+                Expect::Greater,
+                0.0,
+                SizeScope::Smallest,
+            )
+        };
+        let both = one(&all, h());
+        assert_eq!(both.comparisons.len(), 2 * 2, "{:?}", both.comparisons);
+        assert!(
+            both.comparisons
+                .iter()
+                .all(|c| c.contains("net − scratch (cnn)") || c.contains("same − scratch,")),
+            "{:?}",
+            both.comparisons
+        );
+        assert!((both.mean - 0.2).abs() < 1e-9, "{}", both.mean);
+        let cnn = one(
+            &all,
+            Hypothesis {
+                architectures: vec!["cnn".into()],
+                ..h()
+            },
+        );
+        assert!((cnn.mean - 0.3).abs() < 1e-9, "{}", cnn.mean);
+        let transformer = one(
+            &all,
+            Hypothesis {
+                architectures: vec!["transformer".into()],
+                ..h()
+            },
+        );
+        assert!(
+            (transformer.mean - 0.1).abs() < 1e-9,
+            "{}",
+            transformer.mean
+        );
     }
 
     #[test]

@@ -353,6 +353,8 @@ struct HypothesisFile {
     sources: Vec<Spanned<String>>,
     #[serde(default)]
     targets: Vec<Spanned<String>>,
+    #[serde(default)]
+    architectures: Vec<Spanned<String>>,
 }
 
 /// A claim the report tests, declared before the run: arm A against arm B on test accuracy,
@@ -375,6 +377,9 @@ pub struct Hypothesis {
     pub sources: Vec<String>,
     /// Targets it applies to; empty = every target.
     pub targets: Vec<String>,
+    /// Architectures whose arms it compares (`transformer`, or a network's, e.g.
+    /// `efficientnet-lite0`); empty = each architecture, every arm paired within its own.
+    pub architectures: Vec<String>,
 }
 
 /// The grid of cells.
@@ -405,7 +410,58 @@ struct ExperimentFile {
     #[serde(default)]
     text: TextSpec,
     #[serde(default)]
+    networks: NetworksSpec,
+    #[serde(default)]
     hypothesis: Vec<HypothesisFile>,
+}
+
+/// The `[networks]` table: how a target reaches the networks pre-trained elsewhere that the
+/// matrix names as sources.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworksSpec {
+    /// Side in pixels the target's images are resized to (default: the side the network was
+    /// trained at, from its manifest's `[input]`).
+    #[serde(default)]
+    pub side: Option<usize>,
+    /// `[networks.finetune]`: the fine-tuning budget of the networks' cells (pre-trained and
+    /// scratch alike), where it differs from `[finetune]`. The validation split cannot differ:
+    /// every arm of one seed sees the same subset.
+    #[serde(default)]
+    pub finetune: FinetuneOverride,
+}
+
+/// Fine-tuning settings that replace those of `[finetune]` for some cells.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneOverride {
+    pub batch_size: Option<usize>,
+    pub option1_learning_rate: Option<f64>,
+    pub option2_learning_rate: Option<f64>,
+    pub epochs: Option<usize>,
+    pub min_steps: Option<usize>,
+    pub evaluations: Option<usize>,
+    pub patience: Option<usize>,
+}
+
+impl FinetuneOverride {
+    /// `base` with these settings in place of its own.
+    pub fn apply(&self, base: &FinetuneSpec) -> FinetuneSpec {
+        FinetuneSpec {
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            option1_learning_rate: self
+                .option1_learning_rate
+                .unwrap_or(base.option1_learning_rate),
+            option2_learning_rate: self
+                .option2_learning_rate
+                .unwrap_or(base.option2_learning_rate),
+            epochs: self.epochs.unwrap_or(base.epochs),
+            min_steps: self.min_steps.unwrap_or(base.min_steps),
+            validation_fraction: base.validation_fraction,
+            evaluations: self.evaluations.unwrap_or(base.evaluations),
+            patience: self.patience.unwrap_or(base.patience),
+        }
+    }
 }
 
 /// A parsed experiment file.
@@ -420,6 +476,8 @@ pub struct Experiment {
     pub finetune: FinetuneSpec,
     /// The `[text]` table.
     pub text_spec: TextSpec,
+    /// The `[networks]` table.
+    pub networks: NetworksSpec,
     /// The `[[hypothesis]]` tables, in order.
     pub hypotheses: Vec<Hypothesis>,
     pub path: PathBuf,
@@ -451,6 +509,7 @@ impl Experiment {
             pretrain: file.pretrain,
             finetune: file.finetune,
             text_spec: file.text,
+            networks: file.networks,
             hypotheses: Vec::new(),
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -633,6 +692,11 @@ impl Experiment {
             options,
             sources: h.sources.iter().map(|s| s.get_ref().clone()).collect(),
             targets: h.targets.iter().map(|t| t.get_ref().clone()).collect(),
+            architectures: h
+                .architectures
+                .iter()
+                .map(|a| a.get_ref().clone())
+                .collect(),
         })
     }
 

@@ -25,8 +25,8 @@ mod plan;
 
 pub use error::{Location, SpecError};
 pub use experiment::{
-    Arm, Expect, Experiment, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec, PretrainOverride,
-    PretrainSpec, SCRATCH, SizeScope, TextSpec,
+    Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec,
+    NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
 };
 pub use manifest::{
     AudioSpec, CsvSpec, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest, ManifestSet, Modality,
@@ -37,5 +37,6 @@ pub use network::{
     NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
 };
 pub use plan::{
-    Cell, FINGERPRINT_VERSION, Plan, PretrainJob, Relation, TokenizerPlan, expand, fingerprint_of,
+    Cell, FINGERPRINT_VERSION, InputAdapter, NetworkArm, Plan, PretrainJob, Relation, TRANSFORMER,
+    TokenizerPlan, expand, fingerprint_of,
 };

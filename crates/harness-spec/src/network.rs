@@ -310,7 +310,7 @@ pub fn declares_network(text: &str) -> bool {
 pub type NetworkSet = BTreeMap<String, NetworkManifest>;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub const GOOD: &str = r#"kind = "network"

@@ -7,8 +7,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::SpecError;
-use crate::experiment::{Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec};
+use crate::experiment::{
+    Arm, Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
+};
 use crate::manifest::{Manifest, ManifestSet, Modality};
+use crate::network::{EfficientNetShape, NetworkManifest};
 
 /// Bumped whenever a change alters what a cell or a pre-training run computes, so that stale
 /// results and checkpoints are not reused.
@@ -69,6 +72,35 @@ pub struct PretrainJob {
     pub key: String,
 }
 
+/// How a target's images reach a network pre-trained elsewhere, applied once per dataset:
+/// resized to `side × side`, the grey channel copied to `channels`, pixel values `x` (0–255)
+/// scaled as `(x − offset) / scale`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InputAdapter {
+    pub side: usize,
+    pub channels: usize,
+    pub offset: f64,
+    pub scale: f64,
+}
+
+/// The architecture a cell trains when it is not the experiment's Transformer: a network
+/// pre-trained elsewhere, with its published weights, or the same architecture from random
+/// weights (its scratch arm, so that pre-training is compared within one architecture).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkArm {
+    /// Name of the architecture, e.g. `efficientnet-lite0`; cells are paired within one.
+    pub architecture: String,
+    pub shape: EfficientNetShape,
+    /// The network manifest whose weights start the cell (none: random weights).
+    pub weights: Option<String>,
+    /// SHA256 of that weight file.
+    pub weights_sha256: Option<String>,
+    pub input: InputAdapter,
+}
+
+/// Architecture name of the cells that train the experiment's own Transformer.
+pub const TRANSFORMER: &str = "transformer";
+
 /// One cell of the matrix: everything needed to train and evaluate one result row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
@@ -86,10 +118,23 @@ pub struct Cell {
     pub tokenizer: Option<String>,
     /// Key of the pre-training job whose checkpoint initialises this cell (none for scratch).
     pub pretrain_key: Option<String>,
+    /// The network pre-trained elsewhere (or its architecture from scratch) that this cell
+    /// trains instead of the experiment's Transformer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkArm>,
     /// Content of the target dataset (its manifest's checksums).
     pub target_content: String,
     /// Content hash of all the above but the experiment name: equal fingerprints, equal results.
     pub fingerprint: String,
+}
+
+impl Cell {
+    /// The architecture the cell trains: [`TRANSFORMER`] or a network's.
+    pub fn architecture(&self) -> &str {
+        self.network
+            .as_ref()
+            .map_or(TRANSFORMER, |n| n.architecture.as_str())
+    }
 }
 
 /// Everything one or more experiment files ask for.
@@ -204,9 +249,24 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
         }
 
         let mut sources = Vec::new();
+        // Each network's architecture from random weights: its scratch arm.
+        let mut scratch_networks: Vec<NetworkArm> = Vec::new();
         for source_id in &m.sources {
             if source_id.get_ref() == SCRATCH {
-                sources.push((SCRATCH.to_string(), Relation::None, None));
+                sources.push((SCRATCH.to_string(), Relation::None, None, None));
+                continue;
+            }
+            if let Some(network) = manifests.network(source_id.get_ref()) {
+                let arm = network_arm(experiment, network, target, source_id.span())?;
+                let scratch = NetworkArm {
+                    weights: None,
+                    weights_sha256: None,
+                    ..arm.clone()
+                };
+                if !scratch_networks.contains(&scratch) {
+                    scratch_networks.push(scratch);
+                }
+                sources.push((network.id.clone(), Relation::Matched, None, Some(arm)));
                 continue;
             }
             let source = lookup(source_id, "source")?;
@@ -240,22 +300,42 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
             {
                 plan.pretrain_jobs.push(job);
             }
-            sources.push((source.id.clone(), relation, Some(key)));
+            sources.push((source.id.clone(), relation, Some(key), None));
         }
+        if sources.iter().any(|(s, ..)| s == SCRATCH) {
+            for arm in scratch_networks {
+                sources.push((SCRATCH.to_string(), Relation::None, None, Some(arm)));
+            }
+        }
+        let arms: Vec<(Relation, &str)> = sources
+            .iter()
+            .map(|(_, relation, _, network)| {
+                (
+                    *relation,
+                    network
+                        .as_ref()
+                        .map_or(TRANSFORMER, |n| n.architecture.as_str()),
+                )
+            })
+            .collect();
+        check_hypotheses_pair_within_architectures(experiment, &target.id, &arms)?;
 
         for n in &m.n_train {
             for &seed in &m.seeds {
-                for (source, relation, pretrain_key) in &sources {
+                for (source, relation, pretrain_key, network) in &sources {
                     for option in &m.options {
                         plan.cells.push(cell(
                             experiment,
                             target,
-                            source,
-                            *relation,
+                            CellStart {
+                                source,
+                                relation: *relation,
+                                pretrain_key: pretrain_key.clone(),
+                                network: network.clone(),
+                            },
                             *option.get_ref(),
                             *n.get_ref(),
                             seed,
-                            pretrain_key.clone(),
                             tokenizer_of(target),
                         ));
                     }
@@ -436,30 +516,151 @@ fn pretrain_job(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Every hypothesis that compares sources (matched, mismatched, scratch) must find, for each
+/// arm of one side, an arm of the other side with the same architecture: the report compares
+/// pre-training within one architecture, never architectures. Named architectures must exist.
+fn check_hypotheses_pair_within_architectures(
+    experiment: &Experiment,
+    target: &str,
+    arms: &[(Relation, &str)],
+) -> Result<(), SpecError> {
+    let present: Vec<&str> = arms.iter().map(|(_, a)| *a).collect();
+    for h in &experiment.hypotheses {
+        if !h.targets.is_empty() && !h.targets.iter().any(|t| t == target) {
+            continue;
+        }
+        let at = |message: String| experiment.error_near(&format!("\"{}\"", h.name), message);
+        for name in &h.architectures {
+            if !present.contains(&name.as_str()) {
+                return Err(at(format!(
+                    "hypothesis `{}` names architecture `{name}`, which no arm on target `{target}` trains (present: {})",
+                    h.name,
+                    dedup(&present).join(", ")
+                )));
+            }
+        }
+        let (Some(ra), Some(rb)) = (h.a.relation(), h.b.relation()) else {
+            continue;
+        };
+        let side = |relation: &str| -> Vec<&str> {
+            arms.iter()
+                .filter(|(r, a)| {
+                    r.as_str() == relation
+                        && (h.architectures.is_empty() || h.architectures.iter().any(|n| n == a))
+                })
+                .map(|(_, a)| *a)
+                .collect()
+        };
+        let (a_side, b_side) = (side(ra), side(rb));
+        // Every architecture has a scratch arm, so a scratch arm without a partner is simply
+        // not compared; a pre-trained arm without one would be compared with nothing of its own.
+        let sides = [(&a_side, &b_side, h.a, h.b), (&b_side, &a_side, h.b, h.a)];
+        for (mine, other, own, arm) in sides {
+            if own == Arm::Scratch {
+                continue;
+            }
+            if let Some(lonely) = mine.iter().find(|a| !other.contains(a))
+                && !other.is_empty()
+            {
+                return Err(at(format!(
+                    "hypothesis `{}` on target `{target}` would compare `{lonely}` arms with {} arms of another architecture only ({}); pre-training is compared within one architecture",
+                    h.name,
+                    arm.describe(),
+                    dedup(other).join(", ")
+                ))
+                .with_help(format!(
+                    "add `scratch` to the sources (every architecture gets its scratch arm), or limit the hypothesis with `architectures = [\"{}\"]`",
+                    dedup(other).join("\", \"")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dedup<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    let mut out: Vec<&str> = names.to_vec();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A network source's arm on `target`: its architecture, weights and input adapter. Only
+/// image targets have an established adapter so far; others are refused.
+fn network_arm(
+    experiment: &Experiment,
+    network: &NetworkManifest,
+    target: &Manifest,
+    span: std::ops::Range<usize>,
+) -> Result<NetworkArm, SpecError> {
+    if target.modality != network.modality {
+        return Err(experiment
+            .error_at(
+                span,
+                format!(
+                    "network `{}` takes {} input and target `{}` is {}: no established adapter joins them",
+                    network.id,
+                    network.modality.as_str(),
+                    target.id,
+                    target.modality.as_str()
+                ),
+            )
+            .with_help("use it with image targets"));
+    }
+    let side = experiment.networks.side.unwrap_or(network.input.side);
+    if side < 8 {
+        return Err(experiment.error_near(
+            "side",
+            format!("`networks.side` = {side} is too small; use at least 8 pixels (e.g. 64 or 96)"),
+        ));
+    }
+    Ok(NetworkArm {
+        architecture: network.architecture.name(),
+        shape: network.architecture.efficientnet(),
+        weights: Some(network.id.clone()),
+        weights_sha256: Some(network.weights_sha256().to_ascii_lowercase()),
+        input: InputAdapter {
+            side,
+            channels: network.input.channels,
+            offset: network.input.offset,
+            scale: network.input.scale,
+        },
+    })
+}
+
+/// Where a cell's starting weights come from.
+struct CellStart<'a> {
+    source: &'a str,
+    relation: Relation,
+    pretrain_key: Option<String>,
+    network: Option<NetworkArm>,
+}
+
 fn cell(
     experiment: &Experiment,
     target: &Manifest,
-    source: &str,
-    relation: Relation,
+    arm: CellStart,
     option: u8,
     n_train: usize,
     seed: u64,
-    pretrain_key: Option<String>,
     tokenizer: Option<String>,
 ) -> Cell {
     let mut cell = Cell {
         experiment: experiment.name.clone(),
         target: target.id.clone(),
-        source: source.to_string(),
-        relation,
+        source: arm.source.to_string(),
+        relation: arm.relation,
         option,
         n_train,
         seed,
         model: experiment.model.clone(),
-        finetune: experiment.finetune.clone(),
+        finetune: match &arm.network {
+            Some(_) => experiment.networks.finetune.apply(&experiment.finetune),
+            None => experiment.finetune.clone(),
+        },
         tokenizer,
-        pretrain_key,
+        pretrain_key: arm.pretrain_key,
+        network: arm.network,
         target_content: target.content_key(),
         fingerprint: String::new(),
     };
@@ -600,6 +801,140 @@ seeds = [0, 1, 2]
         assert!(err.message.contains("`srx`"), "{err}");
         assert_eq!(err.location.unwrap().line, 3);
         assert!(err.help.unwrap().contains("src, tgt"));
+    }
+
+    fn with_network() -> ManifestSet {
+        let mut s = set();
+        let net =
+            NetworkManifest::parse(Path::new("net.toml"), crate::network::tests::GOOD).unwrap();
+        s.networks.insert(net.id.clone(), net);
+        s
+    }
+
+    #[test]
+    fn a_network_source_brings_its_scratch_arm_and_leaves_the_other_cells_unchanged() {
+        let text = MATRIX.replace("\"scratch\", \"src\"", "\"scratch\", \"src\", \"tiny-net\"");
+        let text = format!("{text}[networks]\nside = 24\n\n[networks.finetune]\nepochs = 3\n");
+        let plan = expand(&experiment(&text), &with_network()).unwrap();
+        assert_eq!(plan.cells.len(), 4 * 2 * 2 * 3);
+        let arms: std::collections::BTreeSet<(&str, &str, &str)> = plan
+            .cells
+            .iter()
+            .map(|c| (c.source.as_str(), c.architecture(), c.relation.as_str()))
+            .collect();
+        let custom = "efficientnet-lite(custom)";
+        assert_eq!(
+            arms.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("scratch", custom, "none"),
+                ("scratch", TRANSFORMER, "none"),
+                ("src", TRANSFORMER, "matched"),
+                ("tiny-net", custom, "matched"),
+            ]
+        );
+        for c in &plan.cells {
+            let arm = c.network.as_ref();
+            assert_eq!(arm.map(|a| a.input.side), c.network.as_ref().map(|_| 24));
+            assert_eq!(
+                arm.is_some_and(|a| a.weights.is_some()),
+                c.source == "tiny-net"
+            );
+            assert_eq!(c.finetune.epochs, if arm.is_some() { 3 } else { 30 });
+            assert!(c.pretrain_key.is_none() || arm.is_none());
+        }
+        // The Transformer's cells keep the fingerprints they have without the network.
+        let without = expand(&experiment(MATRIX), &set()).unwrap();
+        let fps = |p: &Plan| -> std::collections::BTreeSet<String> {
+            p.cells
+                .iter()
+                .filter(|c| c.network.is_none())
+                .map(|c| c.fingerprint.clone())
+                .collect()
+        };
+        assert_eq!(fps(&plan), fps(&without));
+    }
+
+    #[test]
+    fn a_network_on_a_target_of_another_modality_is_refused() {
+        let mut s = with_network();
+        let net = s.networks.get_mut("tiny-net").unwrap();
+        net.modality = Modality::Audio;
+        let text = MATRIX.replace("\"scratch\", \"src\"", "\"scratch\", \"tiny-net\"");
+        let err = expand(&experiment(&text), &s).unwrap_err();
+        assert!(err.message.contains("no established adapter"), "{err}");
+        assert_eq!(err.location.unwrap().line, 3);
+    }
+
+    #[test]
+    fn a_hypothesis_that_would_compare_architectures_is_refused() {
+        // Matched arms of both architectures, but a scratch arm only for... none: `scratch`
+        // is left out, and `src` (the Transformer) is the only other arm.
+        let text = MATRIX.replace("\"scratch\", \"src\"", "\"src\", \"tiny-net\"");
+        let ok = format!(
+            "{text}[[hypothesis]]\nname = \"opts\"\na = \"option 1\"\nb = \"option 2\"\nexpect = \"greater\"\n"
+        );
+        assert!(expand(&experiment(&ok), &with_network()).is_ok());
+        let mixed = MATRIX.replace("\"scratch\", \"src\"", "\"scratch\", \"tiny-net\"");
+        let mixed = mixed.replace("[matrix]", "[matrix]");
+        // tiny-net has its scratch arm: fine. Limiting to the Transformer leaves no matched arm.
+        let h = |arch: &str| {
+            format!(
+                "{mixed}[[hypothesis]]\nname = \"m\"\na = \"matched\"\nb = \"scratch\"\nexpect = \"greater\"\narchitectures = [\"{arch}\"]\n"
+            )
+        };
+        assert!(
+            expand(
+                &experiment(&h("efficientnet-lite(custom)")),
+                &with_network()
+            )
+            .is_ok()
+        );
+        let err = expand(&experiment(&h("resnet")), &with_network()).unwrap_err();
+        assert!(err.message.contains("names architecture `resnet`"), "{err}");
+        assert_eq!(err.location.unwrap().line, 8);
+    }
+
+    #[test]
+    fn matched_arms_without_a_partner_of_their_architecture_are_refused() {
+        let mut s = with_network();
+        let text_manifest = r#"id = "txt"
+name = "txt"
+modality = "text"
+licence = "CC0"
+citation = "t"
+format = "text-csv"
+classes = ["a", "b"]
+[split]
+method = "stratified"
+test_per_class = 1
+seed = 1
+train = 100
+test = 2
+[[source]]
+kind = "local"
+path = "."
+files = { data = "t.csv" }
+"#;
+        let txt = Manifest::parse(Path::new("txt.toml"), text_manifest).unwrap();
+        s.by_id.insert(txt.id.clone(), txt);
+        // Matched: only the network; mismatched: only the Transformer (from text).
+        let text = MATRIX.replace("\"scratch\", \"src\"", "\"scratch\", \"tiny-net\", \"txt\"");
+        let h = |a: &str, b: &str| {
+            format!(
+                "{text}[[hypothesis]]\nname = \"cross\"\na = \"{a}\"\nb = \"{b}\"\nexpect = \"greater\"\n"
+            )
+        };
+        let err = expand(&experiment(&h("matched", "mismatched")), &s).unwrap_err();
+        assert!(
+            err.message
+                .contains("would compare `efficientnet-lite(custom)` arms with mismatched arms of another architecture only"),
+            "{err}"
+        );
+        assert_eq!(err.location.unwrap().line, 8);
+        assert!(err.help.unwrap().contains("architectures"));
+        // Each against scratch: every architecture has its scratch arm.
+        assert!(expand(&experiment(&h("matched", "scratch")), &s).is_ok());
+        assert!(expand(&experiment(&h("mismatched", "scratch")), &s).is_ok());
     }
 
     #[test]

@@ -9,9 +9,12 @@ use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use std::path::Path;
+
 use harness_data::{Dataset, Inputs, Normalisation, Rng, training_subset};
-use harness_model::{Checkpoint, Classifier, Transfer, load_pretrained};
-use harness_spec::{Cell, Relation};
+use harness_model::efficientnet::EfficientNet;
+use harness_model::{Checkpoint, GreyImageNet, Network, Transfer, load_pretrained};
+use harness_spec::{Cell, NetworkArm, Relation};
 
 use crate::batches::{batch, label_tensor};
 use crate::eval::{Evaluation, evaluate, evaluate_head};
@@ -53,108 +56,188 @@ pub struct CellOutcome {
     /// Indices (into the target's training pool) of the subset, for paired-design checks.
     pub subset: Vec<usize>,
     /// The network that was evaluated.
-    pub model: Classifier,
+    pub model: Network,
+}
+
+/// What a cell's transferred layers are copied from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Nothing: random weights (the cell's `source` is `scratch`).
+    Scratch,
+    /// A checkpoint the harness pre-trained.
+    Checkpoint(&'a Checkpoint),
+    /// The verified weight file of a network pre-trained elsewhere.
+    Network(&'a Path),
+}
+
+impl<'a> From<Option<&'a Checkpoint>> for Source<'a> {
+    fn from(checkpoint: Option<&'a Checkpoint>) -> Self {
+        checkpoint.map_or(Source::Scratch, Source::Checkpoint)
+    }
 }
 
 /// Builds the cell's starting network: seeded fresh weights, then the transfer applied.
-pub fn initial_model(
+pub fn initial_model<'a>(
     cell: &Cell,
     target: &Dataset,
-    checkpoint: Option<&Checkpoint>,
-) -> Result<Classifier> {
+    source: impl Into<Source<'a>>,
+) -> Result<Network> {
+    let source = source.into();
+    let freeze = cell.option == 1;
+    if let Some(arm) = &cell.network {
+        return initial_network(cell, arm, target, source, freeze);
+    }
     let config = crate::model_config(target, &cell.model)?;
     // Every arm of one seed draws the same fresh weights, so the new head starts identical
     // whether the rest is copied or not.
     let model = crate::init_network(&config, &train_device(), cell.seed);
-    let freeze = cell.option == 1;
-    let transfer = match checkpoint {
-        Some(c) => Transfer::Pretrained {
+    let transfer = match source {
+        Source::Checkpoint(c) => Transfer::Pretrained {
             checkpoint: c.clone(),
             copy_stem: cell.relation != Relation::Mismatched,
             freeze,
         },
-        None => Transfer::Scratch { freeze },
+        Source::Scratch => Transfer::Scratch { freeze },
+        Source::Network(_) => anyhow::bail!(
+            "cell {} trains the Transformer but was given a network's weights",
+            cell.fingerprint
+        ),
     };
-    load_pretrained(model, &transfer)
+    Ok(Network::Transformer(load_pretrained(model, &transfer)?))
+}
+
+/// A network pre-trained elsewhere with a new output layer for the target's classes, or its
+/// architecture from random weights; Option 1 freezes everything but the output layer. The
+/// new output layer is drawn from the cell's seed, the same for both arms.
+fn initial_network(
+    cell: &Cell,
+    arm: &NetworkArm,
+    target: &Dataset,
+    source: Source,
+    freeze: bool,
+) -> Result<Network> {
+    let (rows, cols) = target.shape();
+    anyhow::ensure!(
+        (rows, cols) == (arm.input.side, arm.input.side),
+        "cell {}: the target's images are {rows}×{cols}, the network's adapter makes {}×{}",
+        cell.fingerprint,
+        arm.input.side,
+        arm.input.side
+    );
+    let classes = target.classes.len();
+    let fresh = crate::init_efficientnet(&arm.shape, classes, &train_device(), cell.seed);
+    let mut net: EfficientNet = match (source, &arm.weights) {
+        (Source::Scratch, None) => fresh,
+        (Source::Network(path), Some(_)) => {
+            let published =
+                crate::init_efficientnet(&arm.shape, arm.shape.classes, &train_device(), cell.seed);
+            let mut loaded = published
+                .load_pytorch(path)
+                .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
+            loaded.fc = fresh.fc;
+            loaded
+        }
+        _ => anyhow::bail!(
+            "cell {}: the network arm and its weights do not agree",
+            cell.fingerprint
+        ),
+    };
+    if freeze {
+        net = net.freeze_body();
+    }
+    Ok(Network::EfficientNet(GreyImageNet {
+        net,
+        side: arm.input.side,
+    }))
+}
+
+/// The input scaling of a cell: a network's own (`(x − offset) / scale` on 0–255 pixels), or
+/// the target pool's mean and standard deviation.
+fn normalisation(cell: &Cell, target: &Dataset) -> Normalisation {
+    match &cell.network {
+        Some(arm) => Normalisation {
+            mean: (arm.input.offset / 255.0) as f32,
+            std: (arm.input.scale / 255.0) as f32,
+        },
+        None => Normalisation::of_pool(&target.train),
+    }
 }
 
 /// Runs one cell to completion. Option 1 cells (frozen stem and backbone, no dropout) train
 /// their output layer on features computed once (see [`FeatureCache`]); this call keeps them
 /// for itself only. [`run_cell_cached`] shares them across cells.
-pub fn run_cell(
+pub fn run_cell<'a>(
     cell: &Cell,
     target: &Dataset,
-    checkpoint: Option<&Checkpoint>,
+    source: impl Into<Source<'a>>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
-    run_cell_cached(
-        cell,
-        target,
-        checkpoint,
-        &mut FeatureCache::default(),
-        events,
-    )
+    run_cell_cached(cell, target, source, &mut FeatureCache::default(), events)
 }
 
 /// [`run_cell`], with the frozen features of Option 1 cells kept in `cache` for later cells.
-pub fn run_cell_cached(
+pub fn run_cell_cached<'a>(
     cell: &Cell,
     target: &Dataset,
-    checkpoint: Option<&Checkpoint>,
+    source: impl Into<Source<'a>>,
     cache: &mut FeatureCache,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
-    run(cell, target, checkpoint, Some(cache), events)
+    run(cell, target, source.into(), Some(cache), events)
 }
 
 /// Runs one cell through the whole network at every step, Option 1 included: the reference
 /// the cached path is checked against.
-pub fn run_cell_uncached(
+pub fn run_cell_uncached<'a>(
     cell: &Cell,
     target: &Dataset,
-    checkpoint: Option<&Checkpoint>,
+    source: impl Into<Source<'a>>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
-    run(cell, target, checkpoint, None, events)
+    run(cell, target, source.into(), None, events)
 }
 
 fn run(
     cell: &Cell,
     target: &Dataset,
-    checkpoint: Option<&Checkpoint>,
+    source: Source,
     cache: Option<&mut FeatureCache>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
+    let needs_checkpoint = cell.pretrain_key.is_some();
+    let needs_weights = cell.network.as_ref().is_some_and(|n| n.weights.is_some());
+    let agrees = match source {
+        Source::Scratch => !needs_checkpoint && !needs_weights,
+        Source::Checkpoint(_) => needs_checkpoint,
+        Source::Network(_) => needs_weights,
+    };
     anyhow::ensure!(
-        cell.pretrain_key.is_none() == checkpoint.is_none(),
-        "cell {} needs {} checkpoint",
+        agrees,
+        "cell {} (source `{}`) was given the wrong starting weights: {source:?}",
         cell.fingerprint,
-        if cell.pretrain_key.is_some() {
-            "a"
-        } else {
-            "no"
-        }
+        cell.source
     );
     let started = Instant::now();
     let classes = target.classes.len();
     let subset = cell_subset(cell, target)?;
-    let norm = Normalisation::of_pool(&target.train);
+    let norm = normalisation(cell, target);
     let device = train_device();
-    let model = initial_model(cell, target, checkpoint)?;
+    let model = initial_model(cell, target, source)?;
     let plan = Schedule::new(cell, subset.fit.len());
     let test_indices: Vec<usize> = (0..target.test.len()).collect();
 
     // Option 1 with frozen layers that behave the same in training and evaluation (no
     // dropout): train the output layer alone on cached features. Across modalities the fresh
     // stem trains under Option 1, so the frozen backbone's input changes at every step: no cache.
-    let cached =
-        cell.option == 1 && cell.model.dropout == 0.0 && cell.relation != Relation::Mismatched;
+    let cached = cell.option == 1
+        && (cell.network.is_some() || cell.model.dropout == 0.0)
+        && cell.relation != Relation::Mismatched;
     let (status, best_step, steps_run, examples_seen, validation, test, best_model) = match cache {
         Some(cache) if cached => {
             let frozen = cache.get_or_compute(cell, &model, &target.train, &target.test, &norm);
             let labels = target.train.labels();
             let trained = fine_tune(
-                model.head.clone(),
+                model.head().clone(),
                 &plan,
                 &subset.fit,
                 |head: &Linear, chunk: &[usize]| {
@@ -173,8 +256,7 @@ fn run(
                 &test_indices,
                 classes,
             );
-            let mut best_model = model;
-            best_model.head = trained.best;
+            let best_model = model.with_head(trained.best);
             (
                 trained.status,
                 trained.best_step,
@@ -190,11 +272,11 @@ fn run(
                 model,
                 &plan,
                 &subset.fit,
-                |model: &Classifier, chunk: &[usize]| {
+                |model: &Network, chunk: &[usize]| {
                     let (x, y) = batch(&target.train, &norm, chunk, &device);
                     (model.forward(x), y)
                 },
-                |model: &Classifier| {
+                |model: &Network| {
                     evaluate(model, &target.train, &norm, &subset.validation, classes)
                 },
                 events,
@@ -263,7 +345,7 @@ pub struct CellArrays {
 /// The arrays of `cell` on `target`, drawn exactly as [`run_cell`] draws them.
 pub fn cell_arrays(cell: &Cell, target: &Dataset) -> Result<CellArrays> {
     let subset = cell_subset(cell, target)?;
-    let norm = Normalisation::of_pool(&target.train);
+    let norm = normalisation(cell, target);
     let plan = Schedule::new(cell, subset.fit.len());
     let take = |set: &Inputs, indices: &[usize]| {
         let labels = set.labels();

@@ -4,7 +4,7 @@ use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use harness_data::{Inputs, Normalisation};
-use harness_model::Classifier;
+use harness_model::Network;
 
 use crate::batches::{batch, label_tensor};
 use crate::eval_device;
@@ -22,7 +22,7 @@ const EVAL_BATCH: usize = 500;
 
 /// Evaluates `model` on the examples of `set` at `indices`.
 pub fn evaluate(
-    model: &Classifier,
+    model: &Network,
     set: &Inputs,
     norm: &Normalisation,
     indices: &[usize],

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use harness_data::{Inputs, Normalisation};
-use harness_model::Classifier;
+use harness_model::Network;
 use harness_spec::Cell;
 use serde::Serialize;
 
@@ -30,7 +30,7 @@ pub struct SplitFeatures {
 
 impl SplitFeatures {
     /// Features of every example of `set` under the frozen layers of `model`.
-    pub fn compute(model: &Classifier, set: &Inputs, norm: &Normalisation) -> SplitFeatures {
+    pub fn compute(model: &Network, set: &Inputs, norm: &Normalisation) -> SplitFeatures {
         let device = eval_device();
         let model = model.valid();
         let all: Vec<usize> = (0..set.len()).collect();
@@ -83,7 +83,7 @@ impl FeatureCache {
     pub fn get_or_compute(
         &mut self,
         cell: &Cell,
-        model: &Classifier,
+        model: &Network,
         train: &Inputs,
         test: &Inputs,
         norm: &Normalisation,
@@ -101,23 +101,28 @@ impl FeatureCache {
     }
 }
 
-/// What determines a cell's frozen layers and the examples they see: the checkpoint (or, for
-/// scratch, the seed of the random initialisation), the architecture, and the target's data
-/// and tokenizer. The head, the subset and the option do not enter.
+/// What determines a cell's frozen layers and the examples they see: the checkpoint or the
+/// network's weights (or, from scratch, the seed of the random initialisation), the
+/// architecture, and the target's data and tokenizer. The head, the subset and the option do
+/// not enter.
 fn frozen_key(cell: &Cell) -> String {
     #[derive(Serialize)]
     struct Key<'a> {
         checkpoint: &'a Option<String>,
         scratch_seed: Option<u64>,
         model: &'a harness_spec::ModelSpec,
+        network: &'a Option<harness_spec::NetworkArm>,
         target: &'a str,
         content: &'a str,
         tokenizer: &'a Option<String>,
     }
+    let pretrained =
+        cell.pretrain_key.is_some() || cell.network.as_ref().is_some_and(|n| n.weights.is_some());
     serde_json::to_string(&Key {
         checkpoint: &cell.pretrain_key,
-        scratch_seed: cell.pretrain_key.is_none().then_some(cell.seed),
+        scratch_seed: (!pretrained).then_some(cell.seed),
         model: &cell.model,
+        network: &cell.network,
         target: &cell.target,
         content: &cell.target_content,
         tokenizer: &cell.tokenizer,

@@ -24,8 +24,8 @@ mod pretrained;
 
 pub use bench::{measure_features, measure_train};
 pub use cell::{
-    CellArrays, CellOutcome, CellStatus, cell_arrays, initial_model, run_cell, run_cell_cached,
-    run_cell_uncached,
+    CellArrays, CellOutcome, CellStatus, Source, cell_arrays, initial_model, run_cell,
+    run_cell_cached, run_cell_uncached,
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
@@ -212,6 +212,24 @@ pub fn init_network(
         Backend::Tch => {
             // Drawn on Flex with the target's autodiff setting, then forked: moved and made
             // leaves of the target's graph (a plain move would record the move itself).
+            let flex = Device::flex().with_autodiff_context_from(device);
+            config.init_seeded(&flex, seed).fork(device)
+        }
+    }
+}
+
+/// An EfficientNet of `shape` with a `classes`-way output layer, every parameter drawn from
+/// `seed` on Flex (then copied to another backend, as [`init_network`] does).
+pub fn init_efficientnet(
+    shape: &harness_spec::EfficientNetShape,
+    classes: usize,
+    device: &Device,
+    seed: u64,
+) -> harness_model::efficientnet::EfficientNet {
+    let config = pretrained::efficientnet_shape_config(shape, classes);
+    match backend() {
+        Backend::Flex => config.init_seeded(device, seed),
+        Backend::Tch => {
             let flex = Device::flex().with_autodiff_context_from(device);
             config.init_seeded(&flex, seed).fork(device)
         }

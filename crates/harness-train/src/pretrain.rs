@@ -183,9 +183,10 @@ fn train(
         });
     }
     let test: Vec<usize> = (0..source.test.len()).collect();
-    let test_eval = evaluate(&model, &source.test, &norm, &test, classes);
     save_pretrained(&model, out)?;
     let weights_sha256 = Some(weights_sha256(&model));
+    let model = harness_model::Network::Transformer(model);
+    let test_eval = evaluate(&model, &source.test, &norm, &test, classes);
     Ok(PretrainMeta {
         weights_sha256,
         key: job.key.clone(),

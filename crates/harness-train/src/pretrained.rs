@@ -11,7 +11,7 @@ use harness_data::FetchEvent;
 use harness_model::efficientnet::{
     EfficientNet, EfficientNetConfig, MbStageConfig, WeightMismatch,
 };
-use harness_spec::{ArchitectureSpec, Family, NetworkManifest};
+use harness_spec::{ArchitectureSpec, EfficientNetShape, Family, NetworkManifest};
 use sha2::{Digest, Sha256};
 
 /// A weight file in the cache that fits its manifest: hash and architecture checked.
@@ -26,18 +26,20 @@ pub struct VerifiedWeights {
 /// The burn config of a manifest's architecture.
 pub fn efficientnet_config(arch: &ArchitectureSpec) -> EfficientNetConfig {
     match arch.family {
-        Family::EfficientNetLite => {
-            let shape = arch.efficientnet();
-            let stages = shape
-                .stages
-                .iter()
-                .map(|&[repeats, kernel, stride, expand, out]| {
-                    MbStageConfig::new(repeats, kernel, stride, expand, out)
-                })
-                .collect();
-            EfficientNetConfig::new(shape.stem, stages, shape.head, shape.classes)
-        }
+        Family::EfficientNetLite => efficientnet_shape_config(&arch.efficientnet(), arch.classes),
     }
+}
+
+/// The burn config of an EfficientNet-Lite shape with a `classes`-way output layer.
+pub fn efficientnet_shape_config(shape: &EfficientNetShape, classes: usize) -> EfficientNetConfig {
+    let stages = shape
+        .stages
+        .iter()
+        .map(|&[repeats, kernel, stride, expand, out]| {
+            MbStageConfig::new(repeats, kernel, stride, expand, out)
+        })
+        .collect();
+    EfficientNetConfig::new(shape.stem, stages, shape.head, classes)
 }
 
 /// The network of `manifest` with its verified published weights.

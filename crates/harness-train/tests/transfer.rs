@@ -4,7 +4,9 @@
 use harness_data::{Dataset, ImageSet, Inputs, Rng, SpectrogramSet, TokenSet};
 use harness_model::{ParamSnapshot, snapshot};
 use harness_spec::{Cell, FinetuneSpec, Modality, ModelSpec, PretrainJob, PretrainSpec, Relation};
-use harness_train::{FeatureCache, initial_model, run_cell, run_cell_cached, run_cell_uncached};
+use harness_train::{
+    FeatureCache, Source, initial_model, run_cell, run_cell_cached, run_cell_uncached,
+};
 
 const SIDE: usize = 8;
 
@@ -133,6 +135,7 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
         },
         tokenizer: None,
         pretrain_key,
+        network: None,
         target_content: "t".into(),
         fingerprint: format!("{source}-{option}"),
     }
@@ -418,8 +421,12 @@ fn audio_transfer_copies_stem_and_backbone_freezes_them_under_option1_and_tunes_
     let mut saved = part(&snapshot(&start), "stem");
     saved.extend(part(&snapshot(&start), "backbone"));
     // The spectrogram stem: one token per 2 frames of all 8 mel bands.
-    let harness_model::Stem::Patch(stem) = &start.stem else {
-        panic!("audio uses the patch stem")
+    let harness_model::Network::Transformer(harness_model::Classifier {
+        stem: harness_model::Stem::Patch(stem),
+        ..
+    }) = &start
+    else {
+        panic!("audio uses the Transformer's patch stem")
     };
     assert_eq!(stem.patch_rows * stem.patch_cols, SIDE * 2);
 
@@ -509,7 +516,13 @@ fn text_transfer_copies_embedding_and_backbone_and_freezes_them_under_option1() 
     let target = token_dataset("text-target", 2, 0);
     let c2 = cell("text-source", 2, Some("text-k".into()));
     let start = initial_model(&c2, &target, Some(&outcome.checkpoint)).unwrap();
-    assert!(matches!(start.stem, harness_model::Stem::Text(_)));
+    assert!(matches!(
+        &start,
+        harness_model::Network::Transformer(harness_model::Classifier {
+            stem: harness_model::Stem::Text(_),
+            ..
+        })
+    ));
     let mut saved = part(&snapshot(&start), "stem");
     saved.extend(part(&snapshot(&start), "backbone"));
     assert!(saved.len() >= 4, "{:?}", saved.keys());
@@ -607,4 +620,161 @@ fn cross_modal_transfer_copies_only_the_backbone_and_option1_freezes_only_it() {
     // Option 2 trains the copied backbone as well.
     let tuned = run_cell(&across(2), &target, Some(&outcome.checkpoint), &mut |_| {}).unwrap();
     assert_ne!(part(&snapshot(&tuned.model), "backbone"), source_backbone);
+}
+
+/// The small EfficientNet-Lite of harness-model's fixtures, in the published file's format,
+/// as a network pre-trained elsewhere; `weights` none: its scratch arm.
+fn network_arm(weights: bool) -> harness_spec::NetworkArm {
+    harness_spec::NetworkArm {
+        architecture: "efficientnet-lite(custom)".into(),
+        shape: harness_spec::EfficientNetShape {
+            stem: 8,
+            stages: vec![
+                [1, 3, 1, 1, 8],
+                [2, 3, 2, 6, 16],
+                [1, 5, 2, 6, 24],
+                [2, 3, 1, 6, 24],
+            ],
+            head: 32,
+            classes: 10,
+        },
+        weights: weights.then(|| "tiny".to_string()),
+        weights_sha256: weights.then(|| "unchecked here".to_string()),
+        input: harness_spec::InputAdapter {
+            side: 16,
+            channels: 3,
+            offset: 127.0,
+            scale: 128.0,
+        },
+    }
+}
+
+fn tiny_weights() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../harness-model/tests/fixtures/efficientnet/tiny.pth")
+}
+
+fn network_cell(option: u8, weights: bool) -> Cell {
+    let mut c = cell(if weights { "tiny" } else { "scratch" }, option, None);
+    c.relation = if weights {
+        Relation::Matched
+    } else {
+        Relation::None
+    };
+    c.network = Some(network_arm(weights));
+    c
+}
+
+/// Parameters and BatchNorm statistics outside the output layer `net.fc`.
+fn body(snap: &ParamSnapshot) -> ParamSnapshot {
+    snap.iter()
+        .filter(|(k, _)| !k.starts_with("net.fc"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn a_network_from_elsewhere_starts_from_its_published_weights_with_a_new_output_layer() {
+    let _serial = serial();
+    let target = harness_data::adapt_images(&dataset("target", 0), 16).unwrap();
+    let path = tiny_weights();
+    let start =
+        snapshot(&initial_model(&network_cell(2, true), &target, Source::Network(&path)).unwrap());
+    let published = harness_model::efficientnet::EfficientNetConfig::new(
+        8,
+        network_arm(true)
+            .shape
+            .stages
+            .iter()
+            .map(|&[r, k, s, e, o]| harness_model::efficientnet::MbStageConfig::new(r, k, s, e, o))
+            .collect(),
+        32,
+        10,
+    )
+    .init_seeded(&burn::prelude::Device::flex(), 0)
+    .load_pytorch(&path)
+    .unwrap();
+    let published: ParamSnapshot = snapshot(&published)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("fc"))
+        .map(|(k, v)| (format!("net.{k}"), v))
+        .collect();
+    assert_eq!(
+        body(&start),
+        published,
+        "every layer but the output layer is copied"
+    );
+    assert_eq!(
+        start["net.fc.weight"].len(),
+        32 * 3,
+        "a new 3-way output layer"
+    );
+
+    // The scratch arm: the same architecture, random weights, the same new output layer.
+    let scratch = snapshot(&initial_model(&network_cell(2, false), &target, None).unwrap());
+    assert_eq!(
+        scratch.keys().collect::<Vec<_>>(),
+        start.keys().collect::<Vec<_>>()
+    );
+    assert_ne!(body(&scratch), body(&start));
+    assert_eq!(part(&scratch, "net.fc"), part(&start, "net.fc"));
+}
+
+#[test]
+fn option1_on_a_network_from_elsewhere_trains_only_the_output_layer_and_keeps_batchnorm_statistics()
+{
+    let _serial = serial();
+    let target = harness_data::adapt_images(&dataset("target", 0), 16).unwrap();
+    let path = tiny_weights();
+    let c = network_cell(1, true);
+    let start = snapshot(&initial_model(&c, &target, Source::Network(&path)).unwrap());
+    let cached = run_cell(&c, &target, Source::Network(&path), &mut |_| {}).unwrap();
+    let after = snapshot(&cached.model);
+    assert_eq!(
+        body(&after),
+        body(&start),
+        "frozen layers and running statistics unchanged"
+    );
+    assert_ne!(
+        part(&after, "net.fc"),
+        part(&start, "net.fc"),
+        "the output layer trained"
+    );
+    // The head trained on cached features equals the one trained through the whole network.
+    let full = run_cell_uncached(&c, &target, Source::Network(&path), &mut |_| {}).unwrap();
+    let (a, b) = (
+        part(&after, "net.fc"),
+        part(&snapshot(&full.model), "net.fc"),
+    );
+    for (k, v) in &a {
+        let d = v
+            .iter()
+            .zip(&b[k])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 1e-4, "{k} differs by {d}");
+    }
+    assert_eq!(cached.test_accuracy, full.test_accuracy);
+}
+
+#[test]
+fn option2_on_a_network_from_elsewhere_tunes_every_layer_and_updates_batchnorm_statistics() {
+    let _serial = serial();
+    let target = harness_data::adapt_images(&dataset("target", 0), 16).unwrap();
+    let path = tiny_weights();
+    let c = network_cell(2, true);
+    let start = snapshot(&initial_model(&c, &target, Source::Network(&path)).unwrap());
+    let tuned = run_cell(&c, &target, Source::Network(&path), &mut |_| {}).unwrap();
+    let after = snapshot(&tuned.model);
+    for key in ["net.conv_stem.weight", "net.blocks.3.depthwise_conv.weight"] {
+        assert_ne!(after[key], start[key], "{key} was tuned");
+    }
+    for key in ["net.bn0.running_mean", "net.bn1.running_var"] {
+        assert_ne!(
+            after[key], start[key],
+            "{key}: BatchNorm statistics follow the target"
+        );
+    }
+    // Wrong starting weights for the cell are refused.
+    assert!(run_cell(&c, &target, None, &mut |_| {}).is_err());
 }

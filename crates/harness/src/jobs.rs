@@ -65,9 +65,17 @@ fn affinity(cell: &Cell) -> Option<(String, Option<String>, String)> {
         (
             cell.target.clone(),
             cell.tokenizer.clone(),
-            cell.pretrain_key
-                .clone()
-                .unwrap_or_else(|| format!("scratch seed {}", cell.seed)),
+            match (&cell.pretrain_key, &cell.network) {
+                (Some(key), _) => key.clone(),
+                (None, Some(arm)) => match &arm.weights_sha256 {
+                    Some(sha) => format!("{} {sha} side {}", arm.architecture, arm.input.side),
+                    None => format!(
+                        "{} scratch seed {} side {}",
+                        arm.architecture, cell.seed, arm.input.side
+                    ),
+                },
+                (None, None) => format!("scratch seed {}", cell.seed),
+            },
         )
     })
 }

@@ -7,13 +7,15 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::{Context, Result};
 use harness_data::{
     DataCache, Dataset, FetchEvent, Inputs, PAD_ID, TextNormalisation, Tokenizer, TokenizerSpec,
-    ensure_tokenizer, load_tokenizer, prepare, tokenise_texts,
+    adapt_images, ensure_tokenizer, load_tokenizer, prepare, tokenise_texts,
 };
 use harness_results::{ResultRow, ResultStore};
-use harness_spec::{Cell, ManifestSet, NetworkManifest, Plan, PretrainJob, TokenizerPlan};
+use harness_spec::{
+    Cell, ManifestSet, NetworkArm, NetworkManifest, Plan, PretrainJob, TokenizerPlan,
+};
 use harness_train::{
-    CellOutcome, FeatureCache, PretrainOutcome, TrainEvent, VerifiedWeights, cached_pretrained,
-    ensure_pretrained, run_cell_cached,
+    CellOutcome, FeatureCache, PretrainOutcome, Source, TrainEvent, VerifiedWeights,
+    cached_pretrained, ensure_pretrained, run_cell_cached,
 };
 
 use crate::progress::Display;
@@ -32,6 +34,10 @@ pub struct Workbench<'a> {
     tokenizers: HashMap<String, (Tokenizer, String)>,
     encoded: HashMap<(String, String), Dataset>,
     checkpoints: HashMap<String, Pretrained>,
+    /// Targets through a network's input adapter, by (dataset id, side).
+    adapted: HashMap<(String, usize), Dataset>,
+    /// Verified weight files of networks pre-trained elsewhere, by network id.
+    weights: HashMap<String, VerifiedWeights>,
     features: FeatureCache,
     context: Option<RowContext>,
 }
@@ -65,6 +71,8 @@ impl<'a> Workbench<'a> {
             tokenizers: HashMap::new(),
             encoded: HashMap::new(),
             checkpoints: HashMap::new(),
+            adapted: HashMap::new(),
+            weights: HashMap::new(),
             features: FeatureCache::default(),
             context: None,
         }
@@ -124,6 +132,7 @@ impl<'a> Workbench<'a> {
     pub fn release_data(&mut self) {
         self.raw.clear();
         self.encoded.clear();
+        self.adapted.clear();
         self.features = FeatureCache::default();
     }
 
@@ -158,6 +167,41 @@ impl<'a> Workbench<'a> {
         Ok(&self.checkpoints[key])
     }
 
+    /// The target through the cell's network adapter (resized once per dataset and side) and
+    /// the network's verified weight file (fetched and checked once).
+    fn prepare_network(&mut self, cell: &Cell, arm: &NetworkArm) -> Result<()> {
+        let key = (cell.target.clone(), arm.input.side);
+        if !self.adapted.contains_key(&key) {
+            let raw = &self.raw[&cell.target];
+            let adapted = adapt_images(raw, arm.input.side)?;
+            self.display.line(format!(
+                "dataset {}: images resized to {side}×{side} for {} (grey copied to {} channels, scaled (x − {}) / {})",
+                cell.target,
+                arm.architecture,
+                arm.input.channels,
+                arm.input.offset,
+                arm.input.scale,
+                side = arm.input.side,
+            ));
+            self.adapted.insert(key, adapted);
+        }
+        if let Some(id) = &arm.weights
+            && !self.weights.contains_key(id)
+        {
+            let manifest = self
+                .manifests
+                .network(id)
+                .with_context(|| format!("network `{id}` has no manifest"))?;
+            let weights = fetch_network(manifest, &self.cache, self.display)?;
+            anyhow::ensure!(
+                Some(&weights.sha256) == arm.weights_sha256.as_ref(),
+                "network `{id}`: the cached weights are not the ones the cell was planned with"
+            );
+            self.weights.insert(id.clone(), weights);
+        }
+        Ok(())
+    }
+
     /// Runs `cell` (loading what it needs first) and writes its row into `store`. A cell that
     /// fails still gives a row, with status `failed` and the reason.
     pub fn run_cell(
@@ -170,17 +214,27 @@ impl<'a> Workbench<'a> {
         if let Some(key) = &cell.pretrain_key {
             self.checkpoint(key, &mut |_| {})?;
         }
+        if let Some(arm) = &cell.network {
+            self.prepare_network(cell, arm)?;
+        }
         let context = self.context.get_or_insert_with(RowContext::here);
         let started_at = provenance::now();
-        let target = dataset_in(&self.raw, &self.encoded, &cell.target, &cell.tokenizer);
+        let target = match &cell.network {
+            Some(arm) => &self.adapted[&(cell.target.clone(), arm.input.side)],
+            None => dataset_in(&self.raw, &self.encoded, &cell.target, &cell.tokenizer),
+        };
         let pretrained = cell.pretrain_key.as_ref().map(|k| &self.checkpoints[k]);
-        let outcome = run_cell_cached(
-            cell,
-            target,
-            pretrained.map(|p| &p.0.checkpoint),
-            &mut self.features,
-            on_event,
-        );
+        let weights = cell
+            .network
+            .as_ref()
+            .and_then(|arm| arm.weights.as_ref())
+            .map(|id| &self.weights[id]);
+        let source = match (pretrained, weights) {
+            (Some(p), _) => Source::Checkpoint(&p.0.checkpoint),
+            (None, Some(w)) => Source::Network(&w.path),
+            (None, None) => Source::Scratch,
+        };
+        let outcome = run_cell_cached(cell, target, source, &mut self.features, on_event);
         let tokenizer_sha = cell
             .tokenizer
             .as_ref()
@@ -191,6 +245,7 @@ impl<'a> Workbench<'a> {
             job,
             target,
             pretrained,
+            weights,
             outcome.as_ref().map_err(|e| format!("{e:#}")),
             context,
             started_at,
@@ -420,6 +475,7 @@ fn make_row(
     job: Option<&PretrainJob>,
     target: &Dataset,
     pretrained: Option<&(PretrainOutcome, Option<String>)>,
+    weights: Option<&VerifiedWeights>,
     outcome: std::result::Result<&CellOutcome, String>,
     ctx: &RowContext,
     started_at: String,
@@ -444,6 +500,8 @@ fn make_row(
         option: cell.option as i64,
         n_train: cell.n_train as i64,
         seed: cell.seed as i64,
+        architecture: Some(cell.architecture().to_string()),
+        input_side: cell.network.as_ref().map(|n| n.input.side as i64),
         patch: m.patch as i64,
         d_model: m.d_model as i64,
         n_layers: m.n_layers as i64,
@@ -495,7 +553,9 @@ fn make_row(
         message,
         fingerprint: cell.fingerprint.clone(),
         pretrain_key: cell.pretrain_key.clone(),
-        checkpoint_sha256: pretrained.and_then(|p| p.1.clone()),
+        checkpoint_sha256: pretrained
+            .and_then(|p| p.1.clone())
+            .or_else(|| weights.map(|w| w.sha256.clone())),
         tokenizer_sha256,
         target_sha256: target.content_sha256.clone(),
         source_sha256: pretrained.map(|p| p.0.meta.source_sha256.clone()),
