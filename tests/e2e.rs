@@ -3,101 +3,11 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Project, stderr};
-
-const SIDE: usize = 8;
-
-fn pixel(seed: u64, i: usize, j: usize) -> u64 {
-    // A small deterministic hash for noise.
-    let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((i as u64) << 20) ^ j as u64;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z ^= z >> 27;
-    z % 60
-}
-
-/// CSV of `per_class × 3` images: class c has a bright quadrant c.
-fn csv(per_class: usize, seed: u64, shift: u64) -> String {
-    let mut out = String::new();
-    for i in 0..per_class * 3 {
-        let class = i % 3;
-        let (qy, qx) = [(0, 0), (0, 4), (4, 0)][class];
-        let mut values = Vec::new();
-        for y in 0..SIDE {
-            for x in 0..SIDE {
-                let inside = y >= qy && y < qy + 4 && x >= qx && x < qx + 4;
-                let n = pixel(seed, i, y * SIDE + x);
-                values.push(
-                    (if inside {
-                        150 + n + shift / 2
-                    } else {
-                        n + shift
-                    })
-                    .to_string(),
-                );
-            }
-        }
-        values.push(class.to_string());
-        out.push_str(&values.join(","));
-        out.push('\n');
-    }
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    // Tiny dependency-free SHA256 is overkill; shell out to sha256sum, present on every Linux.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x");
-    fs::write(&path, bytes).unwrap();
-    let out = Command::new("sha256sum").arg(&path).output().unwrap();
-    let mut s = String::new();
-    write!(
-        s,
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-    )
-    .unwrap();
-    s
-}
-
-fn manifest(id: &str, file: &str, sha: &str, per_class_total: usize) -> String {
-    format!(
-        r#"id = "{id}"
-name = "{id}"
-modality = "image"
-licence = "CC0"
-citation = "made by the test"
-format = "csv-pixels"
-classes = ["a", "b", "c"]
-
-[image]
-side = {SIDE}
-
-[files.data]
-sha256 = "{sha}"
-
-[split]
-method = "stratified"
-test_per_class = 10
-seed = 1
-train = {}
-test = 30
-
-[[source]]
-kind = "local"
-path = "."
-files = {{ data = "{file}" }}
-"#,
-        (per_class_total - 10) * 3
-    )
-}
+use common::{Project, csv, image_manifest as manifest, sha256_hex, stderr};
 
 const EXPERIMENT: &str = r#"
 [matrix]

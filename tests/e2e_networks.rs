@@ -10,16 +10,11 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
-use common::{Project, stderr};
-use sha2::{Digest, Sha256};
+use common::{Project, csv, image_manifest, sha256_hex, stderr};
 
 fn tiny_pth() -> PathBuf {
     PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
         .join("../harness-model/tests/fixtures/efficientnet/tiny.pth")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The architecture of `tiny.pth`, as a manifest writes it.
@@ -222,4 +217,105 @@ fn an_unknown_id_lists_datasets_and_networks() {
     assert!(!out.status.success());
     assert!(err.contains("unknown id `resnet-50`"), "{err}");
     assert!(err.contains("networks: tiny-net"), "{err}");
+}
+
+/// An experiment on a small image target with the tiny network as a source, beside the
+/// Transformer's scratch arm.
+const EXPERIMENT: &str = r#"
+[matrix]
+targets = ["target"]
+sources = ["scratch", "tiny-net"]
+n_train = [12, 30]
+options = [1, 2]
+seeds = [0, 1]
+
+[model]
+patch = 4
+d_model = 16
+n_layers = 1
+n_heads = 2
+d_ff = 32
+
+[finetune]
+batch_size = 8
+epochs = 5
+min_steps = 20
+evaluations = 4
+patience = 4
+
+[networks]
+side = 16
+
+[networks.finetune]
+epochs = 3
+min_steps = 10
+
+[[hypothesis]]
+name = "network-helps"
+a = "matched"
+b = "scratch"
+expect = "greater"
+architectures = ["efficientnet-lite(custom)"]
+"#;
+
+#[test]
+fn a_network_source_runs_beside_its_scratch_arm_and_the_report_pairs_within_architectures() {
+    let p = Project::with_network();
+    let target = csv(50, 1, 0);
+    p.write("data-manifests/target.csv", &target);
+    p.write(
+        "data-manifests/target.toml",
+        &image_manifest("target", "target.csv", &sha256_hex(target.as_bytes()), 50),
+    );
+    fs::create_dir_all(p.path("experiments")).unwrap();
+    p.write("experiments/tiny.toml", EXPERIMENT);
+    let out = p.harness(&["run", "experiments/tiny.toml", "--jobs", "2"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let rows = p.rows("tiny");
+    // 3 arms (Transformer scratch, network, network scratch) × 2 sizes × 2 options × 2 seeds.
+    assert_eq!(rows.len(), 24);
+    assert!(rows.iter().all(|r| r.status == "ok"), "{rows:?}");
+    let custom = "efficientnet-lite(custom)";
+    let network_rows: Vec<_> = rows.iter().filter(|r| r.architecture() == custom).collect();
+    assert_eq!(network_rows.len(), 16);
+    let sha = sha256_hex(&fs::read(tiny_pth()).unwrap());
+    for r in &network_rows {
+        assert_eq!(r.input_side, Some(16));
+        assert_eq!(
+            r.epochs, 3,
+            "[networks.finetune] applies to the network's cells"
+        );
+        let pretrained = r.source == "tiny-net";
+        assert_eq!(
+            r.checkpoint_sha256.as_deref() == Some(sha.as_str()),
+            pretrained
+        );
+    }
+    assert!(
+        rows.iter()
+            .filter(|r| r.architecture() == "transformer")
+            .all(|r| r.epochs == 5)
+    );
+    let report = fs::read_to_string(p.path("reports/tiny/report.md")).unwrap();
+    assert!(
+        report.contains("scratch (efficientnet-lite(custom))"),
+        "{report}"
+    );
+    assert!(
+        report.contains("tiny-net − scratch (efficientnet-lite(custom))"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("tiny-net − scratch,"),
+        "paired with another architecture:\n{report}"
+    );
+
+    // Resumed: nothing runs again.
+    let out = p.harness(&["run", "experiments/tiny.toml"]);
+    assert!(
+        stderr(&out).contains("24 finished, 0 to run"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -13,11 +13,7 @@ impl ResultRow {
 /// The name of the scratch arm of `architecture` in reports: `scratch` for the experiment's
 /// Transformer, `scratch (ARCHITECTURE)` for a network pre-trained elsewhere.
 pub fn scratch_arm(architecture: &str) -> String {
-    if architecture == "transformer" {
-        "scratch".into()
-    } else {
-        format!("scratch ({architecture})")
-    }
+    harness_spec::arm_name(harness_spec::SCRATCH, architecture)
 }
 
 /// The rows as reports compare them: each scratch row named after its architecture's scratch

@@ -38,5 +38,5 @@ pub use network::{
 };
 pub use plan::{
     Cell, FINGERPRINT_VERSION, InputAdapter, NetworkArm, Plan, PretrainJob, Relation, TRANSFORMER,
-    TokenizerPlan, expand, fingerprint_of,
+    TokenizerPlan, arm_name, expand, fingerprint_of,
 };

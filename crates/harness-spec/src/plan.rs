@@ -128,7 +128,22 @@ pub struct Cell {
     pub fingerprint: String,
 }
 
+/// The name of an arm in progress lines and reports: its source, except that the scratch arm
+/// of a network's architecture is `scratch (ARCHITECTURE)`.
+pub fn arm_name(source: &str, architecture: &str) -> String {
+    if source == SCRATCH && architecture != TRANSFORMER {
+        format!("{SCRATCH} ({architecture})")
+    } else {
+        source.to_string()
+    }
+}
+
 impl Cell {
+    /// The cell's arm, named as [`arm_name`] does.
+    pub fn arm(&self) -> String {
+        arm_name(&self.source, self.architecture())
+    }
+
     /// The architecture the cell trains: [`TRANSFORMER`] or a network's.
     pub fn architecture(&self) -> &str {
         self.network

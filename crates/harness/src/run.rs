@@ -331,7 +331,11 @@ pub fn pretrained_line(job: &PretrainJob, outcome: &PretrainOutcome) -> String {
 pub fn cell_title(cell: &Cell) -> String {
     format!(
         "{} ← {} option {} n={} seed {}",
-        cell.target, cell.source, cell.option, cell.n_train, cell.seed
+        cell.target,
+        cell.arm(),
+        cell.option,
+        cell.n_train,
+        cell.seed
     )
 }
 
@@ -346,7 +350,11 @@ pub fn cell_line(
 ) -> String {
     format!(
         "[{position}/{total}] {} ← {:<14} option {} n={:<5} seed {}: {status} test accuracy {accuracy:.3} ({seconds:.1} s)",
-        cell.target, cell.source, cell.option, cell.n_train, cell.seed,
+        cell.target,
+        cell.arm(),
+        cell.option,
+        cell.n_train,
+        cell.seed,
     )
 }
 
