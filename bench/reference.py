@@ -3,7 +3,9 @@ researcher would write them in PyTorch, timed the same way as the harness times 
 
 Stays running beside the harness: each line on stdin is a JSON request with `threads` and
 `what`. "train" and "features" measure one round (`model`: stem shape, backbone width, depth,
-heads, feed-forward width, activation, classes; `batch` and `steps`, or `n`; `min_seconds`) and
+heads, feed-forward width, activation, classes; or, with `kind`, a network pre-trained
+elsewhere: its weight file, side, classes and input scaling; `batch` and `steps`, or `n`;
+`min_seconds`) and
 are answered by one line {"value": examples/s}; "cells" runs fine-tuning cells whose data the
 harness wrote as raw arrays, answered by {"cells": [{"seconds", "test_accuracy", "steps"}]}.
 Run by `harness bench`; install its PyTorch with bench/setup.sh.
@@ -11,11 +13,14 @@ Run by `harness bench`; install its PyTorch with bench/setup.sh.
 
 import copy
 import json
+import pathlib
 import sys
 import time
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 
 class PatchStem(nn.Module):
@@ -80,7 +85,39 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
+class GreyImageNet(nn.Module):
+    """A network pre-trained elsewhere (`kind`, e.g. efficientnet-lite0) on its published
+    weights with a new output layer, fed `side x side` grey images copied to three channels."""
+
+    def __init__(self, m):
+        super().__init__()
+        import timm_efficientnet  # needs timm, which bench/setup.sh installs
+
+        if m["kind"] != "efficientnet-lite0":
+            raise ValueError(f"no reference for {m['kind']}")
+        self.side = m["side"]
+        self.net = timm_efficientnet.lite0(m["weights"], m["classes"])
+
+    def images(self, x):
+        return x.view(-1, 1, self.side, self.side).expand(-1, 3, -1, -1)
+
+    def features(self, x):
+        return self.net.forward_head(self.net.forward_features(self.images(x)), pre_logits=True)
+
+    def forward(self, x):
+        return self.net(self.images(x))
+
+
+def build(m):
+    return GreyImageNet(m) if "kind" in m else Classifier(m)
+
+
 def inputs(m, n, generator):
+    if "kind" in m:
+        side = m["side"]
+        x = (torch.randint(0, 256, (n, side * side), generator=generator).float() - m["offset"]) / m["scale"]
+        y = torch.randint(0, m["classes"], (n,), generator=generator)
+        return x, y
     width = m["rows"] * m["cols"]
     if m["vocab_size"] > 0:
         x = torch.randint(1, m["vocab_size"], (n, width), generator=generator).float()
@@ -97,7 +134,7 @@ def measure_train(m, batch, steps, min_seconds):
     x, y = inputs(m, batch, generator)
     loss_fn = nn.CrossEntropyLoss()
     torch.manual_seed(0)
-    model = Classifier(m)
+    model = build(m)
     model.train()
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)
     step, timed, started = 0, 0, time.perf_counter()
@@ -122,7 +159,7 @@ def measure_features(m, n, min_seconds):
     generator = torch.Generator().manual_seed(1)
     values, _ = inputs(m, n, generator)
     torch.manual_seed(0)
-    model = Classifier(m).eval()
+    model = build(m).eval()
     done, started = 0, time.perf_counter()
     with torch.no_grad():
         while done < n or time.perf_counter() - started < min_seconds:

@@ -9,10 +9,18 @@
 //!
 //! ```no_run
 //! use burn::prelude::*;
-//! use harness_model::{Classifier, ClassifierConfig};
+//! use harness_model::{BackboneShape, Classifier, ClassifierConfig, StemShape};
 //!
 //! let device = Device::flex().autodiff();
-//! let config = ClassifierConfig::image(28, 7, 64, 2, 4, 128, "relu", 0.0, 10);
+//! let backbone = BackboneShape {
+//!     d_model: 64,
+//!     n_layers: 2,
+//!     n_heads: 4,
+//!     d_ff: 128,
+//!     activation: "relu".into(),
+//!     dropout: 0.0,
+//! };
+//! let config = ClassifierConfig::of(StemShape::Image { side: 28, patch: 7 }, &backbone, 10);
 //! let model: Classifier = config.init_seeded(&device, 0);
 //! let logits = model.forward(Tensor::zeros([8, 28 * 28], &device));
 //! assert_eq!(logits.dims(), [8, 10]);
@@ -169,88 +177,56 @@ pub struct ClassifierConfig {
     pub vocab_size: usize,
 }
 
-impl ClassifierConfig {
-    /// Square `side × side` images cut into `patch × patch` patches.
-    #[allow(clippy::too_many_arguments)]
-    pub fn image(
-        side: usize,
-        patch: usize,
-        d_model: usize,
-        n_layers: usize,
-        n_heads: usize,
-        d_ff: usize,
-        activation: &str,
-        dropout: f64,
-        classes: usize,
-    ) -> Self {
-        ClassifierConfig::new(
-            side,
-            side,
-            patch,
-            patch,
-            d_model,
-            n_layers,
-            n_heads,
-            d_ff,
-            activation.to_string(),
-            dropout,
-            classes,
-        )
-    }
+/// The Transformer backbone's shape (and dropout), whatever stem feeds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackboneShape {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    /// `relu` or `gelu`.
+    pub activation: String,
+    pub dropout: f64,
+}
 
+/// What the stem takes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StemShape {
+    /// Square `side × side` images cut into `patch × patch` patches.
+    Image { side: usize, patch: usize },
     /// `mels × frames` log-mel spectrograms, one token per `frames_per_token` frames.
-    #[allow(clippy::too_many_arguments)]
-    pub fn audio(
+    Audio {
         mels: usize,
         frames: usize,
         frames_per_token: usize,
-        d_model: usize,
-        n_layers: usize,
-        n_heads: usize,
-        d_ff: usize,
-        activation: &str,
-        dropout: f64,
-        classes: usize,
-    ) -> Self {
-        ClassifierConfig::new(
-            mels,
-            frames,
-            mels,
-            frames_per_token,
-            d_model,
-            n_layers,
-            n_heads,
-            d_ff,
-            activation.to_string(),
-            dropout,
-            classes,
-        )
-    }
-
+    },
     /// `tokens` token ids from a vocabulary of `vocab_size`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn text(
-        vocab_size: usize,
-        tokens: usize,
-        d_model: usize,
-        n_layers: usize,
-        n_heads: usize,
-        d_ff: usize,
-        activation: &str,
-        dropout: f64,
-        classes: usize,
-    ) -> Self {
+    Text { vocab_size: usize, tokens: usize },
+}
+
+impl ClassifierConfig {
+    /// The network for inputs of `stem`, with `backbone`, and `classes` outputs.
+    pub fn of(stem: StemShape, backbone: &BackboneShape, classes: usize) -> Self {
+        let (rows, cols, patch_rows, patch_cols, vocab_size) = match stem {
+            StemShape::Image { side, patch } => (side, side, patch, patch, 0),
+            StemShape::Audio {
+                mels,
+                frames,
+                frames_per_token,
+            } => (mels, frames, mels, frames_per_token, 0),
+            StemShape::Text { vocab_size, tokens } => (1, tokens, 1, 1, vocab_size),
+        };
         ClassifierConfig::new(
-            1,
-            tokens,
-            1,
-            1,
-            d_model,
-            n_layers,
-            n_heads,
-            d_ff,
-            activation.to_string(),
-            dropout,
+            rows,
+            cols,
+            patch_rows,
+            patch_cols,
+            backbone.d_model,
+            backbone.n_layers,
+            backbone.n_heads,
+            backbone.d_ff,
+            backbone.activation.clone(),
+            backbone.dropout,
             classes,
         )
         .with_vocab_size(vocab_size)

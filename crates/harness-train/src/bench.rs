@@ -8,7 +8,11 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use harness_data::Rng;
-use harness_model::ClassifierConfig;
+use std::path::Path;
+
+use anyhow::Result;
+use harness_model::{ClassifierConfig, Network};
+use harness_spec::NetworkArm;
 
 use crate::{eval_device, train_device};
 
@@ -38,14 +42,75 @@ pub fn measure_train(
     steps: usize,
     min_seconds: f64,
 ) -> f64 {
-    let width = config.rows * config.cols;
     let mut rng = Rng::new(0, "bench");
-    let device = train_device();
     let (x, y) = inputs(config, batch, &mut rng);
+    let model = Network::Transformer(crate::init_network(config, &train_device(), 0));
+    time_train(model, x, y, batch, steps, min_seconds)
+}
+
+/// Frozen-feature examples per second of one round: mean-pooled features without gradients in
+/// batches of 500 (Option 1's cached path), over at least `n` examples and `min_seconds`.
+pub fn measure_features(config: &ClassifierConfig, n: usize, min_seconds: f64) -> f64 {
+    let mut rng = Rng::new(1, "bench");
+    let (values, _) = inputs(config, n, &mut rng);
+    let model = Network::Transformer(crate::init_network(config, &eval_device(), 0));
+    time_features(&model, &values, n, min_seconds)
+}
+
+/// [`measure_train`] for a network pre-trained elsewhere (`arm`, its published `weights`,
+/// `classes` new outputs) on synthetic grey images scaled as it expects: Option 2's step.
+pub fn measure_network_train(
+    arm: &NetworkArm,
+    weights: &Path,
+    classes: usize,
+    batch: usize,
+    steps: usize,
+    min_seconds: f64,
+) -> Result<f64> {
+    let mut rng = Rng::new(0, "bench");
+    let (x, y) = pixels(arm, classes, batch, &mut rng);
+    let model = crate::network_with_weights(arm, classes, 0, Some(weights), false)?;
+    Ok(time_train(model, x, y, batch, steps, min_seconds))
+}
+
+/// [`measure_features`] for a network pre-trained elsewhere: Option 1's feature pass.
+pub fn measure_network_features(
+    arm: &NetworkArm,
+    weights: &Path,
+    classes: usize,
+    n: usize,
+    min_seconds: f64,
+) -> Result<f64> {
+    let mut rng = Rng::new(1, "bench");
+    let (values, _) = pixels(arm, classes, n, &mut rng);
+    let model = crate::network_with_weights(arm, classes, 0, Some(weights), true)?;
+    Ok(time_features(&model, &values, n, min_seconds))
+}
+
+/// Grey images of the network's side, pixel values 0–255 scaled as it expects.
+fn pixels(arm: &NetworkArm, classes: usize, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
+    let width = arm.input.side * arm.input.side;
+    let (offset, scale) = (arm.input.offset as f32, arm.input.scale as f32);
+    let values = (0..n * width)
+        .map(|_| (rng.below(256) as f32 - offset) / scale)
+        .collect();
+    let labels = (0..n).map(|_| rng.below(classes) as i64).collect();
+    (values, labels)
+}
+
+fn time_train(
+    mut model: Network,
+    x: Vec<f32>,
+    y: Vec<i64>,
+    batch: usize,
+    steps: usize,
+    min_seconds: f64,
+) -> f64 {
+    let device = train_device();
+    let width = x.len() / batch;
     let x = Tensor::<2>::from_data(TensorData::new(x, [batch, width]), &device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(y, [batch]), &device);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut model = crate::init_network(config, &device, 0);
     let mut optim = AdamConfig::new().init();
     let mut started = Instant::now();
     let mut timed = 0usize;
@@ -66,14 +131,10 @@ pub fn measure_train(
     (timed * batch) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Frozen-feature examples per second of one round: mean-pooled features without gradients in
-/// batches of 500 (Option 1's cached path), over at least `n` examples and `min_seconds`.
-pub fn measure_features(config: &ClassifierConfig, n: usize, min_seconds: f64) -> f64 {
-    let width = config.rows * config.cols;
-    let mut rng = Rng::new(1, "bench");
+fn time_features(model: &Network, values: &[f32], n: usize, min_seconds: f64) -> f64 {
     let eval = eval_device();
-    let (values, _) = inputs(config, n, &mut rng);
-    let model = crate::init_network(config, &eval, 0);
+    let model = model.valid();
+    let width = values.len() / n;
     let started = Instant::now();
     let mut done = 0usize;
     while done < n || started.elapsed().as_secs_f64() < min_seconds {

@@ -124,23 +124,39 @@ fn initial_network(
         arm.input.side,
         arm.input.side
     );
-    let classes = target.classes.len();
-    let fresh = crate::init_efficientnet(&arm.shape, classes, &train_device(), cell.seed);
-    let mut net: EfficientNet = match (source, &arm.weights) {
-        (Source::Scratch, None) => fresh,
-        (Source::Network(path), Some(_)) => {
+    let weights = match (source, &arm.weights) {
+        (Source::Scratch, None) => None,
+        (Source::Network(path), Some(_)) => Some(path),
+        _ => anyhow::bail!(
+            "cell {}: the network arm and its weights do not agree",
+            cell.fingerprint
+        ),
+    };
+    network_with_weights(arm, target.classes.len(), cell.seed, weights, freeze)
+}
+
+/// The network of `arm` for `classes` classes on the training device: the published weights of
+/// `weights` (or random ones) with a new output layer drawn from `seed`, everything but that
+/// layer frozen when `freeze`.
+pub fn network_with_weights(
+    arm: &NetworkArm,
+    classes: usize,
+    seed: u64,
+    weights: Option<&Path>,
+    freeze: bool,
+) -> Result<Network> {
+    let fresh = crate::init_efficientnet(&arm.shape, classes, &train_device(), seed);
+    let mut net: EfficientNet = match weights {
+        None => fresh,
+        Some(path) => {
             let published =
-                crate::init_efficientnet(&arm.shape, arm.shape.classes, &train_device(), cell.seed);
+                crate::init_efficientnet(&arm.shape, arm.shape.classes, &train_device(), seed);
             let mut loaded = published
                 .load_pytorch(path)
                 .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
             loaded.fc = fresh.fc;
             loaded
         }
-        _ => anyhow::bail!(
-            "cell {}: the network arm and its weights do not agree",
-            cell.fingerprint
-        ),
     };
     if freeze {
         net = net.freeze_body();

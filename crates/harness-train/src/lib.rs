@@ -22,10 +22,10 @@ mod features;
 mod pretrain;
 mod pretrained;
 
-pub use bench::{measure_features, measure_train};
+pub use bench::{measure_features, measure_network_features, measure_network_train, measure_train};
 pub use cell::{
-    CellArrays, CellOutcome, CellStatus, Source, cell_arrays, initial_model, run_cell,
-    run_cell_cached, run_cell_uncached,
+    CellArrays, CellOutcome, CellStatus, Source, cell_arrays, initial_model, network_with_weights,
+    run_cell, run_cell_cached, run_cell_uncached,
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
@@ -37,7 +37,7 @@ pub use pretrained::{
 use anyhow::{Context, Result};
 use burn::prelude::*;
 use harness_data::{Dataset, Inputs};
-use harness_model::ClassifierConfig;
+use harness_model::{BackboneShape, ClassifierConfig, StemShape};
 use harness_spec::ModelSpec;
 
 /// What a stem takes in, which fixes the network's shape.
@@ -58,35 +58,29 @@ pub fn classifier_config(
     m: &ModelSpec,
     classes: usize,
 ) -> Result<ClassifierConfig> {
-    let (d, l, h, ff, act, drop) = (
-        m.d_model,
-        m.n_layers,
-        m.n_heads,
-        m.d_ff,
-        m.activation.as_str(),
-        m.dropout,
-    );
-    Ok(match shape {
-        InputShape::Image { side } => {
-            ClassifierConfig::image(side, m.patch, d, l, h, ff, act, drop, classes)
-        }
-        InputShape::Audio { mels, frames } => ClassifierConfig::audio(
+    let backbone = BackboneShape {
+        d_model: m.d_model,
+        n_layers: m.n_layers,
+        n_heads: m.n_heads,
+        d_ff: m.d_ff,
+        activation: m.activation.clone(),
+        dropout: m.dropout,
+    };
+    let stem = match shape {
+        InputShape::Image { side } => StemShape::Image {
+            side,
+            patch: m.patch,
+        },
+        InputShape::Audio { mels, frames } => StemShape::Audio {
             mels,
             frames,
-            m.frames_per_token
+            frames_per_token: m
+                .frames_per_token
                 .context("audio needs `model.frames_per_token`")?,
-            d,
-            l,
-            h,
-            ff,
-            act,
-            drop,
-            classes,
-        ),
-        InputShape::Text { vocab_size, tokens } => {
-            ClassifierConfig::text(vocab_size, tokens, d, l, h, ff, act, drop, classes)
-        }
-    })
+        },
+        InputShape::Text { vocab_size, tokens } => StemShape::Text { vocab_size, tokens },
+    };
+    Ok(ClassifierConfig::of(stem, &backbone, classes))
 }
 
 /// The network shape for `dataset`'s inputs (see [`classifier_config`]).

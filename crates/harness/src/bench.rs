@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use harness_data::DataCache;
 use harness_model::ClassifierConfig;
 use harness_results::ResultStore;
-use harness_spec::{Cell, Experiment, ManifestSet, Modality, ModelSpec, Plan};
+use harness_spec::{Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, Plan};
 use harness_train::{
     InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features, measure_train,
     model_config,
@@ -674,6 +674,13 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     }
     print!("{md}");
 
+    // Networks pre-trained elsewhere, on their published weights, at each experiment's side.
+    let threads = args.threads.first().copied().unwrap_or(1);
+    let networks_md = bench_networks(&args.files, &manifests, paths, &mut theirs, timing, threads)?;
+    if let Some(n) = &networks_md {
+        print!("\n{n}");
+    }
+
     // The defaults against other choices.
     let variants_md = if args.variants {
         let rows = bench_variants(&benches, &mut theirs, timing)?;
@@ -738,6 +745,15 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
             steps * batch
         );
         doc.push_str(&md);
+        if let Some(n) = &networks_md {
+            let _ = writeln!(doc, "\n## Networks pre-trained elsewhere\n");
+            let _ = writeln!(
+                doc,
+                "Each network source of the experiments, on its published weights with a new output layer for the target's classes, at the side the experiment resizes images to, {threads} thread{}: training steps as under Option 2 (everything tunes, BatchNorm on batch statistics; batches of {batch}) and Option 1's frozen-feature pass (batches of 500), measured as above. The PyTorch reference is timm's implementation of the same architecture with the same weights (`bench/timm_efficientnet.py`), fed the same grey images copied to three channels.\n",
+                if threads == 1 { "" } else { "s" }
+            );
+            doc.push_str(n);
+        }
         if let Some((table, words)) = &variants_md {
             let _ = writeln!(doc, "\n## The default models against other choices\n");
             let _ = writeln!(
@@ -773,6 +789,133 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Training-step and feature throughput of every network source of `files` (published
+/// weights, the experiment's side), beside the reference; none when no experiment has one.
+fn bench_networks(
+    files: &[PathBuf],
+    manifests: &ManifestSet,
+    paths: &Paths,
+    theirs: &mut Theirs,
+    timing: Timing,
+    threads: usize,
+) -> Result<Option<String>> {
+    let mut arms: Vec<(String, NetworkArm, usize)> = Vec::new();
+    for file in files {
+        let experiment = Experiment::load(file)?;
+        let plan = harness_spec::expand(&experiment, manifests)?;
+        for cell in &plan.cells {
+            let Some(arm) = cell.network.as_ref().filter(|a| a.weights.is_some()) else {
+                continue;
+            };
+            let classes = manifests.get(&cell.target).map_or(0, |m| m.classes.len());
+            if !arms.iter().any(|(_, a, _)| a == arm) {
+                arms.push((experiment.name.clone(), arm.clone(), classes));
+            }
+        }
+    }
+    if arms.is_empty() {
+        return Ok(None);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("building a thread pool")?;
+    let cache = DataCache::new(paths.cache_dir());
+    let display = Display::new();
+    let Timing {
+        batch,
+        steps,
+        rounds,
+        min_seconds,
+    } = timing;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| experiment | network | side | threads | harness train ex/s | PyTorch train ex/s | ratio (range over rounds) | harness features ex/s | PyTorch features ex/s | ratio (range over rounds) |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (experiment, arm, classes) in &arms {
+        let id = arm.weights.as_deref().unwrap_or_default();
+        let manifest = manifests
+            .network(id)
+            .with_context(|| format!("network `{id}` has no manifest"))?;
+        let weights = crate::workbench::fetch_network(manifest, &cache, &display)?;
+        eprintln!(
+            "measuring {id} at {side} px ({threads} thread{}), harness and PyTorch alternately …",
+            if threads == 1 { "" } else { "s" },
+            side = arm.input.side
+        );
+        let model = serde_json::json!({
+            "kind": arm.architecture, "weights": weights.path, "side": arm.input.side,
+            "classes": classes, "offset": arm.input.offset, "scale": arm.input.scale,
+        });
+        let mut failure: Option<anyhow::Error> = None;
+        let mut keep = |r: Result<f64>| {
+            r.unwrap_or_else(|e| {
+                failure.get_or_insert(e);
+                f64::NAN
+            })
+        };
+        let train = Paired::measure(
+            rounds,
+            || {
+                keep(pool.install(|| {
+                    harness_train::measure_network_train(
+                        arm,
+                        &weights.path,
+                        *classes,
+                        batch,
+                        steps,
+                        min_seconds,
+                    )
+                }))
+            },
+            theirs,
+            &serde_json::json!({
+                "what": "train", "threads": threads, "model": model,
+                "batch": batch, "steps": steps, "min_seconds": min_seconds,
+            }),
+        );
+        let features = Paired::measure(
+            rounds,
+            || {
+                keep(pool.install(|| {
+                    harness_train::measure_network_features(
+                        arm,
+                        &weights.path,
+                        *classes,
+                        steps * batch,
+                        min_seconds,
+                    )
+                }))
+            },
+            theirs,
+            &serde_json::json!({
+                "what": "features", "threads": threads, "model": model,
+                "n": steps * batch, "min_seconds": min_seconds,
+            }),
+        );
+        if let Some(e) = failure {
+            return Err(e.context(format!("measuring {id}")));
+        }
+        let _ = writeln!(
+            md,
+            "| {experiment} | {id} | {} | {threads} | {:.0} | {} | {} | {:.0} | {} | {} |",
+            arm.input.side,
+            train.ours(),
+            figure(train.theirs()),
+            train.ratio_cell(),
+            features.ours(),
+            figure(features.theirs()),
+            features.ratio_cell(),
+        );
+    }
+    Ok(Some(md))
 }
 
 fn figure(v: Option<f64>) -> String {

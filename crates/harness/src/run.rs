@@ -478,7 +478,7 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
             .plan
             .cells
             .iter()
-            .map(|c| c.source.len())
+            .map(|c| c.arm().chars().count())
             .chain([6])
             .max()
             .unwrap_or(6);
@@ -494,16 +494,22 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
             "pre-training"
         );
         for c in &l.plan.cells {
+            // A network's published weights are named by their file's hash.
+            let weights = c.network.as_ref().and_then(|n| n.weights_sha256.as_deref());
             println!(
                 "  {:<16} {:<tw$} {:<sw$} {:<10} {:>6} {:>7} {:>5}  {:<16} {}",
                 &c.fingerprint[..16],
                 c.target,
-                c.source,
+                c.arm(),
                 c.relation.as_str(),
                 c.option,
                 c.n_train,
                 c.seed,
-                c.pretrain_key.as_deref().map_or("-", |k| &k[..16]),
+                c.pretrain_key
+                    .as_deref()
+                    .map(|k| k[..16].to_string())
+                    .or_else(|| weights.map(|w| format!("weights {}", &w[..8])))
+                    .unwrap_or_else(|| "-".into()),
                 if done.contains(&c.fingerprint) {
                     "finished"
                 } else {
