@@ -50,6 +50,14 @@ impl SpecError {
         }
     }
 
+    /// An error at the first mention of `key` in the file's text, or about the whole file.
+    pub fn near(file: &Path, text: &str, key: &str, message: impl Into<String>) -> Self {
+        match text.find(key) {
+            Some(at) => SpecError::at(file, text, at..at + key.len(), message),
+            None => SpecError::new(file, message),
+        }
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self

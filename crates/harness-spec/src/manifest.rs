@@ -408,10 +408,7 @@ impl Manifest {
 
     /// An error pointing at the first line that mentions `key`, or at the file.
     pub fn error_near(&self, key: &str, message: impl Into<String>) -> SpecError {
-        match self.text.find(key) {
-            Some(at) => SpecError::at(&self.path, &self.text, at..at + key.len(), message),
-            None => SpecError::new(&self.path, message),
-        }
+        SpecError::near(&self.path, &self.text, key, message)
     }
 
     /// An error about the manifest as a whole.

@@ -287,10 +287,7 @@ impl NetworkManifest {
     }
 
     fn near(&self, key: &str, message: impl Into<String>) -> SpecError {
-        match self.text.find(key) {
-            Some(at) => SpecError::at(&self.path, &self.text, at..at + key.len(), message),
-            None => SpecError::new(&self.path, message),
-        }
+        SpecError::near(&self.path, &self.text, key, message)
     }
 }
 
