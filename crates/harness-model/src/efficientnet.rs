@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::store::{ApplyError, ModuleSnapshot, PytorchStore};
 
@@ -48,6 +48,11 @@ pub struct EfficientNetConfig {
     /// PyTorch's convention: running = (1 − momentum)·running + momentum·batch.
     #[config(default = 0.01)]
     pub bn_momentum: f64,
+    /// Draw convolutions as the original implementation does (TensorFlow's and timm's
+    /// EfficientNet): normal(0, √(2 / fan_out)), fan_out = k²·out / groups. burn's default lets
+    /// activations vanish through the ~50 layers of a random network.
+    #[config(default = false)]
+    pub original_init: bool,
 }
 
 impl EfficientNetConfig {
@@ -92,12 +97,21 @@ impl EfficientNetConfig {
                 .init(device)
         };
         let conv = |cin: usize, cout: usize, kernel: usize, stride: usize, groups: usize| {
-            Conv2dConfig::new([cin, cout], [kernel, kernel])
+            let config = Conv2dConfig::new([cin, cout], [kernel, kernel])
                 .with_stride([stride, stride])
                 .with_groups(groups)
                 .with_padding(PaddingConfig2d::Same)
-                .with_bias(false)
-                .init(device)
+                .with_bias(false);
+            let config = if self.original_init {
+                let fan_out = (kernel * kernel * cout / groups) as f64;
+                config.with_initializer(Initializer::Normal {
+                    mean: 0.0,
+                    std: (2.0 / fan_out).sqrt(),
+                })
+            } else {
+                config
+            };
+            config.init(device)
         };
         let mut blocks = Vec::new();
         let mut cin = self.stem;

@@ -305,7 +305,6 @@ fn diverging(t: f64) -> String {
 /// The heat map of gains over scratch: one panel per (n_train, option), targets down, sources
 /// across; the number in each square is the gain in accuracy points.
 pub fn gain_figure(cells: &[GainCell]) -> String {
-    const CELL_W: f64 = 112.0;
     const CELL_H: f64 = 30.0;
     const LABEL_W: f64 = 150.0;
     const GAP: f64 = 28.0;
@@ -334,15 +333,21 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Wide enough for the longest source name (11 px text, about 6.6 px a character).
+    let cell_w = sources
+        .iter()
+        .map(|s| 6.6 * s.chars().count() as f64 + 16.0)
+        .fold(112.0f64, f64::max);
     let scale = cells
         .iter()
         .map(|c| c.gain.abs())
         .filter(|g| g.is_finite())
         .fold(0.05f64, f64::max);
-    let panel_w = sources.len() as f64 * CELL_W;
+    let panel_w = sources.len() as f64 * cell_w;
     let panel_h = HEAD + targets.len() as f64 * CELL_H;
     let top = 64.0;
-    let width = LABEL_W + options.len() as f64 * (panel_w + GAP) + 10.0;
+    // At least as wide as the title line.
+    let width = (LABEL_W + options.len() as f64 * (panel_w + GAP) + 10.0).max(720.0);
     let legend_y = top + sizes.len() as f64 * (panel_h + GAP) + 6.0;
     let height = legend_y + 64.0;
     let mut svg = String::new();
@@ -370,7 +375,7 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
                 let _ = writeln!(
                     svg,
                     r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#333">{}</text>"##,
-                    x0 + (j as f64 + 0.5) * CELL_W,
+                    x0 + (j as f64 + 0.5) * cell_w,
                     y0 + HEAD - 8.0,
                     escape(source)
                 );
@@ -387,7 +392,7 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
                     );
                 }
                 for (j, source) in sources.iter().enumerate() {
-                    let x = x0 + j as f64 * CELL_W;
+                    let x = x0 + j as f64 * cell_w;
                     let cell = cells.iter().find(|c| {
                         &c.target == target
                             && &c.source == source
@@ -397,13 +402,13 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
                     let Some(c) = cell else {
                         let _ = writeln!(
                             svg,
-                            r##"<rect x="{x:.1}" y="{y:.1}" width="{CELL_W}" height="{CELL_H}" fill="#f4f4f4" stroke="white"/>"##
+                            r##"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{CELL_H}" fill="#f4f4f4" stroke="white"/>"##
                         );
                         continue;
                     };
                     let _ = writeln!(
                         svg,
-                        r#"<rect x="{x:.1}" y="{y:.1}" width="{CELL_W}" height="{CELL_H}" fill="{}" stroke="white"/>"#,
+                        r#"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{CELL_H}" fill="{}" stroke="white"/>"#,
                         diverging(c.gain / scale)
                     );
                     if c.relation == "matched" {
@@ -412,7 +417,7 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
                             r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#111" stroke-width="2.5"/>"##,
                             x + 1.5,
                             y + 1.5,
-                            CELL_W - 3.0,
+                            cell_w - 3.0,
                             CELL_H - 3.0
                         );
                     }
@@ -420,7 +425,7 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
                     let _ = writeln!(
                         svg,
                         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{}"{}>{:+.1}</text>"#,
-                        x + CELL_W / 2.0,
+                        x + cell_w / 2.0,
                         y + CELL_H / 2.0 + 4.0,
                         if dark { "white" } else { "#111" },
                         if c.significant {

@@ -95,6 +95,10 @@ pub struct NetworkArm {
     pub weights: Option<String>,
     /// SHA256 of that weight file.
     pub weights_sha256: Option<String>,
+    /// How random weights are drawn when there are no published ones: `original` (as the
+    /// original implementation draws them). Absent for a pre-trained arm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
     pub input: InputAdapter,
 }
 
@@ -276,6 +280,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                 let scratch = NetworkArm {
                     weights: None,
                     weights_sha256: None,
+                    init: Some("original".into()),
                     ..arm.clone()
                 };
                 if !scratch_networks.contains(&scratch) {
@@ -634,6 +639,7 @@ fn network_arm(
         shape: network.architecture.efficientnet(),
         weights: Some(network.id.clone()),
         weights_sha256: Some(network.weights_sha256().to_ascii_lowercase()),
+        init: None,
         input: InputAdapter {
             side,
             channels: network.input.channels,

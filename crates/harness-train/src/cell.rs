@@ -145,12 +145,24 @@ pub fn network_with_weights(
     weights: Option<&Path>,
     freeze: bool,
 ) -> Result<Network> {
-    let fresh = crate::init_efficientnet(&arm.shape, classes, &train_device(), seed);
+    let fresh = crate::init_efficientnet(&arm.shape, classes, &train_device(), seed, false);
     let mut net: EfficientNet = match weights {
+        // The body drawn as the original draws it, the output layer as the pre-trained arm's.
+        None if arm.init.as_deref() == Some("original") => {
+            let mut body =
+                crate::init_efficientnet(&arm.shape, classes, &train_device(), seed, true);
+            body.fc = fresh.fc;
+            body
+        }
         None => fresh,
         Some(path) => {
-            let published =
-                crate::init_efficientnet(&arm.shape, arm.shape.classes, &train_device(), seed);
+            let published = crate::init_efficientnet(
+                &arm.shape,
+                arm.shape.classes,
+                &train_device(),
+                seed,
+                false,
+            );
             let mut loaded = published
                 .load_pytorch(path)
                 .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;

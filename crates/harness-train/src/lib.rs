@@ -221,15 +221,18 @@ pub const FINETUNE_BN_MOMENTUM: f64 = 0.1;
 
 /// An EfficientNet of `shape` with a `classes`-way output layer for fine-tuning, every
 /// parameter drawn from `seed` on Flex (then copied to another backend, as [`init_network`]
-/// does); BatchNorm momentum [`FINETUNE_BN_MOMENTUM`].
+/// does), convolutions as the original implementation draws them when `original_init`;
+/// BatchNorm momentum [`FINETUNE_BN_MOMENTUM`].
 pub fn init_efficientnet(
     shape: &harness_spec::EfficientNetShape,
     classes: usize,
     device: &Device,
     seed: u64,
+    original_init: bool,
 ) -> harness_model::efficientnet::EfficientNet {
     let config = pretrained::efficientnet_shape_config(shape, classes)
-        .with_bn_momentum(FINETUNE_BN_MOMENTUM);
+        .with_bn_momentum(FINETUNE_BN_MOMENTUM)
+        .with_original_init(original_init);
     match backend() {
         Backend::Flex => config.init_seeded(device, seed),
         Backend::Tch => {

@@ -640,6 +640,7 @@ fn network_arm(weights: bool) -> harness_spec::NetworkArm {
         },
         weights: weights.then(|| "tiny".to_string()),
         weights_sha256: weights.then(|| "unchecked here".to_string()),
+        init: (!weights).then(|| "original".to_string()),
         input: harness_spec::InputAdapter {
             side: 16,
             channels: 3,
@@ -718,6 +719,35 @@ fn a_network_from_elsewhere_starts_from_its_published_weights_with_a_new_output_
     );
     assert_ne!(body(&scratch), body(&start));
     assert_eq!(part(&scratch, "net.fc"), part(&start, "net.fc"));
+
+    // Its frozen random features tell images apart (drawn as the original draws them; with
+    // burn's defaults they vanish to a constant).
+    let frozen = initial_model(&network_cell(1, false), &target, None).unwrap();
+    let norm = harness_data::Normalisation {
+        mean: 127.0 / 255.0,
+        std: 128.0 / 255.0,
+    };
+    let x = burn::prelude::Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(norm.features(&target.train, &[0, 1, 2]), [3, 16 * 16]),
+        &burn::prelude::Device::flex(),
+    );
+    let f: Vec<f32> = burn::module::Module::valid(&frozen)
+        .features(x)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let (a, b) = f.split_at(f.len() / 3);
+    let spread = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    let size = a.iter().map(|x| x.abs()).fold(0.0, f32::max);
+    assert!(
+        size > 1e-2 && spread > 1e-3 * size,
+        "features {size}, spread {spread}"
+    );
 }
 
 #[test]
