@@ -30,9 +30,7 @@ pub use cell::{
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
 pub use pretrain::{PretrainMeta, PretrainOutcome, cached_pretrained, ensure_pretrained};
-pub use pretrained::{
-    VerifiedWeights, efficientnet_config, ensure_weights, load_network, weights_path,
-};
+pub use pretrained::{VerifiedWeights, efficientnet_config, ensure_weights};
 
 use anyhow::{Context, Result};
 use burn::prelude::*;

@@ -42,18 +42,7 @@ pub fn efficientnet_shape_config(shape: &EfficientNetShape, classes: usize) -> E
     EfficientNetConfig::new(shape.stem, stages, shape.head, classes)
 }
 
-/// The network of `manifest` with its verified published weights.
-pub fn load_network(manifest: &NetworkManifest, weights: &VerifiedWeights) -> Result<EfficientNet> {
-    load_weight_file(manifest, &weights.path).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: the weight file {} does not fit {}: {e}",
-            manifest.path.display(),
-            weights.path.display(),
-            manifest.architecture.name()
-        )
-    })
-}
-
+/// The network of `manifest` with the weight file at `path`, or the first tensor that does not fit.
 fn load_weight_file(
     manifest: &NetworkManifest,
     path: &Path,
@@ -64,7 +53,7 @@ fn load_weight_file(
 }
 
 /// Where the verified weight file of `manifest` is kept under the cache root.
-pub fn weights_path(cache_root: &Path, manifest: &NetworkManifest) -> PathBuf {
+fn weights_path(cache_root: &Path, manifest: &NetworkManifest) -> PathBuf {
     cache_root
         .join("networks")
         .join(format!(
