@@ -7,84 +7,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Project, csv, image_manifest as manifest, sha256_hex, stderr};
-
-const EXPERIMENT: &str = r#"
-[matrix]
-targets = ["target"]
-sources = ["scratch", "source"]
-n_train = [12, 30]
-options = [1, 2]
-seeds = [0, 1]
-
-[model]
-patch = 4
-d_model = 16
-n_layers = 1
-n_heads = 2
-d_ff = 32
-
-[pretrain]
-epochs = 2
-batch_size = 16
-learning_rate = 3e-3
-
-[finetune]
-batch_size = 8
-epochs = 5
-min_steps = 20
-evaluations = 4
-patience = 4
-"#;
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        let m = dir.path().join("data-manifests");
-        fs::create_dir_all(&m).unwrap();
-        fs::create_dir_all(dir.path().join("experiments")).unwrap();
-        let target = csv(50, 1, 0);
-        let source = csv(60, 2, 40);
-        fs::write(m.join("target.csv"), &target).unwrap();
-        fs::write(m.join("source.csv"), &source).unwrap();
-        fs::write(
-            m.join("target.toml"),
-            manifest("target", "target.csv", &sha256_hex(target.as_bytes()), 50),
-        )
-        .unwrap();
-        fs::write(
-            m.join("source.toml"),
-            manifest("source", "source.csv", &sha256_hex(source.as_bytes()), 60),
-        )
-        .unwrap();
-        fs::write(dir.path().join("experiments/tiny.toml"), EXPERIMENT).unwrap();
-        Project { dir }
-    }
-
-    fn row_files(&self, experiment: &str) -> Vec<PathBuf> {
-        let dir = self.path("results").join(experiment);
-        let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
-            Ok(e) => e
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        files.sort();
-        files
-    }
-
-    fn edit(&self, rel: &str, from: &str, to: &str) {
-        let path = self.path(rel);
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{rel} has no {from:?}");
-        fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    }
-}
+use common::{Project, stderr};
 
 #[test]
 fn a_run_writes_one_row_per_cell_and_a_report_and_a_second_run_skips_them() {
-    let p = Project::new();
+    let p = Project::tiny();
     let out = p.harness(&["run", "experiments/tiny.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = p.rows("tiny");
@@ -141,8 +68,8 @@ fn a_run_writes_one_row_per_cell_and_a_report_and_a_second_run_skips_them() {
 
 #[test]
 fn the_same_command_gives_the_same_numbers() {
-    let a = Project::new();
-    let b = Project::new();
+    let a = Project::tiny();
+    let b = Project::tiny();
     for p in [&a, &b] {
         let out = p.harness(&["run", "--no-report", "experiments/tiny.toml"]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -166,8 +93,8 @@ fn the_same_command_gives_the_same_numbers() {
 /// bit for bit, whatever the number of jobs.
 #[test]
 fn jobs_do_not_change_the_numbers() {
-    let one = Project::new();
-    let three = Project::new();
+    let one = Project::tiny();
+    let three = Project::tiny();
     let out = one.harness(&["run", "--no-report", "--jobs", "1", "experiments/tiny.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -215,7 +142,7 @@ fn jobs_do_not_change_the_numbers() {
 /// The LibTorch backend is optional: a default build says how to get it and runs nothing.
 #[test]
 fn backend_tch_in_a_default_build_says_how_to_build_it() {
-    let p = Project::new();
+    let p = Project::tiny();
     let out = p.harness(&["run", "--backend", "tch", "experiments/tiny.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
@@ -234,7 +161,7 @@ fn backend_tch_in_a_default_build_says_how_to_build_it() {
 
 #[test]
 fn kill_9_in_the_middle_then_the_same_command_finishes_without_duplicates() {
-    let p = Project::new();
+    let p = Project::tiny();
     let mut child = p
         .command(&["run", "experiments/tiny.toml"])
         .stdout(Stdio::null())
@@ -280,14 +207,17 @@ fn kill_9_in_the_middle_then_the_same_command_finishes_without_duplicates() {
     let leftovers: Vec<_> = fs::read_dir(p.path("results/tiny"))
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with('.') && name != ".lock"
+        })
         .collect();
     assert!(leftovers.is_empty(), "partial writes were cleaned");
 }
 
 #[test]
 fn plan_lists_cells_and_pretraining_without_running_anything() {
-    let p = Project::new();
+    let p = Project::tiny();
     let out = p.harness(&["plan", "experiments/tiny.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -318,21 +248,21 @@ fn assert_refused(p: &Project, expect_in_message: &[&str]) -> String {
 
 #[test]
 fn malformed_toml_names_the_file_and_line() {
-    let p = Project::new();
+    let p = Project::tiny();
     p.edit("experiments/tiny.toml", "seeds = [0, 1]", "seeds = [0, 1");
     assert_refused(&p, &["missing comma", "experiments/tiny.toml:9:"]);
 }
 
 #[test]
 fn an_unknown_key_names_the_key_file_and_line() {
-    let p = Project::new();
+    let p = Project::tiny();
     p.edit("experiments/tiny.toml", "d_ff = 32", "d_ff = 32\nwidht = 4");
     assert_refused(&p, &["widht", "experiments/tiny.toml:15:"]);
 }
 
 #[test]
 fn an_unknown_dataset_id_names_the_line_and_the_known_ids() {
-    let p = Project::new();
+    let p = Project::tiny();
     p.edit(
         "experiments/tiny.toml",
         "targets = [\"target\"]",
@@ -350,7 +280,7 @@ fn an_unknown_dataset_id_names_the_line_and_the_known_ids() {
 
 #[test]
 fn n_train_larger_than_the_pool_is_refused_with_the_pool_size() {
-    let p = Project::new();
+    let p = Project::tiny();
     p.edit(
         "experiments/tiny.toml",
         "n_train = [12, 30]",
@@ -363,26 +293,25 @@ fn n_train_larger_than_the_pool_is_refused_with_the_pool_size() {
 }
 
 #[test]
-fn a_checksum_mismatch_names_the_manifest_line_and_every_source_tried() {
-    let p = Project::new();
-    // Change the data, not the manifest: the decoded content no longer matches.
+fn a_local_file_that_no_longer_matches_its_checksum_names_the_manifest_line() {
+    let p = Project::tiny();
+    // Change the data, not the manifest: the user's own file is checked on every run.
     let path = p.path("data-manifests/target.csv");
     let text = fs::read_to_string(&path).unwrap();
     fs::write(&path, text.replacen("0,", "1,", 1)).unwrap();
-    let err = assert_refused(
+    assert_refused(
         &p,
         &[
-            "checksum mismatch",
-            "data-manifests/target.toml:13",
-            "source 1 (local",
+            "checksum mismatch for `data`",
+            "data-manifests/target.toml:13 expects sha256",
+            "dataset `target`",
         ],
     );
-    assert!(err.contains("could not obtain dataset `target`"), "{err}");
 }
 
 #[test]
 fn a_bad_manifest_names_its_line() {
-    let p = Project::new();
+    let p = Project::tiny();
     p.edit(
         "data-manifests/source.toml",
         "format = \"csv-pixels\"",
@@ -393,7 +322,7 @@ fn a_bad_manifest_names_its_line() {
 
 #[test]
 fn every_command_has_help() {
-    let p = Project::new();
+    let p = Project::tiny();
     for cmd in [
         vec!["--help"],
         vec!["run", "--help"],
@@ -413,7 +342,7 @@ fn every_command_has_help() {
 
 #[test]
 fn report_rewrites_the_report_from_the_store() {
-    let p = Project::new();
+    let p = Project::tiny();
     let out = p.harness(&["run", "--no-report", "experiments/tiny.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!p.path("reports/tiny/report.md").exists());

@@ -25,4 +25,49 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=HARNESS_RUSTC_VERSION={version}");
     println!("cargo:rerun-if-changed=../../Cargo.lock");
+    git_state();
+}
+
+/// The commit this harness is built from and whether its tracked files differ from it, read
+/// from the checkout that holds its sources (not from wherever it later runs): rows and
+/// reports record them. Empty when the sources are not a git checkout.
+fn git_state() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_default();
+    let dirty = if commit.is_empty() {
+        String::new()
+    } else {
+        git(&["status", "--porcelain", "--untracked-files=no"])
+            .map(|s| (!s.is_empty()).to_string())
+            .unwrap_or_default()
+    };
+    println!("cargo:rustc-env=HARNESS_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=HARNESS_GIT_DIRTY={dirty}");
+    // Run again when the commit or any source changes (paths that do not exist are left out:
+    // cargo would run the script on every build).
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let git_dir = std::path::PathBuf::from(git_dir);
+        for name in ["HEAD", "index", "packed-refs", "refs"] {
+            let path = git_dir.join(name);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+    for name in ["crates", "Cargo.toml", "bench"] {
+        let path = root.join(name);
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
 }

@@ -133,3 +133,81 @@ files = {{ data = "{file}" }}
         (per_class_total - 10) * 3
     )
 }
+
+/// `experiments/tiny.toml` of [`Project::tiny`].
+pub const TINY_EXPERIMENT: &str = r#"
+[matrix]
+targets = ["target"]
+sources = ["scratch", "source"]
+n_train = [12, 30]
+options = [1, 2]
+seeds = [0, 1]
+
+[model]
+patch = 4
+d_model = 16
+n_layers = 1
+n_heads = 2
+d_ff = 32
+
+[pretrain]
+epochs = 2
+batch_size = 16
+learning_rate = 3e-3
+
+[finetune]
+batch_size = 8
+epochs = 5
+min_steps = 20
+evaluations = 4
+patience = 4
+"#;
+
+impl Project {
+    /// The tiny image project: targets `target` and source `source` (CSV pixels, local
+    /// manifests) and `experiments/tiny.toml` (16 cells, one pre-training).
+    pub fn tiny() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("data-manifests");
+        fs::create_dir_all(&m).unwrap();
+        fs::create_dir_all(dir.path().join("experiments")).unwrap();
+        let target = csv(50, 1, 0);
+        let source = csv(60, 2, 40);
+        fs::write(m.join("target.csv"), &target).unwrap();
+        fs::write(m.join("source.csv"), &source).unwrap();
+        fs::write(
+            m.join("target.toml"),
+            image_manifest("target", "target.csv", &sha256_hex(target.as_bytes()), 50),
+        )
+        .unwrap();
+        fs::write(
+            m.join("source.toml"),
+            image_manifest("source", "source.csv", &sha256_hex(source.as_bytes()), 60),
+        )
+        .unwrap();
+        fs::write(dir.path().join("experiments/tiny.toml"), TINY_EXPERIMENT).unwrap();
+        Project { dir }
+    }
+
+    /// The row files of an experiment's store, sorted.
+    pub fn row_files(&self, experiment: &str) -> Vec<PathBuf> {
+        let dir = self.path("results").join(experiment);
+        let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(e) => e
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        files
+    }
+
+    /// Replaces the first `from` in the project file `rel` by `to`.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let path = self.path(rel);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{rel} has no {from:?}");
+        fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}

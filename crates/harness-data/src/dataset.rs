@@ -104,9 +104,12 @@ impl DataCache {
         self.root.join("downloads")
     }
 
-    fn entry(&self, manifest: &Manifest) -> Option<PathBuf> {
-        // Without checksums, the content is not pinned and is decoded afresh.
-        if !manifest.is_pinned() {
+    /// The cache file of `manifest`'s decoded content; `local` is what the user's own files
+    /// hash to now, when they are its first source ([`crate::fetch::local_content`]).
+    fn entry(&self, manifest: &Manifest, local: Option<&str>) -> Option<PathBuf> {
+        // Without checksums or the hash of local files, the content is not pinned and is
+        // decoded afresh.
+        if !manifest.is_pinned() && local.is_none() {
             return None;
         }
         #[derive(Serialize)]
@@ -123,7 +126,10 @@ impl DataCache {
         }
         let key = harness_spec::fingerprint_of(&Key {
             version: DECODER_VERSION,
-            content: manifest.content_key(),
+            content: match local {
+                Some(local) => format!("{} local {local}", manifest.content_key()),
+                None => manifest.content_key(),
+            },
             format: manifest.format,
             split: &manifest.split,
             side: manifest.image.as_ref().map(|i| i.side),
@@ -149,7 +155,14 @@ pub fn prepare(
     cache: &DataCache,
     events: &mut dyn FnMut(FetchEvent),
 ) -> Result<Dataset> {
-    let entry = cache.entry(manifest);
+    let local = crate::fetch::local_content(manifest).with_context(|| {
+        format!(
+            "checking the files of dataset `{}` ({})",
+            manifest.id,
+            manifest.path.display()
+        )
+    })?;
+    let entry = cache.entry(manifest, local.as_deref());
     if let Some(path) = &entry
         && path.is_file()
     {

@@ -176,6 +176,11 @@ pub fn decode_image_folder(dir: &Path, classes: &[String], side: usize) -> Resul
             Err(_) => bail!("{}: no folder for class `{class}`", dir.display()),
         };
         files.sort();
+        ensure!(
+            !files.is_empty(),
+            "{}: the folder of class `{class}` holds no images",
+            dir.display()
+        );
         for file in files {
             let img = image::open(&file)
                 .with_context(|| format!("{}: not a readable PNG or JPEG image", file.display()))?;
@@ -196,6 +201,24 @@ pub fn decode_image_folder(dir: &Path, classes: &[String], side: usize) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_class_folder_is_named_by_its_class() {
+        let dir = tempfile::tempdir().unwrap();
+        for class in ["cats", "dogs"] {
+            std::fs::create_dir(dir.path().join(class)).unwrap();
+        }
+        image::GrayImage::new(4, 4)
+            .save(dir.path().join("cats/a.png"))
+            .unwrap();
+        let err = decode_image_folder(dir.path(), &["cats".into(), "dogs".into()], 4)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the folder of class `dogs` holds no images"),
+            "{err}"
+        );
+    }
 
     fn idx(n: usize, side: usize, labels: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let mut images = vec![0, 0, 8, 3];

@@ -270,6 +270,15 @@ fn try_source(
         if !folder.is_dir() {
             bail!("{} is not a folder", folder.display());
         }
+        if manifest
+            .files
+            .get("root")
+            .is_some_and(|f| f.sha256.is_some())
+        {
+            let mut files = BTreeMap::new();
+            read_folder(&folder, &folder, &mut files)?;
+            verify_tree(manifest, &files)?;
+        }
         return Ok(Fetched::Folder(folder));
     }
     let mut files = BTreeMap::new();
@@ -328,6 +337,51 @@ pub fn verify(manifest: &Manifest, role: &str, bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// For a dataset whose first source is the user's own files or folder: what they hash to
+/// now (each role's SHA256, a folder's by [`tree_sha256`]), checked against the manifest's
+/// recorded `sha256` where there is one. It keys the decoded cache, so a folder that changed is
+/// decoded again instead of being served from the cache. None for other first sources.
+pub fn local_content(manifest: &Manifest) -> Result<Option<String>> {
+    let Some(spec) = manifest.sources.first().map(|s| s.get_ref()) else {
+        return Ok(None);
+    };
+    if spec.kind != SourceKind::Local {
+        return Ok(None);
+    }
+    let root = local_root(&manifest.path, spec);
+    let mut roles: Vec<(String, PathBuf)> = spec
+        .files
+        .iter()
+        .map(|(role, rel)| (role.clone(), root.join(rel)))
+        .collect();
+    if roles.is_empty() {
+        roles.push(("root".into(), root.clone()));
+    }
+    if roles.iter().any(|(_, path)| !path.exists()) {
+        // Not there: the sources are tried in order, and the error names this one.
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for (role, path) in roles {
+        if path.is_dir() {
+            let mut files = BTreeMap::new();
+            read_folder(&path, &path, &mut files)?;
+            if role == "root" {
+                verify_tree(manifest, &files)?;
+            }
+            parts.push(format!("{role}={}", tree_sha256(&files)));
+        } else {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes =
+                gunzip_if_compressed(bytes).with_context(|| format!("`{role}` is corrupt gzip"))?;
+            verify(manifest, &role, &bytes)?;
+            parts.push(format!("{role}={}", hex::encode(Sha256::digest(&bytes))));
+        }
+    }
+    Ok(Some(parts.join(",")))
 }
 
 /// SHA256 naming a whole folder: for every file in path order, its relative path, a NUL byte,
@@ -756,4 +810,57 @@ fn apt_lists_descriptions(spec: &SourceSpec, dir: &Path) -> Result<String> {
     let translations = read(translations)?;
     let rows = crate::text::debian_descriptions(&[packages], &[translations])?;
     Ok(crate::text::debian_descriptions_csv(&rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image-folder manifest of the folder `root` beside it, with `sha` recorded if given.
+    fn folder_manifest(dir: &Path, sha: Option<&str>) -> Manifest {
+        let recorded = sha.map_or(String::new(), |s| {
+            format!("[files.root]\nsha256 = \"{s}\"\n")
+        });
+        let text = format!(
+            "id = \"mine\"\nname = \"mine\"\nmodality = \"image\"\nlicence = \"-\"\ncitation = \"-\"\nformat = \"image-folder\"\nclasses = [\"a\", \"b\"]\n[image]\nside = 4\n{recorded}[split]\nmethod = \"stratified\"\ntest_per_class = 1\nseed = 0\ntrain = 2\ntest = 2\n[[source]]\nkind = \"local\"\npath = \".\"\nfiles = {{ root = \"root\" }}\n"
+        );
+        let path = dir.join("mine.toml");
+        std::fs::write(&path, &text).unwrap();
+        Manifest::parse(&path, &text).unwrap()
+    }
+
+    #[test]
+    fn a_local_folder_is_checked_against_its_recorded_hash_and_keys_the_cache_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, n) in [("a", 2), ("b", 2)] {
+            std::fs::create_dir_all(dir.path().join("root").join(class)).unwrap();
+            for i in 0..n {
+                std::fs::write(
+                    dir.path().join(format!("root/{class}/{i}.png")),
+                    [i as u8; 8],
+                )
+                .unwrap();
+            }
+        }
+        let unpinned = folder_manifest(dir.path(), None);
+        let before = local_content(&unpinned).unwrap().unwrap();
+
+        let zeros = "0".repeat(64);
+        let err = local_content(&folder_manifest(dir.path(), Some(&zeros)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("checksum mismatch") && err.contains("mine.toml:11"),
+            "{err}"
+        );
+        let actual = before.strip_prefix("root=").unwrap().to_string();
+        assert!(local_content(&folder_manifest(dir.path(), Some(&actual))).is_ok());
+
+        // A class loses a file: the content, and so the cache key, changes.
+        std::fs::remove_file(dir.path().join("root/b/1.png")).unwrap();
+        let after = local_content(&folder_manifest(dir.path(), None))
+            .unwrap()
+            .unwrap();
+        assert_ne!(before, after);
+    }
 }

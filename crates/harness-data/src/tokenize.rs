@@ -167,26 +167,44 @@ where
     })?));
     let dir = cache_root.join("tokenizers").join(&key[..16]);
     let path = dir.join("tokenizer.json");
+    // The file's SHA256 as written, beside it: a tokenizer that no longer matches it (or was
+    // written before it was recorded) is learned again.
+    let recorded_path = dir.join("tokenizer.json.sha256");
     if path.is_file() {
         let bytes = fs::read(&path)?;
-        return Ok(CachedTokenizer {
-            sha256: hex::encode(Sha256::digest(&bytes)),
-            tokenizer: load_tokenizer(&path)?,
-            path,
-            trained_now: false,
-        });
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let recorded = fs::read_to_string(&recorded_path).unwrap_or_default();
+        if recorded.trim() == sha256 {
+            return Ok(CachedTokenizer {
+                sha256,
+                tokenizer: load_tokenizer(&path)?,
+                path,
+                trained_now: false,
+            });
+        }
+        eprintln!(
+            "warning: {} does not match its recorded sha256 ({}); learning it again",
+            path.display(),
+            if recorded.is_empty() {
+                "none recorded"
+            } else {
+                recorded.trim()
+            }
+        );
     }
     let tokenizer = train_tokenizer(texts(), spec)?;
     let json = tokenizer
         .to_string(false)
         .map_err(|e| anyhow!("serialising the tokenizer: {e}"))?;
     fs::create_dir_all(&dir)?;
+    let sha256 = hex::encode(Sha256::digest(json.as_bytes()));
     let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
     tmp.write_all(json.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(&path)?;
+    fs::write(&recorded_path, format!("{sha256}\n"))?;
     Ok(CachedTokenizer {
-        sha256: hex::encode(Sha256::digest(json.as_bytes())),
+        sha256,
         path,
         tokenizer,
         trained_now: true,

@@ -1,7 +1,7 @@
 //! The report of one experiment: `report.md`, one SVG figure per target, the results as
 //! Parquet, and everything needed to reproduce them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -315,6 +315,86 @@ fn render_verdicts(md: &mut String, tests: &[HypothesisTest]) {
     let _ = writeln!(md, "\n</details>\n");
 }
 
+/// One sentence per n_train whose validation split is not the fraction the experiment asks
+/// for (by more than 5 points), with the fraction the rows actually held out.
+pub fn validation_notes(rows: &[ResultRow]) -> Vec<String> {
+    let mut by_n: BTreeMap<(i64, String), (f64, f64, f64)> = BTreeMap::new();
+    for r in rows {
+        let Some(applied) = r.validation_fraction_applied else {
+            continue;
+        };
+        let e = by_n
+            .entry((r.n_train, format!("{}", r.validation_fraction)))
+            .or_insert((r.validation_fraction, f64::INFINITY, f64::NEG_INFINITY));
+        e.1 = e.1.min(applied);
+        e.2 = e.2.max(applied);
+    }
+    by_n.into_iter()
+        .filter(|(_, (asked, lo, hi))| (lo - asked).abs() > 0.05 || (hi - asked).abs() > 0.05)
+        .map(|((n, _), (asked, lo, hi))| {
+            let held = if (hi - lo).abs() < 0.005 {
+                format!("{:.0}%", lo * 100.0)
+            } else {
+                format!("{:.0}–{:.0}%", lo * 100.0, hi * 100.0)
+            };
+            format!(
+                "at n_train = {n} the validation split held {held} of each subset, not the {:.0}% asked: every class keeps one example to fit and, when it has two or more, at least one to validate",
+                asked * 100.0
+            )
+        })
+        .collect()
+}
+
+/// The build a row was made by: its commit, and whether the sources had changes.
+fn build_of(r: &ResultRow) -> String {
+    match (&r.git_commit, r.git_dirty) {
+        (Some(c), Some(true)) => format!("{} with uncommitted changes", &c[..c.len().min(12)]),
+        (Some(c), _) => c[..c.len().min(12)].to_string(),
+        (None, _) => format!("an unknown build of harness {}", r.harness_version),
+    }
+}
+
+/// The kind of machine a row was made on: what decides its float rounding.
+fn machine_of(r: &ResultRow) -> String {
+    match (&r.cpu, &r.simd) {
+        (Some(cpu), Some(simd)) => format!("{cpu}, {simd}, {} backend", r.backend),
+        _ => format!("an unrecorded CPU (host {}), {} backend", r.host, r.backend),
+    }
+}
+
+/// One sentence for each arm whose rows came from more than one build or kind of machine:
+/// their differences may then come from float rounding or code, not only from the arm.
+pub fn mixed_provenance(rows: &[ResultRow]) -> Vec<String> {
+    let mut by_arm: BTreeMap<(String, String, i64), (BTreeSet<String>, BTreeSet<String>)> =
+        BTreeMap::new();
+    for r in rows {
+        let e = by_arm
+            .entry((r.target.clone(), r.source.clone(), r.option))
+            .or_default();
+        e.0.insert(build_of(r));
+        e.1.insert(machine_of(r));
+    }
+    let mut out = Vec::new();
+    for ((target, source, option), (builds, machines)) in by_arm {
+        let list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join("; ");
+        if builds.len() > 1 {
+            out.push(format!(
+                "the rows of {target} ← {source}, option {option} come from {} builds ({}): rows are the same bit for bit only from one build on one kind of machine",
+                builds.len(),
+                list(&builds)
+            ));
+        }
+        if machines.len() > 1 {
+            out.push(format!(
+                "the rows of {target} ← {source}, option {option} come from {} kinds of machine ({}): float rounding differs between them",
+                machines.len(),
+                list(&machines)
+            ));
+        }
+    }
+    out
+}
+
 fn render_markdown(
     rows: &[ResultRow],
     arms: &[ArmSummary],
@@ -348,6 +428,12 @@ fn render_markdown(
     }
     let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let _ = writeln!(md, "Sum of cell times: {}.\n", fmt_duration(cell_seconds));
+    for note in validation_notes(rows) {
+        let _ = writeln!(md, "> **Note:** {note}\n");
+    }
+    for warning in mixed_provenance(rows) {
+        let _ = writeln!(md, "> **Warning:** {warning}\n");
+    }
 
     if !tests.is_empty() {
         render_verdicts(&mut md, tests);
@@ -531,8 +617,10 @@ fn render_markdown(
         .iter()
         .map(|r| {
             format!(
-                "{} backend, {} threads, host {}",
-                r.backend, r.threads, r.host
+                "{} threads on {}, host {}",
+                r.threads,
+                machine_of(r),
+                r.host
             )
         })
         .collect();
@@ -568,7 +656,7 @@ fn render_markdown(
     let _ = writeln!(md, "- report generated {}\n", ctx.generated_at);
     let _ = writeln!(
         md,
-        "Training on the Flex backend is deterministic: the same command on the same machine gives the same rows.\n"
+        "Rerun with the same build on the same machine, the same command gives the same rows bit for bit. Another machine may round floats differently, even one of the same kind: on a second 2-core AVX-512 Xeon, 37 of the 60 rows of `experiments/image.toml` differed (BURN-NOTES.md). Compare rows from other machines by their intervals, not bit for bit; the rows record the build, CPU and SIMD level that made them.\n"
     );
     let _ = writeln!(md, "### Experiment file `{}`\n", ctx.experiment_file);
     let _ = writeln!(md, "```toml\n{}\n```", ctx.experiment_text.trim_end());

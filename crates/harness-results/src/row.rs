@@ -191,8 +191,12 @@ result_schema! {
     epochs: i64,
     /// Minimum fine-tuning steps setting.
     min_steps: i64,
-    /// Fraction of the subset held out for validation.
+    /// Fraction of the subset the experiment asks to hold out for validation.
     validation_fraction: f64,
+    /// Fraction actually held out (n_validation / n_train): each class keeps at least one
+    /// example to fit and, with two or more, at least one to validate, so small subsets of
+    /// many classes differ from the fraction asked (null in rows written before it existed).
+    validation_fraction_applied: Option<f64>,
     /// Validation checks over the step budget.
     evaluations: i64,
     /// Early-stopping patience in checks.
@@ -253,9 +257,10 @@ result_schema! {
     source_sha256: Option<String>,
     /// Version of the harness.
     harness_version: String,
-    /// Git commit of the harness checkout, if known.
+    /// Git commit the harness binary was built from, if known (rows written before builds
+    /// recorded it: the commit of the directory the run started in).
     git_commit: Option<String>,
-    /// Whether that checkout had uncommitted changes.
+    /// Whether the harness's sources had uncommitted changes when it was built.
     git_dirty: Option<bool>,
     /// Compute backend.
     backend: String,
@@ -263,6 +268,10 @@ result_schema! {
     threads: i64,
     /// Host name.
     host: String,
+    /// CPU model with family, model and stepping (null in rows written before it existed).
+    cpu: Option<String>,
+    /// Widest SIMD level the CPU kernels could use, e.g. `x86-64-v4 (avx512)`.
+    simd: Option<String>,
     /// When the cell started (UTC, RFC 3339).
     started_at: String,
     /// When the cell finished (UTC, RFC 3339).

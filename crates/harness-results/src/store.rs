@@ -18,6 +18,39 @@ pub struct ResultStore {
     pub dir: PathBuf,
 }
 
+/// A file in the store that cannot be counted as a row, and why.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// What reading the store found: the rows (one per fingerprint) and the files that were not
+/// counted.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub frame: Option<DataFrame>,
+    pub problems: Vec<Problem>,
+}
+
+/// The folder problem files are moved into by [`ResultStore::quarantine`].
+pub const QUARANTINE: &str = "quarantine";
+
+/// Whether `name` is a row file's name: 64 hexadecimal digits and `.parquet`.
+fn fingerprint_of_name(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".parquet")?;
+    (stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit())).then_some(stem)
+}
+
+/// The exclusive right to write into one store, held until dropped: a second run of the same
+/// experiment is refused while the first runs, instead of both training the same cells and
+/// deleting each other's partial writes. The operating system releases it when the process
+/// ends, `kill -9` included.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
 impl ResultStore {
     pub fn open(results_root: &Path, experiment: &str) -> ResultStore {
         ResultStore {
@@ -29,7 +62,44 @@ impl ResultStore {
         self.dir.join(format!("{fingerprint}.parquet"))
     }
 
-    /// Fingerprints of the rows already stored.
+    /// Takes the store's lock, or says which process holds it.
+    pub fn lock(&self, command: &str) -> Result<StoreLock> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let path = self.dir.join(".lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "another harness run is writing into {}: {}; wait for it to finish (or stop it) and run again",
+                    self.dir.display(),
+                    holder.trim()
+                );
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        writeln!(
+            file,
+            "process {} started {} ({command})",
+            std::process::id(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )?;
+        file.flush()?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Fingerprints of the row files present (by name; [`ResultStore::rows`] reads them).
     pub fn finished(&self) -> HashSet<String> {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return HashSet::new();
@@ -37,26 +107,26 @@ impl ResultStore {
         entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_suffix(".parquet")
-                    .filter(|s| !s.starts_with('.'))
-                    .map(str::to_string)
+                fingerprint_of_name(&e.file_name().to_string_lossy()).map(str::to_string)
             })
             .collect()
     }
 
-    /// Writes one row atomically; a row with the same fingerprint is replaced.
+    /// Writes one row atomically; a row with the same fingerprint is replaced. The file gets
+    /// the permissions the umask gives a new file.
     pub fn write(&self, row: &ResultRow) -> Result<PathBuf> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let mut frame = ResultRow::to_frame(std::slice::from_ref(row))?;
         let mut tmp = tempfile::Builder::new()
-            .prefix(".row-")
+            .prefix(&format!(".row-{}-", std::process::id()))
             .suffix(".tmp")
+            .permissions(<fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666))
             .tempfile_in(&self.dir)?;
         ParquetWriter::new(tmp.as_file_mut()).finish(&mut frame)?;
         tmp.as_file_mut().flush()?;
         tmp.as_file().sync_all()?;
+        harness_spec::fault::point("row-write");
         let path = self.row_path(&row.fingerprint);
         tmp.persist(&path)?;
         Ok(path)
@@ -73,11 +143,41 @@ impl ResultStore {
         Ok(rows)
     }
 
-    /// Every stored row as one Polars frame.
+    /// Every stored row as one Polars frame; an error that lists the files that cannot be
+    /// counted (unreadable, a second copy of a row, a row under another name) and how to repair
+    /// the store, if there are any.
     pub fn frame(&self) -> Result<DataFrame> {
+        let scan = self.scan()?;
+        if !scan.problems.is_empty() {
+            let list: Vec<String> = scan
+                .problems
+                .iter()
+                .map(|p| format!("  {}: {}", p.path.display(), p.why))
+                .collect();
+            anyhow::bail!(
+                "the result store {} has {} file{} that cannot be counted as rows:\n{}\n`harness doctor --repair` with the experiment file moves them into {}/ (their cells then run again)",
+                self.dir.display(),
+                scan.problems.len(),
+                if scan.problems.len() == 1 { "" } else { "s" },
+                list.join("\n"),
+                self.dir.join(QUARANTINE).display()
+            );
+        }
+        match scan.frame {
+            Some(frame) => Ok(frame),
+            None => Ok(ResultRow::to_frame(&[])?),
+        }
+    }
+
+    /// Reads every row file and sorts out what cannot be counted: a file that does not read
+    /// as rows, holds other than one row, holds a row whose fingerprint is not its name, or
+    /// is any other `.parquet` file (a copy, a backup).
+    pub fn scan(&self) -> Result<Scan> {
         let mut paths: Vec<PathBuf> = match fs::read_dir(&self.dir) {
             Ok(entries) => entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
                 .filter(|p| {
                     p.extension().is_some_and(|x| x == "parquet")
                         && !p
@@ -89,20 +189,81 @@ impl ResultStore {
         };
         paths.sort();
         let mut frame = ResultRow::to_frame(&[])?;
+        let mut problems = Vec::new();
         for path in paths {
-            let part = anyhow::Context::with_context(
-                ParquetReader::new(File::open(&path)?).finish(),
-                || format!("reading result row {}", path.display()),
-            )?;
-            anyhow::Context::with_context(frame.vstack_mut(&part), || {
-                format!("{} has another schema", path.display())
-            })?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let problem = |why: String| Problem {
+                path: path.clone(),
+                why,
+            };
+            let part = match File::open(&path)
+                .map_err(PolarsError::from)
+                .and_then(|f| ParquetReader::new(f).finish())
+            {
+                Ok(part) => part,
+                Err(e) => {
+                    problems.push(problem(format!("cannot be read ({e})")));
+                    continue;
+                }
+            };
+            let Some(expected) = fingerprint_of_name(&name) else {
+                problems.push(problem(
+                    "is not named by a cell's fingerprint (a copy or a backup?): its rows would be counted twice"
+                        .into(),
+                ));
+                continue;
+            };
+            if part.height() != 1 {
+                problems.push(problem(format!("holds {} rows, not one", part.height())));
+                continue;
+            }
+            let fingerprint = part
+                .column("fingerprint")
+                .ok()
+                .and_then(|c| c.str().ok()?.get(0).map(str::to_string));
+            if fingerprint.as_deref() != Some(expected) {
+                problems.push(problem(format!(
+                    "holds the row of fingerprint {}, not the one its name says",
+                    fingerprint.as_deref().unwrap_or("(none)")
+                )));
+                continue;
+            }
+            if let Err(e) = frame.vstack_mut(&part) {
+                problems.push(problem(format!("has another schema ({e})")));
+            }
         }
-        Ok(frame)
+        Ok(Scan {
+            frame: Some(frame),
+            problems,
+        })
     }
 
-    /// Removes temporary files left by an interrupted write.
-    pub fn clean_partial_writes(&self) {
+    /// Moves the files [`ResultStore::scan`] cannot count into `quarantine/` (nothing is
+    /// deleted); returns where each went.
+    pub fn quarantine(&self, problems: &[Problem]) -> Result<Vec<PathBuf>> {
+        let dir = self.dir.join(QUARANTINE);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut moved = Vec::new();
+        for p in problems {
+            let name = p.path.file_name().context("a file without a name")?;
+            let mut to = dir.join(name);
+            let mut i = 1;
+            while to.exists() {
+                to = dir.join(format!("{}.{i}", name.to_string_lossy()));
+                i += 1;
+            }
+            fs::rename(&p.path, &to)
+                .with_context(|| format!("moving {} to {}", p.path.display(), to.display()))?;
+            moved.push(to);
+        }
+        Ok(moved)
+    }
+
+    /// Removes temporary files left by an interrupted write. Call it only holding the lock.
+    pub fn clean_partial_writes(&self, _lock: &StoreLock) {
         if let Ok(entries) = fs::read_dir(&self.dir) {
             for e in entries.filter_map(|e| e.ok()) {
                 if e.file_name().to_string_lossy().starts_with(".row-") {

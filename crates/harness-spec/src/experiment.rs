@@ -721,7 +721,10 @@ impl Experiment {
             ("seeds", m.seeds.is_empty()),
         ] {
             if empty {
-                return Err(self.error_near(what, format!("`matrix.{what}` must not be empty")));
+                return Err(self.error_near(
+                    &format!("matrix.{what}"),
+                    format!("`matrix.{what}` must not be empty"),
+                ));
             }
         }
         for option in &m.options {
@@ -732,24 +735,68 @@ impl Experiment {
                 )));
             }
         }
+        // A value listed twice would train the same cells twice.
+        let twice = |what: &str, values: Vec<(String, Option<std::ops::Range<usize>>)>| {
+            let mut seen = std::collections::BTreeSet::new();
+            for (value, span) in values {
+                if !seen.insert(value.clone()) {
+                    let message = format!("`matrix.{what}` lists {value} twice");
+                    return Err(match span {
+                        Some(span) => self.error_at(span, message),
+                        None => self.error_near(&format!("matrix.{what}"), message),
+                    });
+                }
+            }
+            Ok(())
+        };
+        twice(
+            "targets",
+            m.targets
+                .iter()
+                .map(|t| (format!("{:?}", t.get_ref()), Some(t.span())))
+                .collect(),
+        )?;
+        twice(
+            "sources",
+            m.sources
+                .iter()
+                .map(|t| (format!("{:?}", t.get_ref()), Some(t.span())))
+                .collect(),
+        )?;
+        twice(
+            "n_train",
+            m.n_train
+                .iter()
+                .map(|t| (t.get_ref().to_string(), Some(t.span())))
+                .collect(),
+        )?;
+        twice(
+            "options",
+            m.options
+                .iter()
+                .map(|t| (t.get_ref().to_string(), Some(t.span())))
+                .collect(),
+        )?;
+        twice(
+            "seeds",
+            m.seeds.iter().map(|s| (s.to_string(), None)).collect(),
+        )?;
         let model = &self.model;
         if model.d_model == 0 || model.n_heads == 0 || model.d_model % model.n_heads != 0 {
             return Err(self.error_near(
-                "d_model",
+                "model.d_model",
                 format!(
                     "`model.d_model` ({}) must be a positive multiple of `model.n_heads` ({})",
                     model.d_model, model.n_heads
                 ),
             ));
         }
-        if model.patch == 0 || model.n_layers == 0 || model.d_ff == 0 {
-            return Err(
-                self.error_near("[model]", "`patch`, `n_layers` and `d_ff` must be positive")
-            );
-        }
+        self.at_least_one("model.patch", model.patch)?;
+        self.at_least_one("model.n_layers", model.n_layers)?;
+        self.at_least_one("model.d_ff", model.d_ff)?;
         if !matches!(model.activation.as_str(), "relu" | "gelu") {
             return Err(self.error_near(
-                "activation",
+                "model.activation",
                 format!(
                     "`model.activation` must be \"relu\" or \"gelu\", found {:?}",
                     model.activation
@@ -757,21 +804,27 @@ impl Experiment {
             ));
         }
         if !(0.0..1.0).contains(&model.dropout) {
-            return Err(self.error_near("dropout", "`model.dropout` must be in [0, 1)"));
+            return Err(self.error_near(
+                "model.dropout",
+                format!("`model.dropout` must be in [0, 1), found {}", model.dropout),
+            ));
         }
         let text = &self.text_spec;
         if text.max_tokens == 0 {
-            return Err(self.error_near("max_tokens", "`text.max_tokens` must be positive"));
+            return Err(self.error_near(
+                "text.max_tokens",
+                "`text.max_tokens` must be at least 1, found 0",
+            ));
         }
         if text.vocab_size < 3 {
             return Err(self.error_near(
-                "vocab_size",
+                "text.vocab_size",
                 "`text.vocab_size` must leave room beside the two special tokens (at least 3)",
             ));
         }
         if !matches!(text.normalise.as_str(), "letters" | "tokenizer") {
             return Err(self.error_near(
-                "normalise",
+                "text.normalise",
                 format!(
                     "`text.normalise` must be \"letters\" or \"tokenizer\", found {:?}",
                     text.normalise
@@ -781,28 +834,82 @@ impl Experiment {
         let ft = &self.finetune;
         if !(ft.validation_fraction > 0.0 && ft.validation_fraction < 1.0) {
             return Err(self.error_near(
-                "validation_fraction",
-                "`finetune.validation_fraction` must be in (0, 1)",
+                "finetune.validation_fraction",
+                format!(
+                    "`finetune.validation_fraction` must be in (0, 1), found {}",
+                    ft.validation_fraction
+                ),
             ));
         }
-        if ft.batch_size == 0 || self.pretrain.batch_size == 0 {
-            return Err(self.error_near("batch_size", "`batch_size` must be positive"));
+        self.check_finetune("finetune", ft)?;
+        let networks = self.networks.finetune.apply(ft);
+        if networks != *ft {
+            self.check_finetune("networks.finetune", &networks)?;
         }
-        if ft.evaluations == 0 || ft.patience == 0 {
-            return Err(self.error_near(
-                "evaluations",
-                "`finetune.evaluations` and `patience` must be positive",
-            ));
-        }
-        for lr in [
-            ft.option1_learning_rate,
-            ft.option2_learning_rate,
-            self.pretrain.learning_rate,
+        self.check_pretrain("pretrain", &self.pretrain)?;
+        for (modality, table) in [
+            ("image", &self.pretrain.image),
+            ("audio", &self.pretrain.audio),
+            ("text", &self.pretrain.text),
         ] {
-            if !(lr > 0.0 && lr.is_finite()) {
-                return Err(self.error_near("learning_rate", "learning rates must be positive"));
+            if table.is_some() {
+                let merged = self.pretrain.for_modality(match modality {
+                    "image" => Modality::Image,
+                    "audio" => Modality::Audio,
+                    _ => Modality::Text,
+                });
+                self.check_pretrain(&format!("pretrain.{modality}"), &merged)?;
             }
         }
+        Ok(())
+    }
+
+    /// An error unless `value` is a positive, finite number; `path` names the key.
+    fn positive(&self, path: &str, value: f64) -> Result<(), SpecError> {
+        if value > 0.0 && value.is_finite() {
+            Ok(())
+        } else {
+            Err(self.error_near(
+                path,
+                format!("`{path}` must be a positive number, found {value}"),
+            ))
+        }
+    }
+
+    /// An error unless the count `value` is at least 1.
+    fn at_least_one(&self, path: &str, value: usize) -> Result<(), SpecError> {
+        if value >= 1 {
+            Ok(())
+        } else {
+            Err(self.error_near(path, format!("`{path}` must be at least 1, found 0")))
+        }
+    }
+
+    /// The fine-tuning settings of table `table` (`finetune` or `networks.finetune`).
+    fn check_finetune(&self, table: &str, ft: &FinetuneSpec) -> Result<(), SpecError> {
+        let key = |k: &str| format!("{table}.{k}");
+        self.at_least_one(&key("batch_size"), ft.batch_size)?;
+        self.at_least_one(&key("evaluations"), ft.evaluations)?;
+        self.at_least_one(&key("patience"), ft.patience)?;
+        self.positive(&key("option1_learning_rate"), ft.option1_learning_rate)?;
+        self.positive(&key("option2_learning_rate"), ft.option2_learning_rate)?;
+        if ft.epochs == 0 && ft.min_steps == 0 {
+            return Err(self.error_near(
+                &key("epochs"),
+                format!(
+                    "`{table}.epochs` and `{table}.min_steps` are both 0: the cells would train no step; set at least one of them"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pre-training settings of table `table` (`pretrain` or `pretrain.MODALITY`).
+    fn check_pretrain(&self, table: &str, p: &PretrainSpec) -> Result<(), SpecError> {
+        let key = |k: &str| format!("{table}.{k}");
+        self.at_least_one(&key("epochs"), p.epochs)?;
+        self.at_least_one(&key("batch_size"), p.batch_size)?;
+        self.positive(&key("learning_rate"), p.learning_rate)?;
         Ok(())
     }
 }

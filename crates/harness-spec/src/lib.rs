@@ -19,6 +19,7 @@
 
 mod error;
 mod experiment;
+pub mod fault;
 mod manifest;
 mod network;
 mod plan;

@@ -501,7 +501,7 @@ impl Manifest {
         if let Some(csv) = &self.csv {
             if csv.label_column != "first" && csv.label_column != "last" {
                 return Err(self.error_near(
-                    "label_column",
+                    "csv.label_column",
                     format!(
                         "`csv.label_column` must be \"first\" or \"last\", found {:?}",
                         csv.label_column
@@ -510,7 +510,7 @@ impl Manifest {
             }
             if csv.delimiter.chars().count() != 1 || csv.delimiter == "\"" {
                 return Err(self.error_near(
-                    "delimiter",
+                    "csv.delimiter",
                     format!(
                         "`csv.delimiter` must be one character other than `\"`, found {:?}",
                         csv.delimiter
@@ -519,7 +519,7 @@ impl Manifest {
             }
             if csv.labels != "names" && csv.labels != "one-based" {
                 return Err(self.error_near(
-                    "labels",
+                    "csv.labels",
                     format!(
                         "`csv.labels` must be \"names\" or \"one-based\", found {:?}",
                         csv.labels

@@ -214,7 +214,7 @@ impl NetworkManifest {
             (Some(v), None, None, None) if v == "lite0" => {}
             (Some(v), None, None, None) => {
                 return Err(self.near(
-                    "variant",
+                    "architecture.variant",
                     format!("unknown `architecture.variant` {v:?}; known: \"lite0\""),
                 ));
             }
@@ -224,7 +224,7 @@ impl NetworkManifest {
                     .any(|s| s[0] == 0 || s[1] % 2 == 0 || s[2] == 0 || s[3] == 0 || s[4] == 0);
                 if *stem == 0 || *head == 0 || stages.is_empty() || bad {
                     return Err(self.near(
-                        "stages",
+                        "architecture.stages",
                         "`architecture.stages` must list [repeats, kernel, stride, expand, out] with positive values and odd kernels, and `stem` and `head` must be positive",
                     ));
                 }
@@ -238,7 +238,13 @@ impl NetworkManifest {
             }
         }
         if arch.classes < 2 {
-            return Err(self.near("classes", "`architecture.classes` must be at least 2"));
+            return Err(self.near(
+                "architecture.classes",
+                format!(
+                    "`architecture.classes` must be at least 2, found {}",
+                    arch.classes
+                ),
+            ));
         }
         let input = &self.input;
         if input.side == 0 || input.channels != 3 || !(input.scale > 0.0) {

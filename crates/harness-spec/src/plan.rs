@@ -376,7 +376,7 @@ fn check_model_fits(
             let side = dataset.image.as_ref().map_or(0, |i| i.side);
             if side % experiment.model.patch != 0 {
                 return Err(experiment.error_near(
-                    "patch",
+                    "model.patch",
                     format!(
                         "`model.patch` = {} does not divide the {side}-pixel side of `{}`",
                         experiment.model.patch, dataset.id
@@ -401,7 +401,7 @@ fn check_model_fits(
             };
             if per_token == 0 || frames % per_token != 0 {
                 return Err(experiment.error_near(
-                    "frames_per_token",
+                    "model.frames_per_token",
                     format!(
                         "`model.frames_per_token` = {per_token} does not divide the {frames} log-mel frames of `{}`",
                         dataset.id
@@ -440,7 +440,7 @@ fn tokenizer_plan(
         let resolved = base.join(path);
         let bytes = std::fs::read(&resolved).map_err(|e| {
             experiment.error_near(
-                "tokenizer",
+                "text.tokenizer",
                 format!("cannot read `text.tokenizer` {}: {e}", resolved.display()),
             )
         })?;
@@ -457,12 +457,15 @@ fn tokenizer_plan(
         };
         let Some(dataset) = manifests.get(&id) else {
             return Err(experiment
-                .error_near("corpus", format!("unknown `text.corpus` dataset id `{id}`"))
+                .error_near(
+                    "text.corpus",
+                    format!("unknown `text.corpus` dataset id `{id}`"),
+                )
                 .with_help(format!("known datasets: {}", manifests.known_ids())));
         };
         if dataset.modality != Modality::Text {
             return Err(experiment.error_near(
-                "corpus",
+                "text.corpus",
                 format!(
                     "`text.corpus` = `{id}` is {} data, not text",
                     dataset.modality.as_str()
@@ -630,7 +633,7 @@ fn network_arm(
     let side = experiment.networks.side.unwrap_or(network.input.side);
     if side < 8 {
         return Err(experiment.error_near(
-            "side",
+            "networks.side",
             format!("`networks.side` = {side} is too small; use at least 8 pixels (e.g. 64 or 96)"),
         ));
     }

@@ -29,7 +29,10 @@ pub use cell::{
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
-pub use pretrain::{PretrainMeta, PretrainOutcome, cached_pretrained, ensure_pretrained};
+pub use pretrain::{
+    CachedCheckpoint, PretrainMeta, PretrainOutcome, cached_pretrained, check_pretrained,
+    clean_partial_checkpoints, ensure_pretrained,
+};
 pub use pretrained::{VerifiedWeights, efficientnet_config, ensure_weights};
 
 use anyhow::{Context, Result};

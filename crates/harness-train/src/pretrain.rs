@@ -2,6 +2,7 @@
 //! checkpoint lives in the cache under the key and is reused by every cell and every experiment
 //! that asks for the same source, architecture and settings.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -35,6 +36,11 @@ pub struct PretrainMeta {
     /// recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
+    /// SHA256 of each weight file as written (`stem.bpk`, `backbone.bpk`): checked whenever the
+    /// checkpoint is used, so a damaged or replaced file is never trusted. Checkpoints written
+    /// before it was recorded cannot be verified and are trained again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_sha256: Option<BTreeMap<String, String>>,
 }
 
 /// SHA256 over every float parameter of the transferred parts (stem, then backbone), each as
@@ -69,24 +75,94 @@ pub fn checkpoint_dir(cache: &Path, key: &str) -> PathBuf {
     cache.join("checkpoints").join(key)
 }
 
-/// The checkpoint of `key` if the cache has a complete one (weights and `meta.json`).
-pub fn cached_pretrained(cache: &Path, key: &str) -> Result<Option<PretrainOutcome>> {
+/// What the cache holds for a pre-training key.
+#[derive(Debug, Clone)]
+pub enum CachedCheckpoint {
+    /// No checkpoint folder.
+    Missing,
+    /// A checkpoint whose files match the hashes its `meta.json` records.
+    Verified(PretrainOutcome),
+    /// A folder that cannot be trusted, and why (the path is in the reason).
+    Damaged(String),
+}
+
+/// The SHA256 of each weight file of `checkpoint`, by file name.
+fn files_sha256(checkpoint: &Checkpoint) -> Result<BTreeMap<String, String>> {
+    use sha2::{Digest, Sha256};
+    let mut out = BTreeMap::new();
+    for path in [checkpoint.stem_file(), checkpoint.backbone_file()] {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path
+            .file_name()
+            .context("a weight file without a name")?
+            .to_string_lossy()
+            .into_owned();
+        out.insert(name, hex::encode(Sha256::digest(&bytes)));
+    }
+    Ok(out)
+}
+
+/// Looks at the checkpoint of `key` under `cache` and verifies its weight files against the
+/// hashes its `meta.json` records (reading them: a few MiB).
+pub fn check_pretrained(cache: &Path, key: &str) -> CachedCheckpoint {
     let dir = checkpoint_dir(cache, key);
+    if !dir.exists() {
+        return CachedCheckpoint::Missing;
+    }
+    let damaged = |why: String| CachedCheckpoint::Damaged(format!("{}: {why}", dir.display()));
     let checkpoint = Checkpoint::new(&dir);
     let meta_path = dir.join("meta.json");
-    if !(checkpoint.exists() && meta_path.is_file()) {
-        return Ok(None);
+    let meta: PretrainMeta = match std::fs::read(&meta_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
+    {
+        Ok(meta) => meta,
+        Err(e) => return damaged(format!("meta.json cannot be read ({e})")),
+    };
+    if meta.key != key {
+        return damaged(format!("meta.json is for the key {}", meta.key));
     }
-    let meta: PretrainMeta = serde_json::from_slice(&std::fs::read(&meta_path)?)
-        .with_context(|| format!("reading {}", meta_path.display()))?;
-    Ok(Some(PretrainOutcome {
+    let Some(recorded) = &meta.files_sha256 else {
+        return damaged(
+            "meta.json records no hashes of the weight files (written by an older harness), so the files cannot be verified"
+                .into(),
+        );
+    };
+    let actual = match files_sha256(&checkpoint) {
+        Ok(actual) => actual,
+        Err(e) => return damaged(format!("{e:#}")),
+    };
+    for (name, expected) in recorded {
+        match actual.get(name) {
+            Some(sha) if sha == expected => {}
+            Some(sha) => {
+                return damaged(format!(
+                    "{name} has sha256 {sha}, meta.json records {expected}"
+                ));
+            }
+            None => return damaged(format!("{name} is missing")),
+        }
+    }
+    if recorded.len() != actual.len() || meta.weights_sha256.is_none() {
+        return damaged("meta.json does not cover every weight file".into());
+    }
+    CachedCheckpoint::Verified(PretrainOutcome {
         checkpoint,
         meta,
         trained_now: false,
-    }))
+    })
 }
 
-/// Returns the checkpoint of `job`, training it first if the cache has none.
+/// The checkpoint of `key` if the cache has one that verifies.
+pub fn cached_pretrained(cache: &Path, key: &str) -> Result<Option<PretrainOutcome>> {
+    Ok(match check_pretrained(cache, key) {
+        CachedCheckpoint::Verified(outcome) => Some(outcome),
+        CachedCheckpoint::Missing | CachedCheckpoint::Damaged(_) => None,
+    })
+}
+
+/// Returns the checkpoint of `job`, training it first if the cache has none that verifies (a
+/// damaged one is replaced).
 pub fn ensure_pretrained(
     job: &PretrainJob,
     source: &Dataset,
@@ -100,13 +176,15 @@ pub fn ensure_pretrained(
     let checkpoint = Checkpoint::new(&dir);
 
     // Train into a temporary folder beside the final one, then rename: a crash leaves no
-    // half-written checkpoint that a later run would trust.
+    // half-written checkpoint that a later run would trust. The folder's name carries this
+    // process's id, so a later run can remove it once this process is gone.
     let parent = dir.parent().context("checkpoint folder has no parent")?;
     std::fs::create_dir_all(parent)?;
     let tmp = tempfile::Builder::new()
-        .prefix(".pretrain-")
+        .prefix(&format!("{}{}-", PARTIAL_PREFIX, std::process::id()))
         .tempdir_in(parent)?;
-    let meta = train(job, source, tmp.path(), events)?;
+    let mut meta = train(job, source, tmp.path(), events)?;
+    meta.files_sha256 = Some(files_sha256(&Checkpoint::new(tmp.path()))?);
     std::fs::write(
         tmp.path().join("meta.json"),
         serde_json::to_vec_pretty(&meta)?,
@@ -121,6 +199,35 @@ pub fn ensure_pretrained(
         meta,
         trained_now: true,
     })
+}
+
+/// Name prefix of a checkpoint being trained (`.pretrain-PID-…`).
+const PARTIAL_PREFIX: &str = ".pretrain-";
+
+/// Removes the folders of pre-trainings whose process is gone (killed before it could rename
+/// its folder into place); returns them.
+pub fn clean_partial_checkpoints(cache: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(cache.join("checkpoints")) else {
+        return removed;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PARTIAL_PREFIX) else {
+            continue;
+        };
+        // Folders from before the id was in the name have none: nothing can own them now
+        // that pre-training names its folder by its process.
+        let owner = rest
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let alive = owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 fn train(
@@ -170,6 +277,7 @@ fn train(
             model = optim.step(lr, model, grads);
             loss_sum += value as f64;
             step += 1;
+            harness_spec::fault::point("pretrain-step");
             events(TrainEvent::PretrainStep {
                 step,
                 total,
@@ -197,5 +305,6 @@ fn train(
         source_test_accuracy: test_eval.accuracy,
         seconds: started.elapsed().as_secs_f64(),
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        files_sha256: None,
     })
 }

@@ -598,10 +598,26 @@ pub struct BenchArgs {
 /// `harness bench`.
 pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     let manifests = ManifestSet::load_dir(&paths.manifests)?;
-    let mut benches = Vec::new();
+    // An experiment whose Transformer is one measured already (e.g. the Transformer arms of
+    // pretrained-image are image's) is measured once, under the first experiment's name.
+    let mut benches: Vec<Bench> = Vec::new();
+    let mut cell_files = Vec::new();
+    let mut same_models = Vec::new();
     for file in &args.files {
         let experiment = Experiment::load(file)?;
-        benches.push(bench_config(&experiment, &manifests)?);
+        let b = bench_config(&experiment, &manifests)?;
+        if let Some(first) = benches
+            .iter()
+            .find(|m| m.modality == b.modality && model_json(&m.config) == model_json(&b.config))
+        {
+            same_models.push(format!(
+                "{}'s Transformer is {}'s and is measured once, under {}.",
+                b.name, first.name, first.name
+            ));
+            continue;
+        }
+        cell_files.push(file.clone());
+        benches.push(b);
     }
     let python = args
         .python
@@ -695,7 +711,7 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     // Whole fine-tuning cells on real data, harness against the reference loop.
     let threads = args.threads.first().copied().unwrap_or(1);
     let cells_md = if args.cells {
-        let md = bench_cells(&args.files, paths, &mut theirs, threads)?;
+        let md = bench_cells(&cell_files, paths, &mut theirs, threads)?;
         print!("\n{md}");
         Some(md)
     } else {
@@ -745,6 +761,9 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
             steps * batch
         );
         doc.push_str(&md);
+        for line in &same_models {
+            let _ = writeln!(doc, "\n{line}");
+        }
         if let Some(n) = &networks_md {
             let _ = writeln!(doc, "\n## Networks pre-trained elsewhere\n");
             let _ = writeln!(
@@ -780,7 +799,8 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
             let _ = writeln!(doc, "\n## End to end\n");
             doc.push_str(e);
         }
-        let _ = writeln!(doc, "\n- machine: {}, {} cores", cpu_model(), cores());
+        let (cpu, simd) = provenance::machine();
+        let _ = writeln!(doc, "\n- machine: {cpu}, {simd}, {} cores", cores());
         for (name, version) in provenance::versions() {
             let _ = writeln!(doc, "- {name} {version}");
         }
@@ -978,6 +998,7 @@ fn bench_cells(
                 .iter()
                 .filter(|c| {
                     c.source == harness_spec::SCRATCH
+                        && c.network.is_none()
                         && c.target == *target
                         && c.seed == seed
                         && sizes.contains(&c.n_train)
@@ -1135,14 +1156,21 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
             .iter()
             .filter_map(|r| r.peak_rss_mib)
             .fold(0.0, f64::max);
+        // The cross-modal matrix is of Transformers: experiments with networks pre-trained
+        // elsewhere are shown but not part of its estimate.
+        let in_estimate = l.plan.cells.iter().all(|c| c.network.is_none());
         let mut pretrain = 0.0;
         for job in &l.plan.pretrain_jobs {
             if let Some(o) = cached_pretrained(&cache, &job.key)? {
                 pretrain += o.meta.seconds;
-                longest_pretrain = longest_pretrain.max(o.meta.seconds);
+                if in_estimate {
+                    longest_pretrain = longest_pretrain.max(o.meta.seconds);
+                }
             }
         }
-        estimate_pretrain += pretrain;
+        if in_estimate {
+            estimate_pretrain += pretrain;
+        }
         let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
         let n_jobs = jobs.map_or(1, |j| j.0);
         peak_total = peak_total.max(run_peak + n_jobs as f64 * job_peak);
@@ -1155,6 +1183,9 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
                 "{j} × {t}"
             )),
         );
+        if !in_estimate {
+            continue;
+        }
         // Mean cell seconds by option and size, times 4 sources × 5 seeds.
         let mut by: std::collections::BTreeMap<(i64, i64), (f64, usize)> = Default::default();
         for r in &rows {
@@ -1171,7 +1202,7 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
     let wall = ((estimate_cells + estimate_pretrain) / jobs).max(longest_pretrain);
     let _ = writeln!(
         md,
-        "\nEstimate for the cross-modal matrix (each of these targets × 4 sources × its sizes × 2 options × 5 seeds), on {} jobs: {:.0} s of cells (the measured mean time of each option and size, × 20) + {:.0} s of pre-training (every source above, once), shared by the jobs: **{:.0} minutes**. Peak memory of a run above: {:.0} MiB.",
+        "\nEstimate for the cross-modal matrix (each target above whose sources are all Transformers × 4 sources × its sizes × 2 options × 5 seeds), on {} jobs: {:.0} s of cells (the measured mean time of each option and size, × 20) + {:.0} s of pre-training (every source above, once), shared by the jobs: **{:.0} minutes**. Peak memory of a run above: {:.0} MiB.",
         cores(),
         estimate_cells,
         estimate_pretrain,
@@ -1179,16 +1210,4 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
         peak_total
     );
     Ok(Some(md))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -115,8 +115,8 @@ pub fn run_workers(
     keys: &BTreeSet<String>,
     todo: &Todo,
     display: &Display,
-) -> Result<Ran> {
-    let mut ran = Ran::default();
+    ran: &mut Ran,
+) -> Result<()> {
     let cache = paths.cache_dir();
 
     // Checkpoints already in the cache need no task.
@@ -309,10 +309,7 @@ pub fn run_workers(
                     seconds,
                 } => {
                     if let Some(Busy::Cell(index, cell)) = w.busy.take() {
-                        if status == "failed" {
-                            ran.failures += 1;
-                        }
-                        *ran.cells.entry(index).or_default() += 1;
+                        ran.cell_finished(index, &status)?;
                         overall.inc(1);
                         display.line(cell_line(
                             overall.position() as usize,
@@ -338,7 +335,7 @@ pub fn run_workers(
         }
         let _ = w.child.wait();
     }
-    outcome.map(|()| ran)
+    outcome
 }
 
 /// `harness run --worker`: runs the tasks read from stdin, one JSON line each, and reports on

@@ -131,6 +131,20 @@ enum Command {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// Checks the result stores and the cache of the experiments: row files that cannot be
+    /// counted (unreadable, a second copy of a row, a row under another name) and checkpoints
+    /// whose files no longer match their recorded hashes. With `--repair`, moves such row files
+    /// into `RESULTS/EXPERIMENT/quarantine/` (nothing is deleted); the next `harness run` then
+    /// reruns those cells and retrains damaged checkpoints.
+    Doctor {
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+        /// Move the files that cannot be counted into `quarantine/`.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Describe every column of the results table.
     Schema,
 }
@@ -266,6 +280,11 @@ fn main() -> ExitCode {
             };
             bench::bench(&args, &paths)
         }
+        Command::Doctor {
+            experiments,
+            paths,
+            repair,
+        } => run::doctor(&experiments, &paths, repair),
         Command::Schema => {
             for (name, doc) in harness_results::COLUMN_DOCS {
                 println!("{name:24} {doc}");
@@ -280,11 +299,9 @@ fn main() -> ExitCode {
                 Some(spec) => eprintln!("error: {spec}"),
                 None => eprintln!("error: {err:#}"),
             }
-            ExitCode::from(if err.downcast_ref::<harness_spec::SpecError>().is_some() {
-                2
-            } else {
-                1
-            })
+            let usage = err.downcast_ref::<harness_spec::SpecError>().is_some()
+                || err.downcast_ref::<run::UsageError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

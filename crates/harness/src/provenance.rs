@@ -1,27 +1,72 @@
 //! Facts about this run that every result row records: code version, machine, time.
 
-use std::path::Path;
-use std::process::Command;
-
-use sha2::{Digest, Sha256};
-
-/// The git commit of the working directory and whether it has uncommitted changes to tracked files.
+/// The commit the harness was built from and whether its tracked files had changes then,
+/// recorded by `build.rs` from the harness's own checkout: the directory a run starts in,
+/// which may be any other repository, plays no part. None when it was not built from a git
+/// checkout.
 pub fn git_state() -> (Option<String>, Option<bool>) {
-    let commit = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let dirty = commit.as_ref().and_then(|_| {
-        Command::new("git")
-            .args(["status", "--porcelain", "--untracked-files=no"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| !o.stdout.is_empty())
-    });
+    let commit = Some(env!("HARNESS_GIT_COMMIT").to_string()).filter(|c| !c.is_empty());
+    let dirty = match env!("HARNESS_GIT_DIRTY") {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    };
     (commit, dirty)
+}
+
+/// The facts about this machine that change float results: the CPU (model name with its
+/// family, model and stepping numbers) and the widest SIMD level the kernels can dispatch to.
+/// The same build gives the same bits on machines that agree on both (BURN-NOTES.md), and
+/// may not otherwise.
+pub fn machine() -> (String, String) {
+    (cpu(), simd_level().to_string())
+}
+
+fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let name = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    match (field("cpu family"), field("model"), field("stepping")) {
+        (Some(f), Some(m), Some(s)) => format!("{name} (family {f} model {m} stepping {s})"),
+        _ => name,
+    }
+}
+
+/// The x86-64 micro-architecture level (v4 = AVX-512, v3 = AVX2 + FMA, v2 = SSE4.2) the
+/// matrix kernels of the CPU backend pick at run time; `neon` or the architecture elsewhere.
+fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512cd")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "x86-64-v4 (avx512)";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "x86-64-v3 (avx2, fma)";
+        }
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            return "x86-64-v2 (sse4.2)";
+        }
+        "x86-64"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "aarch64 (neon)"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        std::env::consts::ARCH
+    }
 }
 
 pub fn host() -> String {
@@ -48,13 +93,4 @@ pub fn versions() -> Vec<(String, String)> {
                 .into(),
         ),
     ]
-}
-
-/// SHA256 over the files of a checkpoint folder, in name order.
-pub fn checkpoint_sha256(files: &[&Path]) -> Option<String> {
-    let mut h = Sha256::new();
-    for f in files {
-        h.update(std::fs::read(f).ok()?);
-    }
-    Some(hex::encode(h.finalize()))
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use harness_data::DataCache;
 use harness_results::{ReportContext, ResultStore, write_report};
 use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, expand};
-use harness_train::{PretrainOutcome, TrainEvent};
+use harness_train::{CachedCheckpoint, PretrainOutcome, TrainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::progress::Display;
@@ -46,17 +46,99 @@ pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded
     Ok((manifests, loaded))
 }
 
-/// Fingerprints of rows that need no rerun (every status but `failed`).
-fn finished(store: &ResultStore) -> Result<BTreeSet<String>> {
-    if store.finished().is_empty() {
-        return Ok(BTreeSet::new());
+/// What the inputs of rows hash to now, to tell finished rows from stale ones.
+#[derive(Default)]
+pub struct Current {
+    /// Pre-training key → the hash of its verified checkpoint's weights, or None for a
+    /// checkpoint that does not verify. Keys whose checkpoint is not in the cache are absent.
+    pub checkpoints: HashMap<String, Option<String>>,
+    /// Dataset id → the hash of its decoded content.
+    pub targets: HashMap<String, String>,
+}
+
+impl Current {
+    /// Verifies the cached checkpoint of every pre-training key in `all` (reading its files).
+    pub fn checkpoints(all: &Plan, paths: &Paths, display: &Display) -> Current {
+        let cache = paths.cache_dir();
+        let mut current = Current::default();
+        for job in &all.pretrain_jobs {
+            match harness_train::check_pretrained(&cache, &job.key) {
+                CachedCheckpoint::Verified(o) => {
+                    current
+                        .checkpoints
+                        .insert(job.key.clone(), o.meta.weights_sha256.clone());
+                }
+                CachedCheckpoint::Damaged(why) => {
+                    display.line(format!(
+                        "checkpoint of {} does not verify ({why}); it is trained again before any cell uses it, and the cells made from it run again",
+                        job.source
+                    ));
+                    current.checkpoints.insert(job.key.clone(), None);
+                }
+                CachedCheckpoint::Missing => {}
+            }
+        }
+        current
     }
-    Ok(store
-        .rows()?
-        .into_iter()
-        .filter(|r| r.status != "failed")
-        .map(|r| r.fingerprint)
-        .collect())
+
+    /// Why `row` no longer stands for its cell, if it does not: its inputs hash differently now.
+    fn stale(&self, row: &harness_results::ResultRow) -> Option<String> {
+        if let Some(key) = &row.pretrain_key
+            && let Some(now) = self.checkpoints.get(key)
+        {
+            match now {
+                None => return Some("its checkpoint does not verify".into()),
+                Some(sha) if row.checkpoint_sha256.as_ref() != Some(sha) => {
+                    return Some(format!(
+                        "it was made from the checkpoint {}, the cache now holds {}",
+                        short(row.checkpoint_sha256.as_deref().unwrap_or("(none)")),
+                        short(sha)
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(now) = self.targets.get(&row.target)
+            && *now != row.target_sha256
+        {
+            return Some(format!(
+                "it was made from {} with content {}, which now decodes to {}",
+                row.target,
+                short(&row.target_sha256),
+                short(now)
+            ));
+        }
+        None
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// The rows of `store` that need no rerun (every status but `failed`, made from the inputs
+/// that are there now), and a reason for each row that is stale.
+fn finished(
+    store: &ResultStore,
+    current: &Current,
+) -> Result<(BTreeSet<String>, Vec<(String, String)>)> {
+    if store.finished().is_empty() {
+        return Ok(Default::default());
+    }
+    let mut done = BTreeSet::new();
+    let mut stale = Vec::new();
+    for r in store.rows()? {
+        if r.status == "failed" {
+            continue;
+        }
+        match current.stale(&r) {
+            Some(why) => stale.push((r.fingerprint, why)),
+            None => {
+                done.insert(r.fingerprint);
+            }
+        }
+    }
+    Ok((done, stale))
 }
 
 /// One line of `RESULTS/EXPERIMENT/runs.jsonl`: a `harness run` that did work.
@@ -76,6 +158,13 @@ pub struct RunRecord {
     /// Peak resident memory of the `harness run` process itself (workers: see the rows).
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
+    /// One id per `harness run`: a run appends its record after every cell, so that a run
+    /// killed on the way still counts up to its last cell; the last record of an id counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Whether the run got to its end (absent in older records, which were written only then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
 }
 
 fn command_line(files: &[PathBuf]) -> String {
@@ -102,13 +191,79 @@ impl Parallelism {
     }
 }
 
-/// What one `harness run` did.
-#[derive(Default)]
+/// What one `harness run` did, recorded in each experiment's `runs.jsonl` as it goes.
 pub struct Ran {
     pub pretrainings: usize,
     /// Cells run, by experiment index.
     pub cells: HashMap<usize, usize>,
     pub failures: usize,
+    log: RunLog,
+}
+
+/// What a run's records share.
+struct RunLog {
+    id: String,
+    started: Instant,
+    started_at: String,
+    parallelism: Parallelism,
+    /// Store and command line of each experiment, by index.
+    experiments: Vec<(ResultStore, String)>,
+}
+
+impl Ran {
+    fn new(loaded: &[Loaded], paths: &Paths, parallelism: Parallelism) -> Ran {
+        let started_at = provenance::now();
+        Ran {
+            pretrainings: 0,
+            cells: HashMap::new(),
+            failures: 0,
+            log: RunLog {
+                id: format!("{started_at}-{}", std::process::id()),
+                started: Instant::now(),
+                started_at,
+                parallelism,
+                experiments: loaded
+                    .iter()
+                    .map(|l| {
+                        (
+                            ResultStore::open(&paths.results, &l.experiment.name),
+                            command_line(&[l.experiment.path.clone()]),
+                        )
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    /// Counts a finished cell of experiment `index` and records the run so far.
+    pub fn cell_finished(&mut self, index: usize, status: &str) -> Result<()> {
+        if status == "failed" {
+            self.failures += 1;
+        }
+        *self.cells.entry(index).or_default() += 1;
+        self.record(index, false)
+    }
+
+    /// Appends this run's record, so far or complete, to experiment `index`'s `runs.jsonl`.
+    fn record(&self, index: usize, complete: bool) -> Result<()> {
+        let (store, command) = &self.log.experiments[index];
+        append_run_record(
+            store,
+            &RunRecord {
+                command: command.clone(),
+                started_at: self.log.started_at.clone(),
+                finished_at: provenance::now(),
+                wall_seconds: self.log.started.elapsed().as_secs_f64(),
+                cells_run: self.cells.get(&index).copied().unwrap_or(0),
+                pretrainings_run: self.pretrainings,
+                jobs: Some(self.log.parallelism.jobs),
+                threads: Some(self.log.parallelism.threads),
+                peak_rss_mib: harness_train::peak_rss_mib(),
+                run_id: Some(self.log.id.clone()),
+                complete: Some(complete),
+            },
+        )
+    }
 }
 
 /// The cells of each experiment that are not in its store yet.
@@ -121,8 +276,6 @@ pub fn run(
     parallelism: Parallelism,
     write_reports: bool,
 ) -> Result<()> {
-    let started = Instant::now();
-    let started_at = provenance::now();
     if parallelism.jobs == 1 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(parallelism.threads)
@@ -131,13 +284,50 @@ pub fn run(
     }
     let (manifests, loaded) = load(files, paths)?;
     let display = Display::new();
+    let mut ran = Ran::new(&loaded, paths, parallelism);
+
+    // One run at a time per store: the lock is released when this process ends.
+    let mut locks = Vec::new();
+    for l in &loaded {
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        let lock = store.lock(&command_line(files))?;
+        store.clean_partial_writes(&lock);
+        locks.push(lock);
+    }
+    for dir in harness_train::clean_partial_checkpoints(&paths.cache_dir()) {
+        display.line(format!(
+            "removed {}: a pre-training stopped before it finished",
+            dir.display()
+        ));
+    }
+    let mut all = Plan::default();
+    for l in &loaded {
+        all.merge(l.plan.clone());
+    }
+    let mut bench = Workbench::new(
+        &manifests,
+        &all,
+        DataCache::new(paths.cache_dir()),
+        &display,
+    );
+
+    // The inputs of the rows stored so far, hashed now: a row made from other inputs than
+    // these runs again.
+    let mut current = Current::checkpoints(&all, paths, &display);
+    let mut with_rows = BTreeSet::new();
+    for l in &loaded {
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        if !store.finished().is_empty() {
+            with_rows.extend(l.plan.cells.iter().map(|c| c.target.clone()));
+        }
+    }
+    current.targets = bench.content_hashes(&with_rows)?;
 
     // What is left to do, experiment by experiment.
     let mut todo: Todo = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
         let store = ResultStore::open(&paths.results, &l.experiment.name);
-        store.clean_partial_writes();
-        let done = finished(&store)?;
+        let (done, stale) = finished(&store, &current)?;
         let remaining: Vec<Cell> = l
             .plan
             .cells
@@ -145,18 +335,27 @@ pub fn run(
             .filter(|c| !done.contains(&c.fingerprint))
             .cloned()
             .collect();
+        let planned: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
+        let stale: Vec<&(String, String)> =
+            stale.iter().filter(|(f, _)| planned.contains(f)).collect();
         display.line(format!(
-            "experiment {}: {} cells, {} finished, {} to run",
+            "experiment {}: {} cells, {} finished, {} to run{}",
             l.experiment.name,
             l.plan.cells.len(),
             l.plan.cells.len() - remaining.len(),
-            remaining.len()
+            remaining.len(),
+            if stale.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} of them stored, but made from other inputs than the current ones, e.g. {}: {})",
+                    stale.len(),
+                    short(&stale[0].0),
+                    stale[0].1
+                )
+            }
         ));
         todo.push((i, remaining));
-    }
-    let mut all = Plan::default();
-    for l in &loaded {
-        all.merge(l.plan.clone());
     }
     let pending: Vec<&Cell> = todo.iter().flat_map(|(_, cells)| cells.iter()).collect();
     let keys: BTreeSet<String> = pending
@@ -165,16 +364,12 @@ pub fn run(
         .collect();
 
     // Every dataset and tokenizer is checked before anything trains.
-    let mut bench = Workbench::new(
-        &manifests,
-        &all,
-        DataCache::new(paths.cache_dir()),
-        &display,
-    );
     bench.prepare(&pending, &keys)?;
 
-    let ran = if parallelism.jobs == 1 || pending.is_empty() {
-        run_here(&mut bench, &all, &keys, &todo, &loaded, paths, &display)?
+    if parallelism.jobs == 1 || pending.is_empty() {
+        run_here(
+            &mut bench, &all, &keys, &todo, &loaded, paths, &display, &mut ran,
+        )?;
     } else {
         // The workers load what they need themselves.
         bench.release_data();
@@ -185,36 +380,29 @@ pub fn run(
             parallelism.threads,
             if parallelism.threads == 1 { "" } else { "s" }
         ));
-        jobs::run_workers(files, paths, parallelism, &all, &keys, &todo, &display)?
+        jobs::run_workers(
+            files,
+            paths,
+            parallelism,
+            &all,
+            &keys,
+            &todo,
+            &display,
+            &mut ran,
+        )?;
     };
 
-    let finished_at = provenance::now();
-    let wall = started.elapsed().as_secs_f64();
+    let wall = ran.log.started.elapsed().as_secs_f64();
     for (index, _) in &todo {
-        let l = &loaded[*index];
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let cells_run = ran.cells.get(index).copied().unwrap_or(0);
-        if cells_run > 0 {
-            append_run_record(
-                &store,
-                &RunRecord {
-                    command: command_line(&[l.experiment.path.clone()]),
-                    started_at: started_at.clone(),
-                    finished_at: finished_at.clone(),
-                    wall_seconds: wall,
-                    cells_run,
-                    pretrainings_run: ran.pretrainings,
-                    jobs: Some(parallelism.jobs),
-                    threads: Some(parallelism.threads),
-                    peak_rss_mib: harness_train::peak_rss_mib(),
-                },
-            )?;
+        if ran.cells.get(index).copied().unwrap_or(0) > 0 {
+            ran.record(*index, true)?;
         }
         if write_reports {
-            let out = write_experiment_report(l, paths)?;
+            let out = write_experiment_report(&loaded[*index], paths)?;
             display.line(format!("report: {}", out.display()));
         }
     }
+    drop(locks);
     let total = pending.len();
     display.line(format!(
         "done in {:.0} s: {total} cells run, {} failed",
@@ -230,6 +418,7 @@ pub fn run(
 }
 
 /// Pre-training jobs, then cells, one after the other in this process.
+#[allow(clippy::too_many_arguments)]
 fn run_here(
     bench: &mut Workbench,
     all: &Plan,
@@ -238,8 +427,8 @@ fn run_here(
     loaded: &[Loaded],
     paths: &Paths,
     display: &Display,
-) -> Result<Ran> {
-    let mut ran = Ran::default();
+    ran: &mut Ran,
+) -> Result<()> {
     for key in keys {
         let job = all.job(key).context("job of a planned key")?;
         let bar = display.bar(0, format!("pre-train {}", job.source));
@@ -267,10 +456,7 @@ fn run_here(
             };
             let row = bench.run_cell(cell, &store, &mut on_event)?;
             step_bar.finish_and_clear();
-            if row.status == "failed" {
-                ran.failures += 1;
-            }
-            *ran.cells.entry(*index).or_default() += 1;
+            ran.cell_finished(*index, &row.status)?;
             overall.inc(1);
             display.line(cell_line(
                 overall.position() as usize,
@@ -283,7 +469,7 @@ fn run_here(
         }
     }
     overall.finish_and_clear();
-    Ok(ran)
+    Ok(())
 }
 
 /// Shows a pre-training event on `bar` (steps) and as a line (epochs).
@@ -375,15 +561,28 @@ fn recorded_wall_seconds(store: &ResultStore) -> Option<f64> {
     (!records.is_empty()).then(|| records.iter().map(|r| r.wall_seconds).sum())
 }
 
-/// The runs recorded in an experiment's store, oldest first.
+/// The runs recorded in an experiment's store, oldest first: the last record of each run (a
+/// run killed on the way counts up to its last finished cell). A line cut short by a kill is
+/// skipped.
 pub fn run_records(store: &ResultStore) -> Vec<RunRecord> {
-    std::fs::read_to_string(store.dir.join("runs.jsonl"))
+    let records: Vec<RunRecord> = std::fs::read_to_string(store.dir.join("runs.jsonl"))
         .map(|text| {
             text.lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let mut out: Vec<RunRecord> = Vec::new();
+    for r in records {
+        match out
+            .iter_mut()
+            .find(|o| o.run_id.is_some() && o.run_id == r.run_id)
+        {
+            Some(earlier) => *earlier = r,
+            None => out.push(r),
+        }
+    }
+    out
 }
 
 fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
@@ -411,11 +610,11 @@ fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
 /// `harness plan`.
 pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     let (_, loaded) = load(files, paths)?;
-    let cache = paths.cache_dir();
     let mut all = Plan::default();
     for l in &loaded {
         all.merge(l.plan.clone());
     }
+    let current = Current::checkpoints(&all, paths, &Display::new());
     if !all.tokenizers.is_empty() {
         println!("tokenizers: {}", all.tokenizers.len());
     }
@@ -437,8 +636,7 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     }
     println!("pre-training jobs: {}", all.pretrain_jobs.len());
     for job in &all.pretrain_jobs {
-        let cached =
-            harness_model::Checkpoint::new(cache.join("checkpoints").join(&job.key)).exists();
+        let cached = matches!(current.checkpoints.get(&job.key), Some(Some(_)));
         println!(
             "  {}  source {:<16} {} epochs, batch {}, lr {}, seed {}{}",
             &job.key[..16],
@@ -452,7 +650,8 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     }
     for l in &loaded {
         let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let done = finished(&store)?;
+        // Checkpoints are verified here; datasets are hashed only by `run`.
+        let (done, _) = finished(&store, &current)?;
         let n_done = l
             .plan
             .cells
@@ -521,6 +720,81 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     Ok(())
 }
 
+/// A request the command line cannot carry out as written (exit status 2, like bad input
+/// files).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `harness doctor`: what in the result stores and the cache cannot be trusted, and with
+/// `repair`, setting it aside (row files into `quarantine/`, nothing deleted) so that the next
+/// run redoes those cells.
+pub fn doctor(files: &[PathBuf], paths: &Paths, repair: bool) -> Result<()> {
+    let (_, loaded) = load(files, paths)?;
+    let mut all = Plan::default();
+    for l in &loaded {
+        all.merge(l.plan.clone());
+    }
+    let display = Display::new();
+    let mut remaining = 0;
+    for l in &loaded {
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        let scan = store.scan()?;
+        let rows = scan.frame.as_ref().map_or(0, |f| f.height());
+        if scan.problems.is_empty() {
+            println!(
+                "experiment {}: {} rows in {}, every file counts once",
+                l.experiment.name,
+                rows,
+                store.dir.display()
+            );
+            continue;
+        }
+        println!(
+            "experiment {}: {} rows in {}; {} file{} cannot be counted:",
+            l.experiment.name,
+            rows,
+            store.dir.display(),
+            scan.problems.len(),
+            if scan.problems.len() == 1 { "" } else { "s" }
+        );
+        for p in &scan.problems {
+            println!("  {}: {}", p.path.display(), p.why);
+        }
+        if repair {
+            let _lock = store.lock("harness doctor --repair")?;
+            for to in store.quarantine(&scan.problems)? {
+                println!("  moved to {}", to.display());
+            }
+        } else {
+            remaining += scan.problems.len();
+        }
+    }
+    // Checkpoints: verified against the hashes they record (damaged ones are trained again by
+    // the next run that needs them).
+    let current = Current::checkpoints(&all, paths, &display);
+    let damaged = current.checkpoints.values().filter(|c| c.is_none()).count();
+    println!(
+        "checkpoints: {} verified, {damaged} do not verify, {} not in the cache",
+        current.checkpoints.values().filter(|c| c.is_some()).count(),
+        all.pretrain_jobs.len() - current.checkpoints.len()
+    );
+    if remaining > 0 {
+        anyhow::bail!(
+            "{remaining} file{} cannot be counted; `harness doctor --repair` with the same files moves them aside",
+            if remaining == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
 /// `harness report`.
 pub fn report(files: &[PathBuf], paths: &Paths) -> Result<()> {
     let (_, loaded) = load(files, paths)?;
@@ -542,11 +816,12 @@ pub fn fetch(ids: &[String], paths: &Paths) -> Result<()> {
     } else {
         for id in ids {
             if manifests.get(id).is_none() && manifests.network(id).is_none() {
-                anyhow::bail!(
+                return Err(UsageError(format!(
                     "unknown id `{id}`; datasets: {}; networks: {}",
                     manifests.known_ids(),
                     manifests.known_networks()
-                );
+                ))
+                .into());
             }
         }
         ids.iter()

@@ -14,8 +14,8 @@ use harness_spec::{
     Cell, ManifestSet, NetworkArm, NetworkManifest, Plan, PretrainJob, TokenizerPlan,
 };
 use harness_train::{
-    CellOutcome, FeatureCache, PretrainOutcome, Source, TrainEvent, VerifiedWeights,
-    cached_pretrained, ensure_pretrained, run_cell_cached,
+    CachedCheckpoint, CellOutcome, FeatureCache, PretrainOutcome, Source, TrainEvent,
+    VerifiedWeights, check_pretrained, ensure_pretrained, run_cell_cached,
 };
 
 use crate::progress::Display;
@@ -123,6 +123,22 @@ impl<'a> Workbench<'a> {
         Ok(())
     }
 
+    /// The hash of the decoded content of each dataset of `ids`, fetched and decoded if it is
+    /// not loaded yet (and then kept for the work that follows).
+    pub fn content_hashes(&mut self, ids: &BTreeSet<String>) -> Result<HashMap<String, String>> {
+        let missing: BTreeSet<String> = ids
+            .iter()
+            .filter(|id| !self.raw.contains_key(*id))
+            .cloned()
+            .collect();
+        let fetched = fetch_datasets(&missing, self.manifests, &self.cache, self.display)?;
+        self.raw.extend(fetched);
+        Ok(ids
+            .iter()
+            .map(|id| (id.clone(), self.raw[id].content_sha256.clone()))
+            .collect())
+    }
+
     /// The dataset a cell or job sees (prepared before): text as token ids.
     pub fn dataset(&self, id: &str, tokenizer: &Option<String>) -> &Dataset {
         dataset_in(&self.raw, &self.encoded, id, tokenizer)
@@ -146,22 +162,24 @@ impl<'a> Workbench<'a> {
         if !self.checkpoints.contains_key(key) {
             let all = self.all;
             let job = all.job(key).context("job of a planned key")?;
-            let outcome = match cached_pretrained(&self.cache.root, key)? {
-                Some(outcome) => outcome,
-                None => {
+            let outcome = match check_pretrained(&self.cache.root, key) {
+                CachedCheckpoint::Verified(outcome) => outcome,
+                other => {
+                    if let CachedCheckpoint::Damaged(why) = other {
+                        self.display.line(format!(
+                            "checkpoint of {} does not verify, training it again: {why}",
+                            job.source
+                        ));
+                    }
                     self.prepare(&[], &BTreeSet::from([key.to_string()]))?;
                     let source = dataset_in(&self.raw, &self.encoded, &job.source, &job.tokenizer);
                     ensure_pretrained(job, source, &self.cache.root, on_event)
                         .with_context(|| format!("pre-training on `{}`", job.source))?
                 }
             };
-            // The weights' hash, reproducible; older checkpoints have only their files' hash.
-            let sha = outcome.meta.weights_sha256.clone().or_else(|| {
-                provenance::checkpoint_sha256(&[
-                    &outcome.checkpoint.stem_file(),
-                    &outcome.checkpoint.backbone_file(),
-                ])
-            });
+            // The weights' hash (files verified above), the same whenever the job is trained
+            // again on this machine: rows record it.
+            let sha = outcome.meta.weights_sha256.clone();
             self.checkpoints.insert(key.to_string(), (outcome, sha));
         }
         Ok(&self.checkpoints[key])
@@ -254,6 +272,7 @@ impl<'a> Workbench<'a> {
         store
             .write(&row)
             .with_context(|| format!("writing a result row into {}", store.dir.display()))?;
+        harness_spec::fault::point("between-cells");
         Ok(row)
     }
 }
@@ -453,17 +472,22 @@ pub struct RowContext {
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
     pub host: String,
+    pub cpu: String,
+    pub simd: String,
     pub threads: usize,
 }
 
 impl RowContext {
-    /// This process's view: the checkout's commit and state, the host and the thread count.
+    /// This process's view: the build's commit and state, the machine and the thread count.
     pub fn here() -> RowContext {
         let (git_commit, git_dirty) = provenance::git_state();
+        let (cpu, simd) = provenance::machine();
         RowContext {
             git_commit,
             git_dirty,
             host: provenance::host(),
+            cpu,
+            simd,
             threads: rayon::current_num_threads(),
         }
     }
@@ -529,6 +553,9 @@ fn make_row(
         epochs: ft.epochs as i64,
         min_steps: ft.min_steps as i64,
         validation_fraction: ft.validation_fraction,
+        validation_fraction_applied: o
+            .filter(|o| o.n_fit + o.n_validation > 0)
+            .map(|o| o.n_validation as f64 / (o.n_fit + o.n_validation) as f64),
         evaluations: ft.evaluations as i64,
         patience: ft.patience as i64,
         pretrain_epochs: job.map(|j| j.pretrain.epochs as i64),
@@ -565,6 +592,8 @@ fn make_row(
         backend: harness_train::backend().as_str().into(),
         threads: ctx.threads as i64,
         host: ctx.host.clone(),
+        cpu: Some(ctx.cpu.clone()),
+        simd: Some(ctx.simd.clone()),
         started_at,
         finished_at: provenance::now(),
     }
