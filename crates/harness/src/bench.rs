@@ -592,6 +592,7 @@ pub struct BenchArgs {
     pub threads: Vec<usize>,
     pub cells: bool,
     pub variants: bool,
+    pub networks_only: bool,
     pub write: Option<PathBuf>,
 }
 
@@ -636,6 +637,10 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
         min_seconds,
     } = timing;
     let mut theirs = Theirs::start(&python);
+
+    if args.networks_only {
+        return bench_networks_only(args, &manifests, paths, &mut theirs, timing);
+    }
 
     // Training-step and feature throughput, at each thread count.
     let mut md = String::new();
@@ -765,13 +770,7 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
             let _ = writeln!(doc, "\n{line}");
         }
         if let Some(n) = &networks_md {
-            let _ = writeln!(doc, "\n## Networks pre-trained elsewhere\n");
-            let _ = writeln!(
-                doc,
-                "Each network source of the experiments, on its published weights with a new output layer for the target's classes, at the side the experiment resizes images to, {threads} thread{}: training steps as under Option 2 (everything tunes, BatchNorm on batch statistics; batches of {batch}) and Option 1's frozen-feature pass (batches of 500), measured as above. The PyTorch reference is timm's implementation of the same architecture with the same weights (`bench/timm_efficientnet.py`), fed the same grey images copied to three channels.\n",
-                if threads == 1 { "" } else { "s" }
-            );
-            doc.push_str(n);
+            doc.push_str(&networks_section(n, threads, batch, None));
         }
         if let Some((table, words)) = &variants_md {
             let _ = writeln!(doc, "\n## The default models against other choices\n");
@@ -808,6 +807,87 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
         std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// The heading of the networks' section of BENCHMARKS.md.
+const NETWORKS_HEADING: &str = "## Networks pre-trained elsewhere";
+
+/// The networks' section: heading, what was measured, the table; `generated` says which
+/// command made it when it was written on its own (`--networks-only`).
+fn networks_section(table: &str, threads: usize, batch: usize, generated: Option<&str>) -> String {
+    let mut doc = String::new();
+    let _ = writeln!(doc, "\n{NETWORKS_HEADING}\n");
+    if let Some(g) = generated {
+        let _ = writeln!(doc, "{g}\n");
+    }
+    let _ = writeln!(
+        doc,
+        "Each network source of the experiments, on its published weights with a new output layer for the target's classes, at the side the experiment resizes images to, {threads} thread{}: training steps as under Option 2 (everything tunes, BatchNorm on batch statistics; batches of {batch}) and Option 1's frozen-feature pass (batches of 500), measured as above. The PyTorch reference is timm's implementation of the same architecture with the same weights (`bench/timm_efficientnet.py`), fed the same grey images copied to three channels.\n",
+        if threads == 1 { "" } else { "s" }
+    );
+    doc.push_str(table);
+    doc
+}
+
+/// `harness bench --networks-only`: the networks pre-trained elsewhere only; with `--write`,
+/// their section replaces the one in the file (or goes before the variants' section, or at the
+/// end), and the rest of the file stays as its own command generated it.
+fn bench_networks_only(
+    args: &BenchArgs,
+    manifests: &ManifestSet,
+    paths: &Paths,
+    theirs: &mut Theirs,
+    timing: Timing,
+) -> Result<()> {
+    let threads = args.threads.first().copied().unwrap_or(1);
+    let Some(table) = bench_networks(&args.files, manifests, paths, theirs, timing, threads)?
+    else {
+        bail!("none of these experiments has a network pre-trained elsewhere among its sources");
+    };
+    print!("{table}");
+    let Some(path) = &args.write else {
+        return Ok(());
+    };
+    let files: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
+    let (cpu, simd) = provenance::machine();
+    let generated = format!(
+        "This section was generated on its own by `harness bench {} --networks-only --threads {threads} --rounds {} --steps {} --write {}` on {} ({cpu}, {simd}, {} cores; PyTorch {}); regenerate it, do not edit it.",
+        files.join(" "),
+        timing.rounds,
+        timing.steps,
+        path.display(),
+        provenance::now(),
+        cores(),
+        theirs.torch().unwrap_or_else(|| "not run".into()),
+    );
+    let section = networks_section(&table, threads, timing.batch, Some(&generated));
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let doc = match old.find(NETWORKS_HEADING) {
+        Some(start) => {
+            let rest = &old[start + NETWORKS_HEADING.len()..];
+            let end = rest
+                .find("\n## ")
+                .map_or(old.len(), |i| start + NETWORKS_HEADING.len() + i + 1);
+            format!(
+                "{}{}\n{}",
+                old[..start].trim_end(),
+                section.trim_end(),
+                &old[end..]
+            )
+        }
+        None => match old.find("\n## The default models against other choices") {
+            Some(at) => format!(
+                "{}\n{}\n{}",
+                old[..at].trim_end(),
+                section.trim_end(),
+                &old[at..]
+            ),
+            None => format!("{}\n{}\n", old.trim_end(), section.trim_end()),
+        },
+    };
+    std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote the networks' section of {}", path.display());
     Ok(())
 }
 

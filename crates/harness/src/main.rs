@@ -124,6 +124,11 @@ enum Command {
         /// tokens per example), at one thread, beside the reference.
         #[arg(long)]
         variants: bool,
+        /// Measure only the networks pre-trained elsewhere among the experiments' sources; with
+        /// `--write`, put their section into the file in place of the old one, leaving the
+        /// rest of the file as its own command generated it.
+        #[arg(long)]
+        networks_only: bool,
         /// Compute backend of the harness side: `flex` or `tch` (see `harness run --help`).
         #[arg(long, default_value = "flex")]
         backend: String,
@@ -254,6 +259,7 @@ fn main() -> ExitCode {
             threads,
             cells,
             variants,
+            networks_only,
             backend,
             write,
         } => {
@@ -276,6 +282,7 @@ fn main() -> ExitCode {
                 threads,
                 cells,
                 variants,
+                networks_only,
                 write,
             };
             bench::bench(&args, &paths)
