@@ -234,24 +234,7 @@ impl EfficientNet {
             problem: format!("cannot read it as a PyTorch file: {e}"),
         })?;
         if let Some(error) = result.errors.first() {
-            return Err(match error {
-                ApplyError::ShapeMismatch {
-                    path,
-                    expected,
-                    found,
-                } => WeightMismatch {
-                    tensor: Some(path.clone()),
-                    problem: format!(
-                        "the file's shape is {:?}, the architecture needs {:?}",
-                        found.as_slice(),
-                        expected.as_slice()
-                    ),
-                },
-                other => WeightMismatch {
-                    tensor: None,
-                    problem: other.to_string(),
-                },
-            });
+            return Err(mismatch_of(error));
         }
         if let Some((missing, _)) = result.missing.first() {
             return Err(WeightMismatch {
@@ -271,6 +254,28 @@ impl EfficientNet {
             });
         }
         Ok(self)
+    }
+}
+
+/// What burn-store's error about one tensor says, as a [`WeightMismatch`].
+pub(crate) fn mismatch_of(error: &ApplyError) -> WeightMismatch {
+    match error {
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => WeightMismatch {
+            tensor: Some(path.clone()),
+            problem: format!(
+                "the file's shape is {:?}, the architecture needs {:?}",
+                found.as_slice(),
+                expected.as_slice()
+            ),
+        },
+        other => WeightMismatch {
+            tensor: None,
+            problem: other.to_string(),
+        },
     }
 }
 

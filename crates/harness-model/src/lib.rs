@@ -26,6 +26,7 @@
 //! assert_eq!(logits.dims(), [8, 10]);
 //! ```
 
+pub mod bert;
 pub mod efficientnet;
 mod network;
 mod snapshot;
