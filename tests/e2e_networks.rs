@@ -319,3 +319,115 @@ fn a_network_source_runs_beside_its_scratch_arm_and_the_report_pairs_within_arch
         stderr(&out)
     );
 }
+
+/// A text network (the small BERT fixture of harness-model) declared with its shape written
+/// out, its weights and tokenizer inside a zip in the user's folder.
+fn text_network_project(tokenizer_sha: &str, hidden: usize) -> Project {
+    let p = Project::empty();
+    fs::create_dir_all(p.path("data-manifests")).unwrap();
+    fs::create_dir_all(p.path("models")).unwrap();
+    let weights = fs::read(
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+            .join("../harness-model/tests/fixtures/bert/tiny.safetensors"),
+    )
+    .unwrap();
+    let tokenizer = b"{\"model\": \"a test tokenizer\"}".to_vec();
+    let mut zip = zip::ZipWriter::new(fs::File::create(p.path("models/model.zip")).unwrap());
+    for (name, bytes) in [
+        ("model.safetensors", &weights),
+        ("tokenizer.json", &tokenizer),
+    ] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    let tokenizer_sha = if tokenizer_sha.is_empty() {
+        sha256_hex(&tokenizer)
+    } else {
+        tokenizer_sha.to_string()
+    };
+    p.write(
+        "data-manifests/tiny-bert.toml",
+        &format!(
+            r#"kind = "network"
+id = "tiny-bert"
+name = "Tiny BERT"
+modality = "text"
+licence = "Apache-2.0"
+citation = "test"
+
+[architecture]
+family = "bert"
+vocab_size = 50
+hidden = {hidden}
+layers = 2
+heads = 2
+intermediate = 16
+max_positions = 16
+classes = 0
+
+[trained_on]
+dataset = "random weights"
+examples = 1
+classes = 0
+citation = "none"
+
+[text]
+max_tokens = 16
+tokenizer_sha256 = "{tokenizer_sha}"
+
+[weights]
+format = "safetensors"
+sha256 = "{}"
+
+[[source]]
+kind = "local"
+path = "../models"
+files = {{ weights = "model.zip!model.safetensors", tokenizer = "model.zip!tokenizer.json" }}
+"#,
+            sha256_hex(&weights)
+        ),
+    );
+    p
+}
+
+#[test]
+fn a_text_network_inside_a_zip_is_fetched_with_its_tokenizer_and_checked_against_its_shape() {
+    let p = text_network_project("", 8);
+    let out = p.harness(&["fetch", "tiny-bert"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = fs::read_dir(p.path("cache/networks"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|d| {
+            d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("tiny-bert-")
+        })
+        .unwrap();
+    assert!(dir.join("weights.safetensors").is_file() && dir.join("tokenizer.json").is_file());
+
+    // Another width: the first tensor that does not fit is named, nothing is cached.
+    let p = text_network_project("", 16);
+    let out = p.harness(&["fetch", "tiny-bert"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not fit the declared architecture") && err.contains("embeddings"),
+        "{err}"
+    );
+    assert!(!p.path("cache/networks/tiny-bert").exists());
+
+    // A tokenizer that is not the recorded one.
+    let p = text_network_project(&"0".repeat(64), 8);
+    let out = p.harness(&["fetch", "tiny-bert"]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("checksum mismatch for `model.zip!tokenizer.json`")
+            && err.contains("tiny-bert.toml:26"),
+        "{err}"
+    );
+}

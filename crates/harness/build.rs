@@ -53,21 +53,37 @@ fn git_state() {
     };
     println!("cargo:rustc-env=HARNESS_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=HARNESS_GIT_DIRTY={dirty}");
-    // Run again when the commit or any source changes (paths that do not exist are left out:
-    // cargo would run the script on every build).
+    // Run again when the commit or any source changes. The paths are given relative to this
+    // package, so that cargo checks them in whichever checkout it builds: two checkouts that
+    // share a target directory share this script's last output, and absolute paths would tie it
+    // to the other one. Paths that do not exist are left out (cargo would run the script on
+    // every build).
+    let relative = |path: &std::path::Path| -> String {
+        let root = root.canonicalize().unwrap_or_else(|_| root.clone());
+        match path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.strip_prefix(&root).ok().map(std::path::Path::to_path_buf))
+        {
+            Some(inside) => format!("../../{}", inside.display()),
+            None => path.display().to_string(),
+        }
+    };
+    // And when cargo is started from another directory, as when another checkout builds.
+    println!("cargo:rerun-if-env-changed=PWD");
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         let git_dir = std::path::PathBuf::from(git_dir);
         for name in ["HEAD", "index", "packed-refs", "refs"] {
             let path = git_dir.join(name);
             if path.exists() {
-                println!("cargo:rerun-if-changed={}", path.display());
+                println!("cargo:rerun-if-changed={}", relative(&path));
             }
         }
     }
     for name in ["crates", "Cargo.toml", "bench"] {
         let path = root.join(name);
         if path.exists() {
-            println!("cargo:rerun-if-changed={}", path.display());
+            println!("cargo:rerun-if-changed={}", relative(&path));
         }
     }
 }

