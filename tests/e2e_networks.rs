@@ -431,3 +431,45 @@ fn a_text_network_inside_a_zip_is_fetched_with_its_tokenizer_and_checked_against
         "{err}"
     );
 }
+
+#[test]
+fn a_text_network_as_a_source_is_refused_until_its_cells_exist() {
+    let p = text_network_project("", 8);
+    p.write(
+        "data-manifests/docs.toml",
+        r#"id = "docs"
+name = "docs"
+modality = "text"
+licence = "CC0"
+citation = "made by the test"
+format = "text-csv"
+classes = ["a", "b"]
+
+[split]
+method = "stratified"
+test_per_class = 2
+seed = 0
+train = 4
+test = 4
+
+[[source]]
+kind = "local"
+path = "."
+files = { data = "docs.csv" }
+"#,
+    );
+    fs::create_dir_all(p.path("experiments")).unwrap();
+    p.write(
+        "experiments/text.toml",
+        "[matrix]\ntargets = [\"docs\"]\nsources = [\"scratch\", \"tiny-bert\"]\nn_train = [4]\noptions = [1]\nseeds = [0]\n",
+    );
+    let out = p.harness(&["run", "experiments/text.toml"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("text networks cannot be a source of cells yet")
+            && err.contains("experiments/text.toml:3"),
+        "{err}"
+    );
+    assert!(!p.path("results/text").exists());
+}
