@@ -32,7 +32,10 @@ fn main() {
 /// from the checkout that holds its sources (not from wherever it later runs): rows and
 /// reports record them. Empty when the sources are not a git checkout.
 fn git_state() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read when the script runs, not when it is compiled: checkouts that share a target
+    // directory share the compiled script.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let root = std::path::Path::new(&manifest_dir).join("../..");
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")

@@ -64,7 +64,8 @@ pub use text::{
 };
 pub use tokenize::{
     CachedTokenizer, PAD, PAD_ID, TextNormalisation, TokenizerSpec, UNK, encode_fixed,
-    ensure_tokenizer, load_tokenizer, tokenise_texts, train_tokenizer,
+    ensure_tokenizer, load_network_tokenizer, load_tokenizer, network_token_ids, tokenise_texts,
+    train_tokenizer,
 };
 /// The tokenizer type of the `tokenizers` crate, as [`load_tokenizer`] and [`ensure_tokenizer`]
 /// return it.

@@ -130,6 +130,36 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
+/// A network's own tokenizer (its `tokenizer.json`, as published with the weights), set to cut
+/// documents at `max_tokens` as the network was trained (the special tokens kept: `[CLS] …
+/// [SEP]`) and to add no padding: [`network_token_ids`] pads.
+pub fn load_network_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer> {
+    let mut tokenizer = load_tokenizer(path)?;
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    tokenizer.with_padding(None);
+    Ok(tokenizer)
+}
+
+/// Token ids of `texts` through a network's own tokenizer ([`load_network_tokenizer`]), each
+/// padded with [`PAD_ID`] to the longest, `[texts, tokens]` row-major with the token count.
+pub fn network_token_ids(tokenizer: &Tokenizer, texts: &[&str]) -> Result<(Vec<u32>, usize)> {
+    let encoded = tokenizer
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| anyhow!("tokenising with the network's tokenizer: {e}"))?;
+    let width = encoded.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(texts.len() * width);
+    for e in &encoded {
+        ids.extend_from_slice(e.get_ids());
+        ids.extend(std::iter::repeat_n(PAD_ID, width - e.get_ids().len()));
+    }
+    Ok((ids, width))
+}
+
 /// A cached tokenizer: where its `tokenizer.json` is and the file's SHA256.
 #[derive(Debug, Clone)]
 pub struct CachedTokenizer {
