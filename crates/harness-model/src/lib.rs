@@ -27,6 +27,7 @@
 //! ```
 
 pub mod bert;
+pub mod crepe;
 pub mod efficientnet;
 mod network;
 mod snapshot;
