@@ -397,3 +397,24 @@ fn rows_record_the_validation_fraction_actually_held_out() {
         assert!((applied - r.n_validation as f64 / r.n_train as f64).abs() < 1e-12);
     }
 }
+
+#[test]
+fn rows_written_before_a_column_existed_still_count() {
+    use polars::prelude::*;
+    let (p, expected) = reference();
+    // Rewrite one row file without the columns added since (as an older harness wrote it).
+    let file = p.row_files("tiny")[0].clone();
+    let mut frame = ParquetReader::new(fs::File::open(&file).unwrap())
+        .finish()
+        .unwrap();
+    for column in ["cpu", "simd", "validation_fraction_applied"] {
+        frame = frame.drop(column).unwrap();
+    }
+    ParquetWriter::new(fs::File::create(&file).unwrap())
+        .finish(&mut frame)
+        .unwrap();
+    let out = run_ok(&p, &["run", "experiments/tiny.toml"]);
+    assert!(out.contains("16 finished, 0 to run"), "{out}");
+    assert_eq!(numbers(&p), expected);
+    assert_eq!(p.rows("tiny").iter().filter(|r| r.cpu.is_none()).count(), 1);
+}

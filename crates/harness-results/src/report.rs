@@ -358,7 +358,7 @@ fn build_of(r: &ResultRow) -> String {
 fn machine_of(r: &ResultRow) -> String {
     match (&r.cpu, &r.simd) {
         (Some(cpu), Some(simd)) => format!("{cpu}, {simd}, {} backend", r.backend),
-        _ => format!("an unrecorded CPU (host {}), {} backend", r.host, r.backend),
+        _ => format!("an unrecorded CPU, {} backend", r.backend),
     }
 }
 

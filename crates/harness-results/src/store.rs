@@ -231,7 +231,17 @@ impl ResultStore {
                 )));
                 continue;
             }
-            if let Err(e) = frame.vstack_mut(&part) {
+            // Through the row type and back, so that rows written before a column existed
+            // (its value absent: null) stack with today's.
+            let rows = match ResultRow::from_frame(&part) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    problems.push(problem(format!("is not a result row ({e})")));
+                    continue;
+                }
+            };
+            if let Err(e) = ResultRow::to_frame(&rows).and_then(|f| frame.vstack_mut(&f).map(drop))
+            {
                 problems.push(problem(format!("has another schema ({e})")));
             }
         }
