@@ -17,7 +17,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
-use crate::efficientnet::WeightMismatch;
+use crate::efficientnet::{WeightMismatch, check_fit};
 
 /// Key remappings from the original tensor names to this module's:
 /// `encoder.layer.0.attention.self.query.weight` → `encoder.layer.0.attention.self_attention.query.weight`,
@@ -273,31 +273,13 @@ impl Bert {
             tensor: None,
             problem: format!("cannot read it as a safetensors file: {e}"),
         })?;
-        if let Some(error) = result.errors.first() {
-            return Err(crate::efficientnet::mismatch_of(error));
-        }
-        let missing = result
-            .missing
-            .iter()
-            .map(|(name, _)| name)
-            .find(|name| !name.starts_with("fc."));
-        if let Some(missing) = missing {
-            return Err(WeightMismatch {
-                tensor: Some(missing.clone()),
-                problem: "the architecture needs this tensor and the file lacks it".into(),
-            });
-        }
-        if let Some(unused) = result
-            .unused
-            .iter()
-            .find(|name| !name.starts_with("pooler.") && *name != "embeddings.position_ids")
-        {
-            return Err(WeightMismatch {
-                tensor: Some(unused.clone()),
-                problem: "the file holds this tensor and the architecture has no place for it"
-                    .into(),
-            });
-        }
+        // The new output layer is not in the file; the unused pooler and position-id buffer
+        // of `BertModel` may stay there.
+        check_fit(
+            &result,
+            |name| name.starts_with("fc."),
+            |name| name.starts_with("pooler.") || name == "embeddings.position_ids",
+        )?;
         Ok(self)
     }
 }

@@ -19,7 +19,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, PytorchStore};
 
-use crate::efficientnet::{WeightMismatch, mismatch_of};
+use crate::efficientnet::{WeightMismatch, check_fit};
 
 /// Key remapping from the original tensor names to this module's: `conv3_BN.weight` →
 /// `conv3_bn.weight`.
@@ -174,26 +174,11 @@ impl Crepe {
             tensor: None,
             problem: format!("cannot read it as a PyTorch file: {e}"),
         })?;
-        if let Some(error) = result.errors.first() {
-            return Err(mismatch_of(error));
-        }
-        if let Some((missing, _)) = result.missing.first() {
-            return Err(WeightMismatch {
-                tensor: Some(missing.clone()),
-                problem: "the architecture needs this tensor and the file lacks it".into(),
-            });
-        }
-        if let Some(unused) = result
-            .unused
-            .iter()
-            .find(|name| !name.ends_with("num_batches_tracked"))
-        {
-            return Err(WeightMismatch {
-                tensor: Some(unused.clone()),
-                problem: "the file holds this tensor and the architecture has no place for it"
-                    .into(),
-            });
-        }
+        check_fit(
+            &result,
+            |_| false,
+            |name| name.ends_with("num_batches_tracked"),
+        )?;
         Ok(self)
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::store::{ApplyError, ModuleSnapshot, PytorchStore};
+use burn::store::{ApplyError, ApplyResult, ModuleSnapshot, PytorchStore};
 
 /// Key remapping from the original tensor names to this module's: `_blocks.3._bn1.weight` →
 /// `blocks.3.bn1.weight`.
@@ -233,32 +233,43 @@ impl EfficientNet {
             tensor: None,
             problem: format!("cannot read it as a PyTorch file: {e}"),
         })?;
-        if let Some(error) = result.errors.first() {
-            return Err(mismatch_of(error));
-        }
-        if let Some((missing, _)) = result.missing.first() {
-            return Err(WeightMismatch {
-                tensor: Some(missing.clone()),
-                problem: "the architecture needs this tensor and the file lacks it".into(),
-            });
-        }
-        if let Some(unused) = result
-            .unused
-            .iter()
-            .find(|name| !name.ends_with("num_batches_tracked"))
-        {
-            return Err(WeightMismatch {
-                tensor: Some(unused.clone()),
-                problem: "the file holds this tensor and the architecture has no place for it"
-                    .into(),
-            });
-        }
+        check_fit(
+            &result,
+            |_| false,
+            |name| name.ends_with("num_batches_tracked"),
+        )?;
         Ok(self)
     }
 }
 
+/// Whether a weight file fit the module it was loaded into: no tensor of the wrong shape, no
+/// tensor of the module missing (but those `may_lack`), nothing in the file left over (but
+/// those `may_leave`). Otherwise the first offending tensor.
+pub(crate) fn check_fit(
+    result: &ApplyResult,
+    may_lack: impl Fn(&str) -> bool,
+    may_leave: impl Fn(&str) -> bool,
+) -> Result<(), WeightMismatch> {
+    if let Some(error) = result.errors.first() {
+        return Err(mismatch_of(error));
+    }
+    if let Some((missing, _)) = result.missing.iter().find(|(name, _)| !may_lack(name)) {
+        return Err(WeightMismatch {
+            tensor: Some(missing.clone()),
+            problem: "the architecture needs this tensor and the file lacks it".into(),
+        });
+    }
+    if let Some(unused) = result.unused.iter().find(|name| !may_leave(name)) {
+        return Err(WeightMismatch {
+            tensor: Some(unused.clone()),
+            problem: "the file holds this tensor and the architecture has no place for it".into(),
+        });
+    }
+    Ok(())
+}
+
 /// What burn-store's error about one tensor says, as a [`WeightMismatch`].
-pub(crate) fn mismatch_of(error: &ApplyError) -> WeightMismatch {
+fn mismatch_of(error: &ApplyError) -> WeightMismatch {
     match error {
         ApplyError::ShapeMismatch {
             path,

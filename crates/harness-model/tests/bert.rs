@@ -3,58 +3,24 @@
 //! files' format with its mean-pooled outputs, and all-MiniLM-L6-v2's sentence embeddings of
 //! five sentences.
 
-use std::path::PathBuf;
-
 use burn::prelude::*;
 use harness_model::bert::BertConfig;
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    // Read at run time: a test binary reused from another checkout must read this one's files.
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
-        .join("tests/fixtures/bert")
+mod common;
+use common::{max_abs_diff, rows, tensor, values};
+
+fn fixtures() -> std::path::PathBuf {
+    common::fixtures("bert")
 }
 
 fn json(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join(name)).unwrap()).unwrap()
-}
-
-fn rows(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
+    common::json("bert", name)
 }
 
 /// Token ids `[sequences, tokens]` as the network takes them (floats).
 fn ids(v: &Value, device: &Device) -> Tensor<2> {
-    let ids = rows(v);
-    let (n, t) = (ids.len(), ids[0].len());
-    Tensor::<2>::from_data(TensorData::new(ids.concat(), [n, t]), device)
-}
-
-fn values(t: Tensor<2>) -> Vec<Vec<f32>> {
-    let [n, d] = t.dims();
-    let flat = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-    (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
+    tensor(&rows(v), device)
 }
 
 fn tiny_config(reference: &Value) -> BertConfig {

@@ -9,49 +9,15 @@ use burn::prelude::*;
 use harness_model::crepe::{CrepeConfig, normalise_frames, weighted_argmax_hz};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    // Read at run time: a test binary reused from another checkout must read this one's files.
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
-        .join("tests/fixtures/crepe")
+mod common;
+use common::{max_abs_diff, rows, tensor, values};
+
+fn fixtures() -> std::path::PathBuf {
+    common::fixtures("crepe")
 }
 
 fn json(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join(name)).unwrap()).unwrap()
-}
-
-fn rows(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
-}
-
-fn tensor(rows: &[Vec<f32>], device: &Device) -> Tensor<2> {
-    Tensor::<2>::from_data(
-        TensorData::new(rows.concat(), [rows.len(), rows[0].len()]),
-        device,
-    )
-}
-
-fn values(t: Tensor<2>) -> Vec<Vec<f32>> {
-    let [n, d] = t.dims();
-    let flat = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-    (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
-        .fold(0.0, f32::max)
+    common::json("crepe", name)
 }
 
 fn small_config(reference: &Value) -> CrepeConfig {
