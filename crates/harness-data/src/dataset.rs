@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use harness_spec::{Format, Manifest, SplitMethod};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::audio::Clip;
+use crate::audio::{Clip, fix_length, resample};
 use crate::audioset::{decode_audio_tree, spectrograms};
 use crate::decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
 use crate::fetch::{FetchEvent, Fetched, fetch};
-use crate::inputs::{Inputs, SpectrogramSet, TextSet};
+use crate::inputs::{Inputs, SpectrogramSet, TextSet, WaveformSet};
 use crate::split::stratified_test_split;
 use crate::text::{parse_orange_tab, parse_text_csv};
 
@@ -55,6 +56,11 @@ pub fn content_sha256(train: &Inputs, test: &Inputs) -> String {
             h.update((s.frames as u32).to_le_bytes());
         }
         Inputs::Texts(_) => h.update(b"texts"),
+        Inputs::Waveforms(s) => {
+            h.update(b"waveforms");
+            h.update(s.sample_rate.to_le_bytes());
+            h.update((s.samples as u32).to_le_bytes());
+        }
         Inputs::Tokens(s) => {
             h.update(b"tokens");
             h.update((s.tokens as u32).to_le_bytes());
@@ -66,6 +72,11 @@ pub fn content_sha256(train: &Inputs, test: &Inputs) -> String {
         match set {
             Inputs::Images(s) => h.update(&s.pixels),
             Inputs::Spectrograms(s) => {
+                for v in &s.values {
+                    h.update(v.to_le_bytes());
+                }
+            }
+            Inputs::Waveforms(s) => {
                 for v in &s.values {
                     h.update(v.to_le_bytes());
                 }
@@ -197,31 +208,80 @@ pub fn prepare(
     Ok(dataset)
 }
 
-fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, Inputs)> {
-    let (train, test) = match fetched {
+/// The labelled clips of an audio dataset's training pool and test set, as decoded (each at
+/// its own sample rate and length), split as the manifest says.
+type ClipSplit = (Vec<(Clip, u16)>, Vec<(Clip, u16)>);
+
+fn decode_clips(manifest: &Manifest, fetched: Fetched) -> Result<ClipSplit> {
+    match fetched {
         Fetched::Tree { origin, files } => {
-            let audio = manifest
-                .audio
-                .as_ref()
-                .context("audio datasets need `[audio]`")?;
             let (pool, test, _) = decode_audio_tree(manifest, &files, &origin)?;
-            (
-                Inputs::Spectrograms(spectrograms(&pool, audio)?),
-                Inputs::Spectrograms(spectrograms(&test, audio)?),
-            )
+            Ok((pool, test))
         }
         Fetched::Clips(clips) => {
-            let audio = manifest
-                .audio
-                .as_ref()
-                .context("audio datasets need `[audio]`")?;
             let labels: Vec<u16> = clips.iter().map(|(_, l)| *l).collect();
             let (pool, test) = manifest_test_split(manifest, &labels, "rendered datasets")?;
             let mut clips: Vec<Option<(Clip, u16)>> = clips.into_iter().map(Some).collect();
             let mut take = |idx: &[usize]| -> Vec<(Clip, u16)> {
                 idx.iter().filter_map(|&i| clips[i].take()).collect()
             };
-            let (pool, test) = (take(&pool), take(&test));
+            Ok((take(&pool), take(&test)))
+        }
+        _ => bail!("`{}` delivered no audio clips", manifest.id),
+    }
+}
+
+/// The sound of audio dataset `manifest` as waveforms for an audio network: every clip of the
+/// training pool and test set (in the dataset's order) resampled to `sample_rate` and brought
+/// to the dataset's clip length (`[audio] seconds`) by the rule of [`crate::audio`]. Fetched
+/// through the same download cache as [`prepare`]; the waveforms themselves are not cached.
+/// The content hash is that of the decoded dataset (`dataset_sha256`): the adapter is recorded
+/// in each cell's fingerprint.
+pub fn prepare_waveforms(
+    manifest: &Manifest,
+    cache: &DataCache,
+    sample_rate: u32,
+    dataset_sha256: &str,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<Dataset> {
+    let audio = manifest
+        .audio
+        .as_ref()
+        .with_context(|| format!("`{}` is not an audio dataset", manifest.id))?;
+    let (origin, fetched) = fetch(manifest, &cache.downloads(), events)?;
+    let (pool, test) = decode_clips(manifest, fetched)
+        .with_context(|| format!("decoding dataset `{}` ({})", manifest.id, manifest.path.display()))?;
+    let length = (audio.seconds * sample_rate as f64).round() as usize;
+    let waveforms = |clips: &[(Clip, u16)]| -> Result<Inputs> {
+        let per_clip: Vec<Vec<f32>> = clips
+            .par_iter()
+            .map(|(clip, _)| Ok(fix_length(&resample(clip, sample_rate)?.samples, length)))
+            .collect::<Result<_>>()?;
+        Ok(Inputs::Waveforms(WaveformSet {
+            sample_rate,
+            samples: length,
+            values: per_clip.concat(),
+            labels: clips.iter().map(|(_, l)| *l).collect(),
+        }))
+    };
+    Ok(Dataset {
+        id: manifest.id.clone(),
+        classes: manifest.classes.clone(),
+        train: waveforms(&pool)?,
+        test: waveforms(&test)?,
+        content_sha256: dataset_sha256.to_string(),
+        origin,
+    })
+}
+
+fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, Inputs)> {
+    let (train, test) = match fetched {
+        fetched @ (Fetched::Tree { .. } | Fetched::Clips(_)) => {
+            let audio = manifest
+                .audio
+                .as_ref()
+                .context("audio datasets need `[audio]`")?;
+            let (pool, test) = decode_clips(manifest, fetched)?;
             (
                 Inputs::Spectrograms(spectrograms(&pool, audio)?),
                 Inputs::Spectrograms(spectrograms(&test, audio)?),
@@ -418,7 +478,9 @@ fn write_cached(path: &Path, d: &Dataset) -> Result<()> {
         Inputs::Images(_) => "image",
         Inputs::Spectrograms(_) => "spectrogram",
         Inputs::Texts(_) => "text",
-        Inputs::Tokens(_) => bail!("token sets are derived per experiment and not cached here"),
+        Inputs::Tokens(_) | Inputs::Waveforms(_) => {
+            bail!("token and waveform sets are derived for a network and not cached here")
+        }
     };
     let header = serde_json::to_string(&Header {
         id: d.id.clone(),
@@ -448,7 +510,7 @@ fn write_cached(path: &Path, d: &Dataset) -> Result<()> {
                     out.write_all(doc.as_bytes())?;
                 }
             }
-            Inputs::Tokens(_) => unreachable!("refused above"),
+            Inputs::Tokens(_) | Inputs::Waveforms(_) => unreachable!("refused above"),
         }
         for l in set.labels() {
             out.write_all(&l.to_le_bytes())?;

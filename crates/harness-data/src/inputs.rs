@@ -72,6 +72,35 @@ impl TokenSet {
     }
 }
 
+/// Labelled mono clips of `samples` samples each at `sample_rate` (an audio network's input,
+/// made from a dataset's sound by its adapter; datasets themselves hold spectrograms).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WaveformSet {
+    pub sample_rate: u32,
+    pub samples: usize,
+    pub values: Vec<f32>,
+    pub labels: Vec<u16>,
+}
+
+impl WaveformSet {
+    pub fn example(&self, i: usize) -> &[f32] {
+        &self.values[i * self.samples..(i + 1) * self.samples]
+    }
+
+    pub fn select(&self, indices: &[usize]) -> WaveformSet {
+        let mut out = WaveformSet {
+            sample_rate: self.sample_rate,
+            samples: self.samples,
+            ..Default::default()
+        };
+        for &i in indices {
+            out.values.extend_from_slice(self.example(i));
+            out.labels.push(self.labels[i]);
+        }
+        out
+    }
+}
+
 /// Labelled documents, before tokenisation (which depends on the experiment).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TextSet {
@@ -86,6 +115,7 @@ pub enum Inputs {
     Spectrograms(SpectrogramSet),
     Tokens(TokenSet),
     Texts(TextSet),
+    Waveforms(WaveformSet),
 }
 
 impl Inputs {
@@ -103,6 +133,7 @@ impl Inputs {
             Inputs::Spectrograms(s) => &s.labels,
             Inputs::Tokens(s) => &s.labels,
             Inputs::Texts(s) => &s.labels,
+            Inputs::Waveforms(s) => &s.labels,
         }
     }
 
@@ -114,6 +145,7 @@ impl Inputs {
             Inputs::Tokens(s) => (1, s.tokens),
             // Documents have no fixed shape until they are tokenised.
             Inputs::Texts(_) => (1, 0),
+            Inputs::Waveforms(s) => (1, s.samples),
         }
     }
 
@@ -132,6 +164,7 @@ impl Inputs {
                 docs: indices.iter().map(|&i| s.docs[i].clone()).collect(),
                 labels: indices.iter().map(|&i| s.labels[i]).collect(),
             }),
+            Inputs::Waveforms(s) => Inputs::Waveforms(s.select(indices)),
         }
     }
 
@@ -142,6 +175,7 @@ impl Inputs {
             Inputs::Images(s) => out.extend(s.image(i).iter().map(|&p| p as f32 / 255.0)),
             Inputs::Spectrograms(s) => out.extend_from_slice(s.example(i)),
             Inputs::Tokens(s) => out.extend(s.example(i).iter().map(|&id| id as f32)),
+            Inputs::Waveforms(s) => out.extend_from_slice(s.example(i)),
             Inputs::Texts(_) => {}
         }
     }
@@ -159,8 +193,9 @@ impl Normalisation {
     pub fn of_pool(pool: &Inputs) -> Normalisation {
         match pool {
             Inputs::Images(images) => return Normalisation::of_pixels(&images.pixels),
-            // Ids are indices, not quantities: they pass through unchanged.
-            Inputs::Tokens(_) | Inputs::Texts(_) => {
+            // Ids are indices, not quantities: they pass through unchanged; an audio network
+            // normalises each frame of a waveform itself.
+            Inputs::Tokens(_) | Inputs::Texts(_) | Inputs::Waveforms(_) => {
                 return Normalisation {
                     mean: 0.0,
                     std: 1.0,

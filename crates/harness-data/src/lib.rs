@@ -37,19 +37,19 @@ mod split;
 mod text;
 mod tokenize;
 
-pub use adapt::{adapt_images, resize_images};
+pub use adapt::{adapt_images, adapt_texts, resize_images};
 pub use archive::{
     gunzip_if_compressed, read_deb_member, read_deb_tree, read_zip_member, read_zip_tree,
 };
 pub use audio::{Clip, decode_audio, fix_length, load_clip, resample};
 pub use audioset::{decode_audio_tree, logmel_spec, spectrograms};
-pub use dataset::{DataCache, Dataset, content_sha256, prepare};
+pub use dataset::{DataCache, Dataset, content_sha256, prepare, prepare_waveforms};
 pub use decode::{ImageSet, decode_csv_pixels, decode_idx, decode_image_folder};
 pub use espeak::Espeak;
 pub use fetch::{
     FetchEvent, Fetched, FetchedWeights, describe, fetch, fetch_weights, tree_sha256, verify,
 };
-pub use inputs::{Inputs, Normalisation, SpectrogramSet, TextSet, TokenSet};
+pub use inputs::{Inputs, Normalisation, SpectrogramSet, TextSet, TokenSet, WaveformSet};
 pub use logmel::{LogMelSpec, frame_count, hz_to_mel, log_mel, mel_filters, mel_to_hz};
 pub use render::{
     NoteJob, RenderHasher, RenderJob, note_jobs, render_jobs, render_notes, render_words,

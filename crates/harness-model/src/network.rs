@@ -6,6 +6,8 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 use crate::Classifier;
+use crate::bert::Bert;
+use crate::crepe::{Crepe, WINDOW, normalise_frames};
 use crate::efficientnet::EfficientNet;
 
 /// A network the harness trains: its own Transformer family, or one pre-trained elsewhere.
@@ -15,6 +17,49 @@ pub enum Network {
     Transformer(Classifier),
     /// EfficientNet-Lite on `side × side` grey images, the grey channel copied to RGB.
     EfficientNet(GreyImageNet),
+    /// BERT on token ids of its own tokenizer, mean-pooled over the non-padding tokens.
+    Bert(Bert),
+    /// CREPE on frames of a waveform, its embeddings mean-pooled over the clip's frames.
+    Crepe(FramedCrepe),
+}
+
+/// CREPE fed whole clips `[batch, samples]`: each clip is cut into frames of 1,024 samples,
+/// one every `hop` samples from the first sample while a whole frame fits (no padding), each
+/// frame normalised as CREPE was trained; the clip's embedding is the mean of its frames'.
+#[derive(Module, Debug)]
+pub struct FramedCrepe {
+    pub net: Crepe,
+    pub hop: usize,
+}
+
+impl FramedCrepe {
+    /// Frames per clip of `samples` samples (at least one: a shorter clip is an error).
+    pub fn frames_per_clip(samples: usize, hop: usize) -> usize {
+        assert!(
+            samples >= WINDOW && hop > 0,
+            "a clip of {samples} samples holds no frame of {WINDOW}"
+        );
+        (samples - WINDOW) / hop + 1
+    }
+
+    /// Clip embeddings `[batch, features]`.
+    pub fn features(&self, clips: Tensor<2>) -> Tensor<2> {
+        let [batch, samples] = clips.dims();
+        let frames = Self::frames_per_clip(samples, self.hop);
+        let cut: Vec<Tensor<2>> = (0..frames)
+            .map(|f| {
+                let start = f * self.hop;
+                clips.clone().slice([0..batch, start..start + WINDOW])
+            })
+            .collect();
+        let stacked = Tensor::stack::<3>(cut, 1).reshape([batch * frames, WINDOW]);
+        let per_frame = self.net.features(normalise_frames(stacked));
+        let [_, width] = per_frame.dims();
+        per_frame
+            .reshape([batch, frames, width])
+            .mean_dim(1)
+            .squeeze_dim(1)
+    }
 }
 
 /// An image network fed `[batch, side·side]` grey values (already scaled as it expects): the
@@ -36,11 +81,19 @@ impl GreyImageNet {
 }
 
 impl Network {
+    /// Whether Option 1's features are computed only for the examples cells use (networks
+    /// whose forward pass is costly), in fixed blocks; otherwise for whole splits.
+    pub fn sparse_features(&self) -> bool {
+        matches!(self, Network::Bert(_) | Network::Crepe(_))
+    }
+
     /// Pooled features before the output layer, `[batch, width]`.
     pub fn features(&self, input: Tensor<2>) -> Tensor<2> {
         match self {
             Network::Transformer(m) => m.features(input),
             Network::EfficientNet(m) => m.net.features(m.images(input)),
+            Network::Bert(m) => m.features(input),
+            Network::Crepe(m) => m.features(input),
         }
     }
 
@@ -49,6 +102,8 @@ impl Network {
         match self {
             Network::Transformer(m) => m.forward(input),
             Network::EfficientNet(m) => m.net.forward(m.images(input)),
+            Network::Bert(m) => m.forward(input),
+            Network::Crepe(m) => m.net.classifier.forward(m.features(input)),
         }
     }
 
@@ -57,6 +112,8 @@ impl Network {
         match self {
             Network::Transformer(m) => &m.head,
             Network::EfficientNet(m) => &m.net.fc,
+            Network::Bert(m) => &m.fc,
+            Network::Crepe(m) => &m.net.classifier,
         }
     }
 
@@ -70,6 +127,14 @@ impl Network {
             Network::EfficientNet(mut m) => {
                 m.net.fc = head;
                 Network::EfficientNet(m)
+            }
+            Network::Bert(mut m) => {
+                m.fc = head;
+                Network::Bert(m)
+            }
+            Network::Crepe(mut m) => {
+                m.net.classifier = head;
+                Network::Crepe(m)
             }
         }
     }

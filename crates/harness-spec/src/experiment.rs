@@ -424,6 +424,14 @@ pub struct NetworksSpec {
     /// trained at, from its manifest's `[input]`).
     #[serde(default)]
     pub side: Option<usize>,
+    /// Tokens per document a text network reads, `[CLS]` and `[SEP]` included (default: the
+    /// length it was trained at, from its manifest's `[text]`); longer documents are cut.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// Samples between the frames an audio network reads (default: a tenth of a second at the
+    /// network's sample rate, from its manifest's `[audio]`).
+    #[serde(default)]
+    pub hop: Option<usize>,
     /// `[networks.finetune]`: the fine-tuning budget of the networks' cells (pre-trained and
     /// scratch alike), where it differs from `[finetune]`. The validation split cannot differ:
     /// every arm of one seed sees the same subset.

@@ -34,10 +34,10 @@ pub use manifest::{
     NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,
 };
 pub use network::{
-    ArchitectureSpec, EfficientNetShape, Family, InputContract, LITE0_STAGES, NetworkManifest,
+    ArchitectureSpec, BertShape, EfficientNetShape, Family, InputContract, LITE0_STAGES, NetworkManifest,
     NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
 };
 pub use plan::{
-    Cell, FINGERPRINT_VERSION, InputAdapter, NetworkArm, Plan, PretrainJob, Relation, TRANSFORMER,
+    AudioAdapter, Cell, FINGERPRINT_VERSION, InputAdapter, NetworkArm, NetworkBody, TextAdapter, Plan, PretrainJob, Relation, TRANSFORMER,
     TokenizerPlan, arm_name, expand, fingerprint_of,
 };

@@ -11,7 +11,7 @@ use crate::experiment::{
     Arm, Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
 };
 use crate::manifest::{Manifest, ManifestSet, Modality};
-use crate::network::{EfficientNetShape, NetworkManifest};
+use crate::network::{BertShape, EfficientNetShape, Family, NetworkManifest};
 
 /// Bumped whenever a change alters what a cell or a pre-training run computes, so that stale
 /// results and checkpoints are not reused.
@@ -83,23 +83,133 @@ pub struct InputAdapter {
     pub scale: f64,
 }
 
+/// How a target's documents reach a text network: through the network's own tokenizer (the
+/// file with this SHA256), cut to `max_tokens` tokens including `[CLS]` and `[SEP]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextAdapter {
+    pub max_tokens: usize,
+    pub tokenizer_sha256: String,
+}
+
+/// How a target's sound reaches an audio network: the clip as a waveform at `sample_rate`,
+/// cut into frames of `window` samples every `hop` samples; the network's per-frame embeddings
+/// are averaged over the clip's frames (mean pooling) before the output layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AudioAdapter {
+    pub sample_rate: u32,
+    pub window: usize,
+    pub hop: usize,
+}
+
+/// The architecture a network arm trains and the adapter its target goes through: one per
+/// modality, so an image network cannot be handed token ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkBody {
+    /// EfficientNet-Lite on resized images.
+    Image {
+        shape: EfficientNetShape,
+        input: InputAdapter,
+    },
+    /// BERT on the network's own token ids, mean-pooled.
+    Text { shape: BertShape, input: TextAdapter },
+    /// CREPE on frames of the waveform, its embeddings mean-pooled over the clip.
+    Audio {
+        channels: [usize; 6],
+        input: AudioAdapter,
+    },
+}
+
 /// The architecture a cell trains when it is not the experiment's Transformer: a network
 /// pre-trained elsewhere, with its published weights, or the same architecture from random
 /// weights (its scratch arm, so that pre-training is compared within one architecture).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NetworkArm {
     /// Name of the architecture, e.g. `efficientnet-lite0`; cells are paired within one.
     pub architecture: String,
-    pub shape: EfficientNetShape,
+    pub body: NetworkBody,
     /// The network manifest whose weights start the cell (none: random weights).
     pub weights: Option<String>,
     /// SHA256 of that weight file.
     pub weights_sha256: Option<String>,
     /// How random weights are drawn when there are no published ones: `original` (as the
     /// original implementation draws them). Absent for a pre-trained arm.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
-    pub input: InputAdapter,
+}
+
+impl NetworkArm {
+    /// The image adapter of an image network.
+    pub fn image_input(&self) -> Option<&InputAdapter> {
+        match &self.body {
+            NetworkBody::Image { input, .. } => Some(input),
+            _ => None,
+        }
+    }
+
+    /// A short description of the adapter, for progress lines and keys: `side 64`,
+    /// `128 tokens`, `hop 1600`.
+    pub fn adapter_label(&self) -> String {
+        match &self.body {
+            NetworkBody::Image { input, .. } => format!("side {}", input.side),
+            NetworkBody::Text { input, .. } => format!("{} tokens", input.max_tokens),
+            NetworkBody::Audio { input, .. } => {
+                format!("{} Hz, window {}, hop {}", input.sample_rate, input.window, input.hop)
+            }
+        }
+    }
+}
+
+/// Cells' fingerprints hash this serialisation: its fields keep the order and names an image
+/// arm had before text and audio networks came, so earlier image rows keep their fingerprints.
+impl Serialize for NetworkArm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            architecture: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            shape: Option<&'a EfficientNetShape>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            bert: Option<&'a BertShape>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            crepe_channels: Option<&'a [usize; 6]>,
+            weights: &'a Option<String>,
+            weights_sha256: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            init: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            input: Option<&'a InputAdapter>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            text: Option<&'a TextAdapter>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            audio: Option<&'a AudioAdapter>,
+        }
+        let mut wire = Wire {
+            architecture: &self.architecture,
+            shape: None,
+            bert: None,
+            crepe_channels: None,
+            weights: &self.weights,
+            weights_sha256: &self.weights_sha256,
+            init: &self.init,
+            input: None,
+            text: None,
+            audio: None,
+        };
+        match &self.body {
+            NetworkBody::Image { shape, input } => {
+                wire.shape = Some(shape);
+                wire.input = Some(input);
+            }
+            NetworkBody::Text { shape, input } => {
+                wire.bert = Some(shape);
+                wire.text = Some(input);
+            }
+            NetworkBody::Audio { channels, input } => {
+                wire.crepe_channels = Some(channels);
+                wire.audio = Some(input);
+            }
+        }
+        wire.serialize(serializer)
+    }
 }
 
 /// Architecture name of the cells that train the experiment's own Transformer.
@@ -356,7 +466,8 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                             *option.get_ref(),
                             *n.get_ref(),
                             seed,
-                            tokenizer_of(target),
+                            // A network reads the target through its own tokenizer.
+                            tokenizer_of(target).filter(|_| network.is_none()),
                         ));
                     }
                 }
@@ -608,8 +719,8 @@ fn dedup<'a>(names: &[&'a str]) -> Vec<&'a str> {
     out
 }
 
-/// A network source's arm on `target`: its architecture, weights and input adapter. Only
-/// image targets have an established adapter so far; others are refused.
+/// A network source's arm on `target`: its architecture, weights and input adapter. A network
+/// reaches targets of its own modality only; other pairs are refused.
 fn network_arm(
     experiment: &Experiment,
     network: &NetworkManifest,
@@ -630,38 +741,74 @@ fn network_arm(
             )
             .with_help(format!("use it with {} targets", network.modality.as_str())));
     }
-    let Some(input) = network.image_input() else {
-        return Err(experiment
-            .error_at(
-                span,
-                format!(
-                    "network `{}` ({}) is declared and verified, but {} networks cannot be a source of cells yet",
-                    network.id,
-                    network.architecture.name(),
-                    network.modality.as_str()
-                ),
-            )
-            .with_help("`harness fetch` fetches and verifies it; its cells come with a later version"));
+    let arch = &network.architecture;
+    let settings = &experiment.networks;
+    let body = match arch.family {
+        Family::EfficientNetLite => {
+            let input = network.image_input().expect("image networks have [input] (validated)");
+            let side = settings.side.unwrap_or(input.side);
+            if side < 8 {
+                return Err(experiment.error_near(
+                    "networks.side",
+                    format!("`networks.side` = {side} is too small; use at least 8 pixels (e.g. 64 or 96)"),
+                ));
+            }
+            NetworkBody::Image {
+                shape: arch.efficientnet(),
+                input: InputAdapter {
+                    side,
+                    channels: input.channels,
+                    offset: input.offset,
+                    scale: input.scale,
+                },
+            }
+        }
+        Family::Bert => {
+            let text = network.text_input.as_ref().expect("text networks have [text] (validated)");
+            let shape = arch.bert();
+            let max_tokens = settings.max_tokens.unwrap_or(text.max_tokens);
+            if !(3..=shape.max_positions).contains(&max_tokens) {
+                return Err(experiment.error_near(
+                    "networks.max_tokens",
+                    format!(
+                        "`networks.max_tokens` = {max_tokens} is outside what `{}` takes: 3 to {} tokens ([CLS] and [SEP] included)",
+                        network.id, shape.max_positions
+                    ),
+                ));
+            }
+            NetworkBody::Text {
+                shape,
+                input: TextAdapter {
+                    max_tokens,
+                    tokenizer_sha256: text.tokenizer_sha256.get_ref().to_ascii_lowercase(),
+                },
+            }
+        }
+        Family::Crepe => {
+            let audio = network.audio_input.as_ref().expect("audio networks have [audio] (validated)");
+            let hop = settings.hop.unwrap_or(audio.sample_rate as usize / 10);
+            if hop == 0 {
+                return Err(experiment.error_near(
+                    "networks.hop",
+                    "`networks.hop` must be at least one sample (e.g. 1600: 100 ms at 16 kHz)",
+                ));
+            }
+            NetworkBody::Audio {
+                channels: arch.crepe_channels(),
+                input: AudioAdapter {
+                    sample_rate: audio.sample_rate,
+                    window: audio.window,
+                    hop,
+                },
+            }
+        }
     };
-    let side = experiment.networks.side.unwrap_or(input.side);
-    if side < 8 {
-        return Err(experiment.error_near(
-            "networks.side",
-            format!("`networks.side` = {side} is too small; use at least 8 pixels (e.g. 64 or 96)"),
-        ));
-    }
     Ok(NetworkArm {
-        architecture: network.architecture.name(),
-        shape: network.architecture.efficientnet(),
+        architecture: arch.name(),
+        body,
         weights: Some(network.id.clone()),
         weights_sha256: Some(network.weights_sha256().to_ascii_lowercase()),
         init: None,
-        input: InputAdapter {
-            side,
-            channels: input.channels,
-            offset: input.offset,
-            scale: input.scale,
-        },
     })
 }
 
@@ -871,7 +1018,10 @@ seeds = [0, 1, 2]
         );
         for c in &plan.cells {
             let arm = c.network.as_ref();
-            assert_eq!(arm.map(|a| a.input.side), c.network.as_ref().map(|_| 24));
+            assert_eq!(
+                arm.and_then(|a| a.image_input()).map(|i| i.side),
+                arm.map(|_| 24)
+            );
             assert_eq!(
                 arm.is_some_and(|a| a.weights.is_some()),
                 c.source == "tiny-net"
@@ -889,6 +1039,62 @@ seeds = [0, 1, 2]
                 .collect()
         };
         assert_eq!(fps(&plan), fps(&without));
+    }
+
+    #[test]
+    fn an_image_arm_serialises_as_before_text_and_audio_networks_came() {
+        // Cells' fingerprints hash this text: rows recorded before keep matching their cells.
+        let arm = NetworkArm {
+            architecture: "efficientnet-lite0".into(),
+            body: NetworkBody::Image {
+                shape: EfficientNetShape {
+                    stem: 32,
+                    stages: vec![[1, 3, 1, 1, 16]],
+                    head: 1280,
+                    classes: 1000,
+                },
+                input: InputAdapter {
+                    side: 64,
+                    channels: 3,
+                    offset: 127.0,
+                    scale: 128.0,
+                },
+            },
+            weights: None,
+            weights_sha256: None,
+            init: Some("original".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&arm).unwrap(),
+            r#"{"architecture":"efficientnet-lite0","shape":{"stem":32,"stages":[[1,3,1,1,16]],"head":1280,"classes":1000},"weights":null,"weights_sha256":null,"init":"original","input":{"side":64,"channels":3,"offset":127.0,"scale":128.0}}"#
+        );
+        let text = NetworkArm {
+            architecture: "bert-minilm-l6".into(),
+            body: NetworkBody::Text {
+                shape: BertShape {
+                    vocab_size: 30_522,
+                    hidden: 384,
+                    layers: 6,
+                    heads: 12,
+                    intermediate: 1_536,
+                    max_positions: 512,
+                },
+                input: TextAdapter {
+                    max_tokens: 128,
+                    tokenizer_sha256: "be50".into(),
+                },
+            },
+            weights: Some("all-minilm-l6-v2".into()),
+            weights_sha256: Some("53aa".into()),
+            init: None,
+        };
+        let json = serde_json::to_string(&text).unwrap();
+        assert!(
+            json.contains(r#""bert":{"vocab_size":30522"#)
+                && json.contains(r#""text":{"max_tokens":128,"tokenizer_sha256":"be50"}"#)
+                && !json.contains("\"input\""),
+            "{json}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use harness_model::{ClassifierConfig, Network};
-use harness_spec::NetworkArm;
+use harness_spec::{NetworkArm, NetworkBody};
 
 use crate::{eval_device, train_device};
 
@@ -58,7 +58,7 @@ pub fn measure_features(config: &ClassifierConfig, n: usize, min_seconds: f64) -
 }
 
 /// [`measure_train`] for a network pre-trained elsewhere (`arm`, its published `weights`,
-/// `classes` new outputs) on synthetic grey images scaled as it expects: Option 2's step.
+/// `classes` new outputs) on synthetic inputs shaped as its adapter makes them: Option 2's step.
 pub fn measure_network_train(
     arm: &NetworkArm,
     weights: &Path,
@@ -68,7 +68,7 @@ pub fn measure_network_train(
     min_seconds: f64,
 ) -> Result<f64> {
     let mut rng = Rng::new(0, "bench");
-    let (x, y) = pixels(arm, classes, batch, &mut rng);
+    let (x, y) = network_inputs(arm, classes, batch, &mut rng);
     let model = crate::network_with_weights(arm, classes, 0, Some(weights), false)?;
     Ok(time_train(model, x, y, batch, steps, min_seconds))
 }
@@ -82,18 +82,42 @@ pub fn measure_network_features(
     min_seconds: f64,
 ) -> Result<f64> {
     let mut rng = Rng::new(1, "bench");
-    let (values, _) = pixels(arm, classes, n, &mut rng);
+    let (values, _) = network_inputs(arm, classes, n, &mut rng);
     let model = crate::network_with_weights(arm, classes, 0, Some(weights), true)?;
     Ok(time_features(&model, &values, n, min_seconds))
 }
 
-/// Grey images of the network's side, pixel values 0–255 scaled as it expects.
-fn pixels(arm: &NetworkArm, classes: usize, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
-    let width = arm.input.side * arm.input.side;
-    let (offset, scale) = (arm.input.offset as f32, arm.input.scale as f32);
-    let values = (0..n * width)
-        .map(|_| (rng.below(256) as f32 - offset) / scale)
-        .collect();
+/// Seconds of sound in the clips the audio networks are measured on (the audio datasets').
+pub const BENCH_CLIP_SECONDS: f64 = 1.5;
+
+/// Synthetic inputs as the network's adapter gives them, and labels: grey images of its side
+/// scaled as it expects; documents of exactly its token length (`[CLS]` 101, random ids,
+/// `[SEP]` 102: the costliest case); clips of [`BENCH_CLIP_SECONDS`] of noise at its rate.
+fn network_inputs(arm: &NetworkArm, classes: usize, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
+    let values = match &arm.body {
+        NetworkBody::Image { input, .. } => {
+            let (offset, scale) = (input.offset as f32, input.scale as f32);
+            (0..n * input.side * input.side)
+                .map(|_| (rng.below(256) as f32 - offset) / scale)
+                .collect()
+        }
+        NetworkBody::Text { input, shape } => {
+            let length = input.max_tokens;
+            (0..n * length)
+                .map(|i| match i % length {
+                    0 => 101.0,
+                    p if p == length - 1 => 102.0,
+                    _ => (1_000 + rng.below(shape.vocab_size - 1_000)) as f32,
+                })
+                .collect()
+        }
+        NetworkBody::Audio { input, .. } => {
+            let samples = (BENCH_CLIP_SECONDS * input.sample_rate as f64) as usize;
+            (0..n * samples)
+                .map(|_| rng.below(20_001) as f32 / 10_000.0 - 1.0)
+                .collect()
+        }
+    };
     let labels = (0..n).map(|_| rng.below(classes) as i64).collect();
     (values, labels)
 }
@@ -131,15 +155,25 @@ fn time_train(
     (timed * batch) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Examples per forward pass of Option 1's feature computation for `model`.
+pub fn feature_chunk(model: &Network) -> usize {
+    if model.sparse_features() {
+        crate::features::SPARSE_BLOCK
+    } else {
+        crate::features::CHUNK
+    }
+}
+
 fn time_features(model: &Network, values: &[f32], n: usize, min_seconds: f64) -> f64 {
     let eval = eval_device();
     let model = model.valid();
     let width = values.len() / n;
+    let chunk_size = feature_chunk(&model);
     let started = Instant::now();
     let mut done = 0usize;
     while done < n || started.elapsed().as_secs_f64() < min_seconds {
         let start = done % n;
-        let end = (start + 500).min(n);
+        let end = (start + chunk_size).min(n);
         let chunk = values[start * width..end * width].to_vec();
         let x = Tensor::<2>::from_data(TensorData::new(chunk, [end - start, width]), &eval);
         let _ = model.features(x).into_data();

@@ -13,8 +13,10 @@ use std::path::Path;
 
 use harness_data::{Dataset, Inputs, Normalisation, Rng, training_subset};
 use harness_model::efficientnet::EfficientNet;
-use harness_model::{Checkpoint, GreyImageNet, Network, Transfer, load_pretrained};
-use harness_spec::{Cell, NetworkArm, Relation};
+use harness_model::{
+    Checkpoint, FramedCrepe, GreyImageNet, Network, Transfer, load_pretrained,
+};
+use harness_spec::{Cell, NetworkArm, NetworkBody, Relation};
 
 use crate::batches::{batch, label_tensor};
 use crate::eval::{Evaluation, evaluate, evaluate_head};
@@ -116,14 +118,7 @@ fn initial_network(
     source: Source,
     freeze: bool,
 ) -> Result<Network> {
-    let (rows, cols) = target.shape();
-    anyhow::ensure!(
-        (rows, cols) == (arm.input.side, arm.input.side),
-        "cell {}: the target's images are {rows}×{cols}, the network's adapter makes {}×{}",
-        cell.fingerprint,
-        arm.input.side,
-        arm.input.side
-    );
+    check_adapted(cell, arm, target)?;
     let weights = match (source, &arm.weights) {
         (Source::Scratch, None) => None,
         (Source::Network(path), Some(_)) => Some(path),
@@ -133,6 +128,30 @@ fn initial_network(
         ),
     };
     network_with_weights(arm, target.classes.len(), cell.seed, weights, freeze)
+}
+
+/// That `target` went through `arm`'s input adapter: images of its side, ids of its length,
+/// waveforms at its sample rate.
+fn check_adapted(cell: &Cell, arm: &NetworkArm, target: &Dataset) -> Result<()> {
+    let fits = match (&arm.body, &target.train) {
+        (NetworkBody::Image { input, .. }, Inputs::Images(set)) => set.side == input.side,
+        (NetworkBody::Text { input, shape }, Inputs::Tokens(set)) => {
+            set.tokens == input.max_tokens && set.vocab_size <= shape.vocab_size
+        }
+        (NetworkBody::Audio { input, .. }, Inputs::Waveforms(set)) => {
+            set.sample_rate == input.sample_rate && set.samples >= input.window
+        }
+        _ => false,
+    };
+    anyhow::ensure!(
+        fits,
+        "cell {}: the target's examples ({:?} per example) did not come through the input adapter of {} ({})",
+        cell.fingerprint,
+        target.shape(),
+        arm.architecture,
+        arm.adapter_label()
+    );
+    Ok(())
 }
 
 /// The network of `arm` for `classes` classes on the training device: the published weights of
@@ -145,47 +164,86 @@ pub fn network_with_weights(
     weights: Option<&Path>,
     freeze: bool,
 ) -> Result<Network> {
-    let fresh = crate::init_efficientnet(&arm.shape, classes, &train_device(), seed, false);
-    let mut net: EfficientNet = match weights {
-        // The body drawn as the original draws it, the output layer as the pre-trained arm's.
-        None if arm.init.as_deref() == Some("original") => {
-            let mut body =
-                crate::init_efficientnet(&arm.shape, classes, &train_device(), seed, true);
-            body.fc = fresh.fc;
-            body
-        }
-        None => fresh,
-        Some(path) => {
-            let published = crate::init_efficientnet(
-                &arm.shape,
-                arm.shape.classes,
-                &train_device(),
-                seed,
-                false,
-            );
-            let mut loaded = published
-                .load_pytorch(path)
-                .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
-            loaded.fc = fresh.fc;
-            loaded
-        }
+    let device = train_device();
+    let loading = |path: &Path, e: harness_model::efficientnet::WeightMismatch| {
+        anyhow::anyhow!("loading {}: {e}", path.display())
     };
-    if freeze {
-        net = net.freeze_body();
-    }
-    Ok(Network::EfficientNet(GreyImageNet {
-        net,
-        side: arm.input.side,
-    }))
+    Ok(match &arm.body {
+        NetworkBody::Image { shape, input } => {
+            let fresh = crate::init_efficientnet(shape, classes, &device, seed, false);
+            let mut net: EfficientNet = match weights {
+                // The body drawn as the original draws it, the output layer as the pre-trained arm's.
+                None if arm.init.as_deref() == Some("original") => {
+                    let mut body = crate::init_efficientnet(shape, classes, &device, seed, true);
+                    body.fc = fresh.fc;
+                    body
+                }
+                None => fresh,
+                Some(path) => {
+                    let published =
+                        crate::init_efficientnet(shape, shape.classes, &device, seed, false);
+                    let mut loaded = published.load_pytorch(path).map_err(|e| loading(path, e))?;
+                    loaded.fc = fresh.fc;
+                    loaded
+                }
+            };
+            if freeze {
+                net = net.freeze_body();
+            }
+            Network::EfficientNet(GreyImageNet {
+                net,
+                side: input.side,
+            })
+        }
+        // Drawn as the original draws BERT; the published body then replaces the drawn one,
+        // so both arms of a seed start from the same output layer.
+        NetworkBody::Text { shape, .. } => {
+            let mut net = crate::init_bert(shape, classes, &device, seed);
+            if let Some(path) = weights {
+                net = net.load_safetensors(path).map_err(|e| loading(path, e))?;
+            }
+            if freeze {
+                net = net.freeze_body();
+            }
+            Network::Bert(net)
+        }
+        NetworkBody::Audio { channels, input } => {
+            let fresh = crate::init_crepe(*channels, classes, &device, seed);
+            let mut net = match weights {
+                None => fresh,
+                Some(path) => {
+                    let published = crate::init_crepe(*channels, CREPE_BINS, &device, seed);
+                    let mut loaded = published.load_pytorch(path).map_err(|e| loading(path, e))?;
+                    loaded.classifier = fresh.classifier;
+                    loaded
+                }
+            };
+            if freeze {
+                net = net.freeze_body();
+            }
+            Network::Crepe(FramedCrepe {
+                net,
+                hop: input.hop,
+            })
+        }
+    })
 }
 
-/// The input scaling of a cell: a network's own (`(x − offset) / scale` on 0–255 pixels), or
-/// the target pool's mean and standard deviation.
+/// Outputs of the published CREPE networks' classifier (pitch bins), which transfer replaces.
+const CREPE_BINS: usize = 360;
+
+/// The input scaling of a cell: an image network's own (`(x − offset) / scale` on 0–255
+/// pixels); none for token ids and waveforms (CREPE normalises each frame itself); or the
+/// target pool's mean and standard deviation.
 fn normalisation(cell: &Cell, target: &Dataset) -> Normalisation {
-    match &cell.network {
-        Some(arm) => Normalisation {
-            mean: (arm.input.offset / 255.0) as f32,
-            std: (arm.input.scale / 255.0) as f32,
+    match cell.network.as_ref().map(|arm| &arm.body) {
+        Some(NetworkBody::Image { input, .. }) => Normalisation {
+            mean: (input.offset / 255.0) as f32,
+            std: (input.scale / 255.0) as f32,
+        },
+        Some(_) => Normalisation {
+            mean: 0.0,
+            std: 1.0,
         },
         None => Normalisation::of_pool(&target.train),
     }
@@ -262,7 +320,9 @@ fn run(
         && cell.relation != Relation::Mismatched;
     let (status, best_step, steps_run, examples_seen, validation, test, best_model) = match cache {
         Some(cache) if cached => {
-            let frozen = cache.get_or_compute(cell, &model, &target.train, &target.test, &norm);
+            let used: Vec<usize> = subset.fit.iter().chain(&subset.validation).copied().collect();
+            let frozen =
+                cache.get_or_compute(cell, &model, (&target.train, &target.test), &used, &norm);
             let labels = target.train.labels();
             let trained = fine_tune(
                 model.head().clone(),

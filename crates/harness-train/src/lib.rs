@@ -22,13 +22,16 @@ mod features;
 mod pretrain;
 mod pretrained;
 
-pub use bench::{measure_features, measure_network_features, measure_network_train, measure_train};
+pub use bench::{
+    BENCH_CLIP_SECONDS, measure_features, measure_network_features, measure_network_train,
+    measure_train,
+};
 pub use cell::{
     CellArrays, CellOutcome, CellStatus, Source, cell_arrays, initial_model, network_with_weights,
     run_cell, run_cell_cached, run_cell_uncached,
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
-pub use features::{CHUNK, FeatureCache, FrozenFeatures, SplitFeatures};
+pub use features::{CHUNK, FeatureCache, FrozenFeatures, SPARSE_BLOCK, SplitFeatures};
 pub use pretrain::{
     CachedCheckpoint, PretrainMeta, PretrainOutcome, cached_pretrained, check_pretrained,
     clean_partial_checkpoints, ensure_pretrained,
@@ -99,6 +102,9 @@ pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig
         },
         Inputs::Texts(_) => {
             anyhow::bail!("`{}`: text must be tokenised before training", dataset.id)
+        }
+        Inputs::Waveforms(_) => {
+            anyhow::bail!("`{}`: waveforms are an audio network's input, not the Transformer's", dataset.id)
         }
     };
     classifier_config(shape, m, dataset.classes.len())
@@ -234,11 +240,42 @@ pub fn init_efficientnet(
     let config = pretrained::efficientnet_shape_config(shape, classes)
         .with_bn_momentum(FINETUNE_BN_MOMENTUM)
         .with_original_init(original_init);
+    drawn_on_flex(device, |flex| config.init_seeded(flex, seed))
+}
+
+/// A BERT of `shape` with a `classes`-way output layer, every parameter drawn from `seed` as
+/// the original draws them (normal(0, 0.02)), on Flex (then copied, as [`init_network`] does).
+pub fn init_bert(
+    shape: &harness_spec::BertShape,
+    classes: usize,
+    device: &Device,
+    seed: u64,
+) -> harness_model::bert::Bert {
+    let config = pretrained::bert_shape_config(shape, classes);
+    drawn_on_flex(device, |flex| config.init_seeded(flex, seed))
+}
+
+/// A CREPE with convolutions of `channels` and a `classes`-way output layer, every parameter
+/// drawn from `seed` by burn's initialisers (PyTorch's defaults, which torchcrepe keeps), on
+/// Flex (then copied, as [`init_network`] does).
+pub fn init_crepe(
+    channels: [usize; 6],
+    classes: usize,
+    device: &Device,
+    seed: u64,
+) -> harness_model::crepe::Crepe {
+    let config = harness_model::crepe::CrepeConfig::new(channels).with_bins(classes);
+    drawn_on_flex(device, |flex| config.init_seeded(flex, seed))
+}
+
+/// `build` run on Flex (burn seeds each backend its own way, so one seed gives the same
+/// starting weights on every backend), the module then forked onto `device`.
+fn drawn_on_flex<M: burn::module::Module>(device: &Device, build: impl FnOnce(&Device) -> M) -> M {
     match backend() {
-        Backend::Flex => config.init_seeded(device, seed),
+        Backend::Flex => build(device),
         Backend::Tch => {
             let flex = Device::flex().with_autodiff_context_from(device);
-            config.init_seeded(&flex, seed).fork(device)
+            build(&flex).fork(device)
         }
     }
 }

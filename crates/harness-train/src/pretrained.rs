@@ -13,7 +13,7 @@ use harness_model::crepe::CrepeConfig;
 use harness_model::efficientnet::{
     EfficientNet, EfficientNetConfig, MbStageConfig, WeightMismatch,
 };
-use harness_spec::{ArchitectureSpec, EfficientNetShape, Family, NetworkManifest};
+use harness_spec::{ArchitectureSpec, BertShape, EfficientNetShape, Family, NetworkManifest};
 use sha2::{Digest, Sha256};
 
 /// A weight file in the cache that fits its manifest: hash and architecture checked.
@@ -35,7 +35,11 @@ pub fn efficientnet_config(arch: &ArchitectureSpec) -> EfficientNetConfig {
 /// The burn config of a manifest's BERT architecture; an encoder published without an output
 /// layer gets a 2-way one, which no file fills and transfer replaces.
 pub fn bert_config(arch: &ArchitectureSpec) -> BertConfig {
-    let s = arch.bert();
+    bert_shape_config(&arch.bert(), arch.classes.max(2))
+}
+
+/// The burn config of a BERT shape with a `classes`-way output layer.
+pub fn bert_shape_config(s: &BertShape, classes: usize) -> BertConfig {
     BertConfig::new(
         s.vocab_size,
         s.hidden,
@@ -43,7 +47,7 @@ pub fn bert_config(arch: &ArchitectureSpec) -> BertConfig {
         s.heads,
         s.intermediate,
         s.max_positions,
-        arch.classes.max(2),
+        classes,
     )
 }
 

@@ -622,12 +622,9 @@ fn cross_modal_transfer_copies_only_the_backbone_and_option1_freezes_only_it() {
     assert_ne!(part(&snapshot(&tuned.model), "backbone"), source_backbone);
 }
 
-/// The small EfficientNet-Lite of harness-model's fixtures, in the published file's format,
-/// as a network pre-trained elsewhere; `weights` none: its scratch arm.
-fn network_arm(weights: bool) -> harness_spec::NetworkArm {
-    harness_spec::NetworkArm {
-        architecture: "efficientnet-lite(custom)".into(),
-        shape: harness_spec::EfficientNetShape {
+/// The shape of the small EfficientNet-Lite of harness-model's fixtures.
+fn tiny_shape() -> harness_spec::EfficientNetShape {
+    harness_spec::EfficientNetShape {
             stem: 8,
             stages: vec![
                 [1, 3, 1, 1, 8],
@@ -637,16 +634,26 @@ fn network_arm(weights: bool) -> harness_spec::NetworkArm {
             ],
             head: 32,
             classes: 10,
+    }
+}
+
+/// The small EfficientNet-Lite of harness-model's fixtures, in the published file's format,
+/// as a network pre-trained elsewhere; `weights` none: its scratch arm.
+fn network_arm(weights: bool) -> harness_spec::NetworkArm {
+    harness_spec::NetworkArm {
+        architecture: "efficientnet-lite(custom)".into(),
+        body: harness_spec::NetworkBody::Image {
+            shape: tiny_shape(),
+            input: harness_spec::InputAdapter {
+                side: 16,
+                channels: 3,
+                offset: 127.0,
+                scale: 128.0,
+            },
         },
         weights: weights.then(|| "tiny".to_string()),
         weights_sha256: weights.then(|| "unchecked here".to_string()),
         init: (!weights).then(|| "original".to_string()),
-        input: harness_spec::InputAdapter {
-            side: 16,
-            channels: 3,
-            offset: 127.0,
-            scale: 128.0,
-        },
     }
 }
 
@@ -683,8 +690,7 @@ fn a_network_from_elsewhere_starts_from_its_published_weights_with_a_new_output_
         snapshot(&initial_model(&network_cell(2, true), &target, Source::Network(&path)).unwrap());
     let published = harness_model::efficientnet::EfficientNetConfig::new(
         8,
-        network_arm(true)
-            .shape
+        tiny_shape()
             .stages
             .iter()
             .map(|&[r, k, s, e, o]| harness_model::efficientnet::MbStageConfig::new(r, k, s, e, o))

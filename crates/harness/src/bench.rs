@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 use harness_data::DataCache;
 use harness_model::ClassifierConfig;
 use harness_results::ResultStore;
-use harness_spec::{Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, Plan};
+use harness_spec::{
+    Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, NetworkBody, Plan,
+};
 use harness_train::{
     InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features, measure_train,
     model_config,
@@ -933,7 +935,7 @@ fn bench_networks(
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| experiment | network | side | threads | harness train ex/s | PyTorch train ex/s | ratio (range over rounds) | harness features ex/s | PyTorch features ex/s | ratio (range over rounds) |"
+        "| experiment | network | input | threads | harness train ex/s | PyTorch train ex/s | ratio (range over rounds) | harness features ex/s | PyTorch features ex/s | ratio (range over rounds) |"
     );
     let _ = writeln!(
         md,
@@ -946,14 +948,26 @@ fn bench_networks(
             .with_context(|| format!("network `{id}` has no manifest"))?;
         let weights = crate::workbench::fetch_network(manifest, &cache, &display)?;
         eprintln!(
-            "measuring {id} at {side} px ({threads} thread{}), harness and PyTorch alternately …",
+            "measuring {id} ({}; {threads} thread{}), harness and PyTorch alternately …",
+            arm.adapter_label(),
             if threads == 1 { "" } else { "s" },
-            side = arm.input.side
         );
-        let model = serde_json::json!({
-            "kind": arm.architecture, "weights": weights.path, "side": arm.input.side,
-            "classes": classes, "offset": arm.input.offset, "scale": arm.input.scale,
+        let mut model = serde_json::json!({
+            "kind": arm.architecture, "weights": weights.path, "classes": classes,
         });
+        match &arm.body {
+            NetworkBody::Image { input, .. } => {
+                model["side"] = input.side.into();
+                model["offset"] = input.offset.into();
+                model["scale"] = input.scale.into();
+            }
+            NetworkBody::Text { input, .. } => model["tokens"] = input.max_tokens.into(),
+            NetworkBody::Audio { input, .. } => {
+                model["sample_rate"] = input.sample_rate.into();
+                model["hop"] = input.hop.into();
+                model["seconds"] = harness_train::BENCH_CLIP_SECONDS.into();
+            }
+        }
         let mut failure: Option<anyhow::Error> = None;
         let mut keep = |r: Result<f64>| {
             r.unwrap_or_else(|e| {
@@ -998,6 +1012,11 @@ fn bench_networks(
             &serde_json::json!({
                 "what": "features", "threads": threads, "model": model,
                 "n": steps * batch, "min_seconds": min_seconds,
+                "chunk": if matches!(arm.body, NetworkBody::Image { .. }) {
+                    harness_train::CHUNK
+                } else {
+                    harness_train::SPARSE_BLOCK
+                },
             }),
         );
         if let Some(e) = failure {
@@ -1006,7 +1025,7 @@ fn bench_networks(
         let _ = writeln!(
             md,
             "| {experiment} | {id} | {} | {threads} | {:.0} | {} | {} | {:.0} | {} | {} |",
-            arm.input.side,
+            arm.adapter_label(),
             train.ours(),
             figure(train.theirs()),
             train.ratio_cell(),

@@ -68,10 +68,12 @@ fn affinity(cell: &Cell) -> Option<(String, Option<String>, String)> {
             match (&cell.pretrain_key, &cell.network) {
                 (Some(key), _) => key.clone(),
                 (None, Some(arm)) => match &arm.weights_sha256 {
-                    Some(sha) => format!("{} {sha} side {}", arm.architecture, arm.input.side),
+                    Some(sha) => format!("{} {sha} {}", arm.architecture, arm.adapter_label()),
                     None => format!(
-                        "{} scratch seed {} side {}",
-                        arm.architecture, cell.seed, arm.input.side
+                        "{} scratch seed {} {}",
+                        arm.architecture,
+                        cell.seed,
+                        arm.adapter_label()
                     ),
                 },
                 (None, None) => format!("scratch seed {}", cell.seed),

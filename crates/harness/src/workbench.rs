@@ -7,11 +7,12 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::{Context, Result};
 use harness_data::{
     DataCache, Dataset, FetchEvent, Inputs, PAD_ID, TextNormalisation, Tokenizer, TokenizerSpec,
-    adapt_images, ensure_tokenizer, load_tokenizer, prepare, tokenise_texts,
+    adapt_images, adapt_texts, ensure_tokenizer, load_tokenizer, prepare, prepare_waveforms,
+    tokenise_texts,
 };
 use harness_results::{ResultRow, ResultStore};
 use harness_spec::{
-    Cell, ManifestSet, NetworkArm, NetworkManifest, Plan, PretrainJob, TokenizerPlan,
+    Cell, ManifestSet, NetworkArm, NetworkBody, NetworkManifest, Plan, PretrainJob, TokenizerPlan,
 };
 use harness_train::{
     CachedCheckpoint, CellOutcome, FeatureCache, PretrainOutcome, Source, TrainEvent,
@@ -34,8 +35,8 @@ pub struct Workbench<'a> {
     tokenizers: HashMap<String, (Tokenizer, String)>,
     encoded: HashMap<(String, String), Dataset>,
     checkpoints: HashMap<String, Pretrained>,
-    /// Targets through a network's input adapter, by (dataset id, side).
-    adapted: HashMap<(String, usize), Dataset>,
+    /// Targets through a network's input adapter, by (dataset id, adapter label).
+    adapted: HashMap<(String, String), Dataset>,
     /// Verified weight files of networks pre-trained elsewhere, by network id.
     weights: HashMap<String, VerifiedWeights>,
     features: FeatureCache,
@@ -185,39 +186,119 @@ impl<'a> Workbench<'a> {
         Ok(&self.checkpoints[key])
     }
 
-    /// The target through the cell's network adapter (resized once per dataset and side) and
-    /// the network's verified weight file (fetched and checked once).
+    /// The network's verified weight file (fetched and checked once) and the target through
+    /// the cell's network adapter (once per dataset and adapter): images resized, documents
+    /// through the network's own tokenizer, sound as waveforms at the network's sample rate.
     fn prepare_network(&mut self, cell: &Cell, arm: &NetworkArm) -> Result<()> {
-        let key = (cell.target.clone(), arm.input.side);
-        if !self.adapted.contains_key(&key) {
-            let raw = &self.raw[&cell.target];
-            let adapted = adapt_images(raw, arm.input.side)?;
-            self.display.line(format!(
-                "dataset {}: images resized to {side}×{side} for {} (grey copied to {} channels, scaled (x − {}) / {})",
-                cell.target,
-                arm.architecture,
-                arm.input.channels,
-                arm.input.offset,
-                arm.input.scale,
-                side = arm.input.side,
-            ));
-            self.adapted.insert(key, adapted);
-        }
         if let Some(id) = &arm.weights
             && !self.weights.contains_key(id)
         {
-            let manifest = self
-                .manifests
-                .network(id)
-                .with_context(|| format!("network `{id}` has no manifest"))?;
-            let weights = fetch_network(manifest, &self.cache, self.display)?;
+            let weights = self.network_weights(id)?;
             anyhow::ensure!(
                 Some(&weights.sha256) == arm.weights_sha256.as_ref(),
                 "network `{id}`: the cached weights are not the ones the cell was planned with"
             );
             self.weights.insert(id.clone(), weights);
         }
+        let key = (cell.target.clone(), arm.adapter_label());
+        if self.adapted.contains_key(&key) {
+            return Ok(());
+        }
+        let tokenizer = match &arm.body {
+            NetworkBody::Text { input, .. } => {
+                Some(self.network_tokenizer(arm, &input.tokenizer_sha256)?)
+            }
+            _ => None,
+        };
+        let raw = &self.raw[&cell.target];
+        let adapted = match &arm.body {
+            NetworkBody::Image { input, .. } => {
+                self.display.line(format!(
+                    "dataset {}: images resized to {side}×{side} for {} (grey copied to {} channels, scaled (x − {}) / {})",
+                    cell.target,
+                    arm.architecture,
+                    input.channels,
+                    input.offset,
+                    input.scale,
+                    side = input.side,
+                ));
+                adapt_images(raw, input.side)?
+            }
+            NetworkBody::Text { input, .. } => {
+                let tokenizer = tokenizer.context("a text network's tokenizer")?;
+                let adapted = adapt_texts(raw, &tokenizer, input.max_tokens)?;
+                self.display.line(format!(
+                    "dataset {}: documents through the tokenizer of {} ({} tokens at most, [CLS] and [SEP] included)",
+                    cell.target, arm.architecture, input.max_tokens
+                ));
+                adapted
+            }
+            NetworkBody::Audio { input, .. } => {
+                let manifest = self
+                    .manifests
+                    .get(&cell.target)
+                    .with_context(|| format!("dataset `{}` has no manifest", cell.target))?;
+                let adapted = prepare_waveforms(
+                    manifest,
+                    &self.cache,
+                    input.sample_rate,
+                    &raw.content_sha256,
+                    &mut |_| {},
+                )?;
+                anyhow::ensure!(
+                    adapted.train.labels() == raw.train.labels()
+                        && adapted.test.labels() == raw.test.labels(),
+                    "dataset `{}`: its waveforms do not come in the order of its spectrograms",
+                    cell.target
+                );
+                self.display.line(format!(
+                    "dataset {}: clips as {} Hz waveforms for {} (frames of {} samples every {})",
+                    cell.target, input.sample_rate, arm.architecture, input.window, input.hop
+                ));
+                adapted
+            }
+        };
+        self.adapted.insert(key, adapted);
         Ok(())
+    }
+
+    /// The verified weights of network `id`, fetched if they are not in the cache.
+    fn network_weights(&self, id: &str) -> Result<VerifiedWeights> {
+        let manifest = self
+            .manifests
+            .network(id)
+            .with_context(|| format!("network `{id}` has no manifest"))?;
+        fetch_network(manifest, &self.cache, self.display)
+    }
+
+    /// The `tokenizer.json` of a text network arm: the one beside its weights, or, for the
+    /// scratch arm, that of the network whose tokenizer has this SHA256.
+    fn network_tokenizer(&mut self, arm: &NetworkArm, sha256: &str) -> Result<std::path::PathBuf> {
+        if let Some(path) = arm
+            .weights
+            .as_ref()
+            .and_then(|id| self.weights.get(id)?.tokenizer.clone())
+        {
+            return Ok(path);
+        }
+        let owner = self
+            .manifests
+            .networks
+            .values()
+            .find(|n| {
+                n.text_input
+                    .as_ref()
+                    .is_some_and(|t| t.tokenizer_sha256.get_ref().eq_ignore_ascii_case(sha256))
+            })
+            .with_context(|| format!("no network manifest declares the tokenizer {sha256}"))?;
+        let id = owner.id.clone();
+        let weights = self.network_weights(&id)?;
+        let path = weights
+            .tokenizer
+            .clone()
+            .with_context(|| format!("network `{id}` came without its tokenizer"))?;
+        self.weights.insert(id, weights);
+        Ok(path)
     }
 
     /// Runs `cell` (loading what it needs first) and writes its row into `store`. A cell that
@@ -238,7 +319,7 @@ impl<'a> Workbench<'a> {
         let context = self.context.get_or_insert_with(RowContext::here);
         let started_at = provenance::now();
         let target = match &cell.network {
-            Some(arm) => &self.adapted[&(cell.target.clone(), arm.input.side)],
+            Some(arm) => &self.adapted[&(cell.target.clone(), arm.adapter_label())],
             None => dataset_in(&self.raw, &self.encoded, &cell.target, &cell.tokenizer),
         };
         let pretrained = cell.pretrain_key.as_ref().map(|k| &self.checkpoints[k]);
@@ -253,10 +334,13 @@ impl<'a> Workbench<'a> {
             (None, None) => Source::Scratch,
         };
         let outcome = run_cell_cached(cell, target, source, &mut self.features, on_event);
-        let tokenizer_sha = cell
-            .tokenizer
-            .as_ref()
-            .map(|k| self.tokenizers[k].1.clone());
+        let tokenizer_sha = match cell.network.as_ref().map(|arm| &arm.body) {
+            Some(NetworkBody::Text { input, .. }) => Some(input.tokenizer_sha256.clone()),
+            _ => cell
+                .tokenizer
+                .as_ref()
+                .map(|k| self.tokenizers[k].1.clone()),
+        };
         let job = cell.pretrain_key.as_ref().and_then(|k| self.all.job(k));
         let row = make_row(
             cell,
@@ -525,7 +609,11 @@ fn make_row(
         n_train: cell.n_train as i64,
         seed: cell.seed as i64,
         architecture: Some(cell.architecture().to_string()),
-        input_side: cell.network.as_ref().map(|n| n.input.side as i64),
+        input_side: cell
+            .network
+            .as_ref()
+            .and_then(|n| n.image_input())
+            .map(|i| i.side as i64),
         patch: m.patch as i64,
         d_model: m.d_model as i64,
         n_layers: m.n_layers as i64,
