@@ -492,3 +492,50 @@ fn a_text_tab_dataset_decodes_and_bad_lines_are_named() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_official_test_set_can_be_sampled_per_class_once_and_for_all() {
+    let good = b"Category\tText\nd\tstring\nclass\t\n\nham\thello there\nspam\twin money\nham\tlunch\nspam\tfree prize\n";
+    let (dir, _) = text_project(good);
+    let m = dir.path().join("data-manifests");
+    // Six official test posts, three a class; the manifest keeps one a class.
+    fs::write(
+        m.join("test.tab"),
+        "Category\tText\nd\tstring\nclass\t\n\nspam\tbuy now\nham\tsee you\nspam\tcheap pills\nham\ttea later\nspam\tyou won\nham\tmeeting notes\n",
+    )
+    .unwrap();
+    let manifest = fs::read_to_string(m.join("posts.toml")).unwrap();
+    let fetch = || {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["fetch", "posts"])
+            .current_dir(dir.path())
+            .env("HARNESS_CACHE", dir.path().join("cache"))
+            .env_remove("HARNESS_MANIFESTS")
+            .output()
+            .unwrap()
+    };
+    fs::write(
+        m.join("posts.toml"),
+        manifest.replace("method = \"official\"", "method = \"official\"\ntest_per_class = 1"),
+    )
+    .unwrap();
+    let out = fetch();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("needs the `seed`"), "{}", stderr(&out));
+
+    fs::write(
+        m.join("posts.toml"),
+        manifest.replace(
+            "method = \"official\"",
+            "method = \"official\"\ntest_per_class = 1\nseed = 3",
+        ),
+    )
+    .unwrap();
+    let out = fetch();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("4 training-pool + 2 test examples"),
+        "{}",
+        stderr(&out)
+    );
+}

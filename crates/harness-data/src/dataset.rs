@@ -343,6 +343,15 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
             (Inputs::Images(train), Inputs::Images(test))
         }
     };
+    let test = match (manifest.split.method, manifest.split.test_per_class, manifest.split.seed) {
+        (SplitMethod::Official, Some(per_class), Some(seed)) => {
+            let (_, keep) =
+                stratified_test_split(test.labels(), manifest.classes.len(), per_class, seed)
+                    .context("sampling the official test set (`[split] test_per_class`)")?;
+            test.select(&keep)
+        }
+        _ => test,
+    };
     let expected_train = manifest.train_pool_size();
     ensure!(
         train.len() == expected_train && test.len() == manifest.split.test,

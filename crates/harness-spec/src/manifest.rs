@@ -321,7 +321,9 @@ fn default_label_column() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitMethod {
-    /// The dataset's own train/test division.
+    /// The dataset's own train/test division; with `test_per_class` (and `seed`), the test set
+    /// is a stratified sample of that many examples per class of the official test set, drawn
+    /// once (the rest of the official test set is not used at all).
     Official,
     /// A fixed stratified test set of `test_per_class` examples per class, drawn once with `seed`.
     Stratified,
@@ -532,6 +534,14 @@ impl Manifest {
         {
             return Err(whole(
                 "a stratified split needs `test_per_class` and `seed` in `[split]`".into(),
+            ));
+        }
+        if self.split.method == SplitMethod::Official
+            && self.split.test_per_class.is_some()
+            && self.split.seed.is_none()
+        {
+            return Err(whole(
+                "an official split sampled with `test_per_class` needs the `seed` it is drawn with in `[split]`".into(),
             ));
         }
         if self.split.method == SplitMethod::Groups {
