@@ -584,3 +584,34 @@ architectures = ["bert(custom)"]
         "{report}"
     );
 }
+
+/// The README's example of a network declared with a local file: its manifest, word for word,
+/// fetched from the published EfficientNet-Lite0 file copied where it says (run by CI with
+/// HARNESS_EFFICIENTNET_LITE0 set to the fetched file).
+#[test]
+#[ignore = "needs the published EfficientNet-Lite0 file (HARNESS_EFFICIENTNET_LITE0)"]
+fn the_readme_example_of_a_local_network_fetches_and_verifies() {
+    let weights = std::env::var("HARNESS_EFFICIENTNET_LITE0")
+        .expect("HARNESS_EFFICIENTNET_LITE0: the published efficientnet-lite0 .pth");
+    let readme = fs::read_to_string(
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../README.md"),
+    )
+    .unwrap();
+    let after = readme
+        .split("<!-- local-network example")
+        .nth(1)
+        .expect("the README's marked example");
+    let manifest = after
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let p = Project::empty();
+    fs::create_dir_all(p.path("data-manifests/models")).unwrap();
+    p.write("data-manifests/my-lite0.toml", manifest);
+    fs::copy(&weights, p.path("data-manifests/models/efficientnet-lite0.pth")).unwrap();
+    let out = p.harness(&["fetch", "my-lite0"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("fit efficientnet-lite0"), "{err}");
+}
