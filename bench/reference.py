@@ -125,8 +125,12 @@ class BertNet(nn.Module):
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         )
         self.bert = BertModel(config, add_pooling_layer=False)
-        state = {k: v for k, v in load_file(m["weights"]).items() if not k.startswith("pooler.")}
-        self.bert.load_state_dict(state, strict=False)
+        state = {
+            k: v
+            for k, v in load_file(m["weights"]).items()
+            if not k.startswith("pooler.") and k != "embeddings.position_ids"
+        }
+        self.bert.load_state_dict(state, strict=True)
         self.fc = nn.Linear(384, m["classes"])
 
     def features(self, x):

@@ -825,7 +825,7 @@ fn networks_section(table: &str, threads: usize, batch: usize, generated: Option
     }
     let _ = writeln!(
         doc,
-        "Each network source of the experiments, on its published weights with a new output layer for the target's classes, at the side the experiment resizes images to, {threads} thread{}: training steps as under Option 2 (everything tunes, BatchNorm on batch statistics; batches of {batch}) and Option 1's frozen-feature pass (batches of 500), measured as above. The PyTorch reference is timm's implementation of the same architecture with the same weights (`bench/timm_efficientnet.py`), fed the same grey images copied to three channels.\n",
+        "Each network source of the experiments, on its published weights with a new output layer for the target's classes, on synthetic inputs shaped as the experiment's adapter makes them (`input`), {threads} thread{}: training steps as under Option 2 (everything tunes, BatchNorm on batch statistics; batches of {batch}) and Option 1's frozen-feature pass (batches of 500 for image networks, of the 16-example blocks the feature cache computes for text and audio networks), measured as above. The PyTorch references run the same weights in independent implementations fed the same inputs: timm's EfficientNet-Lite (`bench/timm_efficientnet.py`; grey images copied to three channels), transformers' `BertModel` without dropout, mean-pooled (documents of exactly the token length, the costliest case), and torchcrepe's `Crepe` on the same frames of 1.5-s noise clips, embeddings averaged over each clip (`bench/reference.py`).\n",
         if threads == 1 { "" } else { "s" }
     );
     doc.push_str(table);
@@ -854,10 +854,12 @@ fn bench_networks_only(
     let files: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
     let (cpu, simd) = provenance::machine();
     let generated = format!(
-        "This section was generated on its own by `harness bench {} --networks-only --threads {threads} --rounds {} --steps {} --write {}` on {} ({cpu}, {simd}, {} cores; PyTorch {}); regenerate it, do not edit it.",
+        "This section was generated on its own by `harness bench {} --networks-only --threads {threads} --batch {} --rounds {} --steps {} --min-seconds {} --write {}` on {} ({cpu}, {simd}, {} cores; PyTorch {}); regenerate it, do not edit it.",
         files.join(" "),
+        timing.batch,
         timing.rounds,
         timing.steps,
+        timing.min_seconds,
         path.display(),
         provenance::now(),
         cores(),
@@ -872,20 +874,20 @@ fn bench_networks_only(
                 .find("\n## ")
                 .map_or(old.len(), |i| start + NETWORKS_HEADING.len() + i + 1);
             format!(
-                "{}{}\n{}",
+                "{}\n\n{}\n\n{}",
                 old[..start].trim_end(),
-                section.trim_end(),
-                &old[end..]
+                section.trim(),
+                old[end..].trim_start()
             )
         }
         None => match old.find("\n## The default models against other choices") {
             Some(at) => format!(
-                "{}\n{}\n{}",
+                "{}\n\n{}\n\n{}",
                 old[..at].trim_end(),
-                section.trim_end(),
-                &old[at..]
+                section.trim(),
+                old[at..].trim_start()
             ),
-            None => format!("{}\n{}\n", old.trim_end(), section.trim_end()),
+            None => format!("{}\n\n{}\n", old.trim_end(), section.trim()),
         },
     };
     std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
