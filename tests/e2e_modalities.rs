@@ -316,7 +316,10 @@ fn an_audio_network_hears_waveforms_beside_its_scratch_twin() {
     .unwrap();
     // The target's clips (0.25 s, 4,000 samples at 16 kHz): two frames 1,600 samples apart.
     let experiment = EXPERIMENT
-        .replace(r#"sources = ["scratch", "sounds"]"#, r#"sources = ["scratch", "small-crepe"]"#)
+        .replace(
+            r#"sources = ["scratch", "sounds"]"#,
+            r#"sources = ["scratch", "small-crepe"]"#,
+        )
         .replace("n_train = [6, 30]", "n_train = [30]")
         + "\n[networks]\nhop = 1600\n\n[networks.finetune]\nepochs = 2\nmin_steps = 4\n"
         + "\n[[hypothesis]]\nname = \"crepe-helps\"\nclaim = \"the small CREPE beats its twin\"\n"
@@ -326,7 +329,9 @@ fn an_audio_network_hears_waveforms_beside_its_scratch_twin() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("clips as 16000 Hz waveforms for crepe(custom) (frames of 1024 samples every 1600)"),
+        err.contains(
+            "clips as 16000 Hz waveforms for crepe(custom) (frames of 1024 samples every 1600)"
+        ),
         "{err}"
     );
     let rows = harness_results::ResultStore::open(&p.path("results"), "crepe")
@@ -341,7 +346,14 @@ fn an_audio_network_hears_waveforms_beside_its_scratch_twin() {
         .collect();
     assert_eq!(crepe.len(), 4);
     for r in &crepe {
-        assert_eq!(r.relation, if r.source == "scratch" { "none" } else { "matched" });
+        assert_eq!(
+            r.relation,
+            if r.source == "scratch" {
+                "none"
+            } else {
+                "matched"
+            }
+        );
         assert_eq!(
             r.checkpoint_sha256.as_deref() == Some(sha.as_str()),
             r.source == "small-crepe"
@@ -516,12 +528,19 @@ fn an_official_test_set_can_be_sampled_per_class_once_and_for_all() {
     };
     fs::write(
         m.join("posts.toml"),
-        manifest.replace("method = \"official\"", "method = \"official\"\ntest_per_class = 1"),
+        manifest.replace(
+            "method = \"official\"",
+            "method = \"official\"\ntest_per_class = 1",
+        ),
     )
     .unwrap();
     let out = fetch();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("needs the `seed`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("needs the `seed`"),
+        "{}",
+        stderr(&out)
+    );
 
     fs::write(
         m.join("posts.toml"),

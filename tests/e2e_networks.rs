@@ -433,8 +433,12 @@ fn a_text_network_inside_a_zip_is_fetched_with_its_tokenizer_and_checked_against
 }
 
 /// Words of the two classes of the test's documents, and of neither.
-const WORDS_A: [&str; 8] = ["apple", "pear", "plum", "fig", "lime", "kiwi", "date", "grape"];
-const WORDS_B: [&str; 8] = ["rock", "sand", "clay", "stone", "dust", "silt", "loam", "peat"];
+const WORDS_A: [&str; 8] = [
+    "apple", "pear", "plum", "fig", "lime", "kiwi", "date", "grape",
+];
+const WORDS_B: [&str; 8] = [
+    "rock", "sand", "clay", "stone", "dust", "silt", "loam", "peat",
+];
 
 /// A WordPiece `tokenizer.json` as BERT's are written (lowercasing normaliser, [CLS] … [SEP]
 /// post-processor), its vocabulary the test's words within the tiny BERT's 50 ids.
@@ -476,9 +480,17 @@ fn a_text_network_runs_on_its_own_tokenizer_beside_its_scratch_twin() {
     // 12 documents a class, each a few words of its class and some of neither.
     let mut docs = String::new();
     for i in 0..24usize {
-        let (label, words) = if i % 2 == 0 { ("a", WORDS_A) } else { ("b", WORDS_B) };
+        let (label, words) = if i % 2 == 0 {
+            ("a", WORDS_A)
+        } else {
+            ("b", WORDS_B)
+        };
         let text: Vec<&str> = (0..5).map(|k| words[(i * 3 + k * 5) % 8]).collect();
-        docs.push_str(&format!("{label},\"The {} a {}\"\n", text.join(" "), words[i % 8]));
+        docs.push_str(&format!(
+            "{label},\"The {} a {}\"\n",
+            text.join(" "),
+            words[i % 8]
+        ));
     }
     p.write("data-manifests/docs.csv", &docs);
     p.write(
@@ -550,7 +562,10 @@ architectures = ["bert(custom)"]
     let out = p.harness(&["run", "experiments/text.toml", "--jobs", "1"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("through the tokenizer of bert(custom) (10 tokens"), "{err}");
+    assert!(
+        err.contains("through the tokenizer of bert(custom) (10 tokens"),
+        "{err}"
+    );
     let rows = p.rows("text");
     // 3 arms (Transformer scratch, tiny-bert, its scratch twin) × 2 sizes × 2 options.
     assert_eq!(rows.len(), 12);
@@ -563,7 +578,10 @@ architectures = ["bert(custom)"]
         )
         .unwrap(),
     );
-    let bert: Vec<_> = rows.iter().filter(|r| r.architecture() == "bert(custom)").collect();
+    let bert: Vec<_> = rows
+        .iter()
+        .filter(|r| r.architecture() == "bert(custom)")
+        .collect();
     assert_eq!(bert.len(), 8);
     for r in &bert {
         assert_eq!(r.max_tokens, Some(10), "the network's own length");
@@ -609,7 +627,11 @@ fn the_readme_example_of_a_local_network_fetches_and_verifies() {
     let p = Project::empty();
     fs::create_dir_all(p.path("data-manifests/models")).unwrap();
     p.write("data-manifests/my-lite0.toml", manifest);
-    fs::copy(&weights, p.path("data-manifests/models/efficientnet-lite0.pth")).unwrap();
+    fs::copy(
+        &weights,
+        p.path("data-manifests/models/efficientnet-lite0.pth"),
+    )
+    .unwrap();
     let out = p.harness(&["fetch", "my-lite0"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");

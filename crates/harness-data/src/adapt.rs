@@ -70,12 +70,13 @@ pub fn adapt_texts(dataset: &Dataset, tokenizer: &Path, max_tokens: usize) -> Re
         for chunk in docs.chunks(1_000) {
             let (batch, width) = network_token_ids(&tok, chunk)
                 .with_context(|| format!("tokenising `{}`", dataset.id))?;
-            for row in batch.chunks(width.max(1)).take(chunk.len()) {
-                ids.extend_from_slice(row);
-                ids.extend(std::iter::repeat_n(PAD_ID, max_tokens - row.len()));
-            }
             if width == 0 {
                 ids.extend(std::iter::repeat_n(PAD_ID, chunk.len() * max_tokens));
+                continue;
+            }
+            for row in batch.chunks_exact(width) {
+                ids.extend_from_slice(row);
+                ids.extend(std::iter::repeat_n(PAD_ID, max_tokens - width));
             }
         }
         Ok(TokenSet {

@@ -249,8 +249,13 @@ pub fn prepare_waveforms(
         .as_ref()
         .with_context(|| format!("`{}` is not an audio dataset", manifest.id))?;
     let (origin, fetched) = fetch(manifest, &cache.downloads(), events)?;
-    let (pool, test) = decode_clips(manifest, fetched)
-        .with_context(|| format!("decoding dataset `{}` ({})", manifest.id, manifest.path.display()))?;
+    let (pool, test) = decode_clips(manifest, fetched).with_context(|| {
+        format!(
+            "decoding dataset `{}` ({})",
+            manifest.id,
+            manifest.path.display()
+        )
+    })?;
     let length = (audio.seconds * sample_rate as f64).round() as usize;
     let waveforms = |clips: &[(Clip, u16)]| -> Result<Inputs> {
         let per_clip: Vec<Vec<f32>> = clips
@@ -343,7 +348,11 @@ fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, In
             (Inputs::Images(train), Inputs::Images(test))
         }
     };
-    let test = match (manifest.split.method, manifest.split.test_per_class, manifest.split.seed) {
+    let test = match (
+        manifest.split.method,
+        manifest.split.test_per_class,
+        manifest.split.seed,
+    ) {
         (SplitMethod::Official, Some(per_class), Some(seed)) => {
             let (_, keep) =
                 stratified_test_split(test.labels(), manifest.classes.len(), per_class, seed)

@@ -34,10 +34,11 @@ pub use manifest::{
     NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,
 };
 pub use network::{
-    ArchitectureSpec, BertShape, EfficientNetShape, Family, InputContract, LITE0_STAGES, NetworkManifest,
-    NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
+    ArchitectureSpec, BertShape, EfficientNetShape, Family, InputContract, LITE0_STAGES,
+    NetworkManifest, NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
 };
 pub use plan::{
-    AudioAdapter, Cell, FINGERPRINT_VERSION, InputAdapter, NetworkArm, NetworkBody, TextAdapter, Plan, PretrainJob, Relation, TRANSFORMER,
-    TokenizerPlan, arm_name, expand, fingerprint_of,
+    AudioAdapter, Cell, FINGERPRINT_VERSION, InputAdapter, NetworkArm, NetworkBody, Plan,
+    PretrainJob, Relation, TRANSFORMER, TextAdapter, TokenizerPlan, arm_name, expand,
+    fingerprint_of,
 };

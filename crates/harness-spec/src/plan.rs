@@ -111,7 +111,10 @@ pub enum NetworkBody {
         input: InputAdapter,
     },
     /// BERT on the network's own token ids, mean-pooled.
-    Text { shape: BertShape, input: TextAdapter },
+    Text {
+        shape: BertShape,
+        input: TextAdapter,
+    },
     /// CREPE on frames of the waveform, its embeddings mean-pooled over the clip.
     Audio {
         channels: [usize; 6],
@@ -152,7 +155,10 @@ impl NetworkArm {
             NetworkBody::Image { input, .. } => format!("side {}", input.side),
             NetworkBody::Text { input, .. } => format!("{} tokens", input.max_tokens),
             NetworkBody::Audio { input, .. } => {
-                format!("{} Hz, window {}, hop {}", input.sample_rate, input.window, input.hop)
+                format!(
+                    "{} Hz, window {}, hop {}",
+                    input.sample_rate, input.window, input.hop
+                )
             }
         }
     }
@@ -745,7 +751,9 @@ fn network_arm(
     let settings = &experiment.networks;
     let body = match arch.family {
         Family::EfficientNetLite => {
-            let input = network.image_input().expect("image networks have [input] (validated)");
+            let input = network
+                .image_input()
+                .expect("image networks have [input] (validated)");
             let side = settings.side.unwrap_or(input.side);
             if side < 8 {
                 return Err(experiment.error_near(
@@ -764,7 +772,10 @@ fn network_arm(
             }
         }
         Family::Bert => {
-            let text = network.text_input.as_ref().expect("text networks have [text] (validated)");
+            let text = network
+                .text_input
+                .as_ref()
+                .expect("text networks have [text] (validated)");
             let shape = arch.bert();
             let max_tokens = settings.max_tokens.unwrap_or(text.max_tokens);
             if !(3..=shape.max_positions).contains(&max_tokens) {
@@ -785,7 +796,10 @@ fn network_arm(
             }
         }
         Family::Crepe => {
-            let audio = network.audio_input.as_ref().expect("audio networks have [audio] (validated)");
+            let audio = network
+                .audio_input
+                .as_ref()
+                .expect("audio networks have [audio] (validated)");
             let hop = settings.hop.unwrap_or(audio.sample_rate as usize / 10);
             if hop == 0 {
                 return Err(experiment.error_near(

@@ -93,7 +93,12 @@ pub const BENCH_CLIP_SECONDS: f64 = 1.5;
 /// Synthetic inputs as the network's adapter gives them, and labels: grey images of its side
 /// scaled as it expects; documents of exactly its token length (`[CLS]` 101, random ids,
 /// `[SEP]` 102: the costliest case); clips of [`BENCH_CLIP_SECONDS`] of noise at its rate.
-fn network_inputs(arm: &NetworkArm, classes: usize, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
+fn network_inputs(
+    arm: &NetworkArm,
+    classes: usize,
+    n: usize,
+    rng: &mut Rng,
+) -> (Vec<f32>, Vec<i64>) {
     let values = match &arm.body {
         NetworkBody::Image { input, .. } => {
             let (offset, scale) = (input.offset as f32, input.scale as f32);

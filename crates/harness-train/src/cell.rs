@@ -13,9 +13,7 @@ use std::path::Path;
 
 use harness_data::{Dataset, Inputs, Normalisation, Rng, training_subset};
 use harness_model::efficientnet::EfficientNet;
-use harness_model::{
-    Checkpoint, FramedCrepe, GreyImageNet, Network, Transfer, load_pretrained,
-};
+use harness_model::{Checkpoint, FramedCrepe, GreyImageNet, Network, Transfer, load_pretrained};
 use harness_spec::{Cell, NetworkArm, NetworkBody, Relation};
 
 use crate::batches::{batch, label_tensor};
@@ -320,7 +318,12 @@ fn run(
         && cell.relation != Relation::Mismatched;
     let (status, best_step, steps_run, examples_seen, validation, test, best_model) = match cache {
         Some(cache) if cached => {
-            let used: Vec<usize> = subset.fit.iter().chain(&subset.validation).copied().collect();
+            let used: Vec<usize> = subset
+                .fit
+                .iter()
+                .chain(&subset.validation)
+                .copied()
+                .collect();
             let frozen =
                 cache.get_or_compute(cell, &model, (&target.train, &target.test), &used, &norm);
             let labels = target.train.labels();

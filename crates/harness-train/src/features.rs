@@ -77,7 +77,8 @@ impl SplitFeatures {
         let device = eval_device();
         let model = model.valid();
         for b in missing {
-            let chunk: Vec<usize> = (b * self.block..((b + 1) * self.block).min(set.len())).collect();
+            let chunk: Vec<usize> =
+                (b * self.block..((b + 1) * self.block).min(set.len())).collect();
             let (x, _) = batch(set, norm, &chunk, &device);
             let features = model.features(x);
             let dim = features.dims()[1];
@@ -100,7 +101,10 @@ impl SplitFeatures {
     pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<2> {
         let mut rows = Vec::with_capacity(indices.len() * self.dim);
         for &i in indices {
-            assert!(self.done[i / self.block], "features of example {i} were never computed");
+            assert!(
+                self.done[i / self.block],
+                "features of example {i} were never computed"
+            );
             rows.extend_from_slice(&self.values[i * self.dim..(i + 1) * self.dim]);
         }
         Tensor::<2>::from_data(TensorData::new(rows, [indices.len(), self.dim]), device)

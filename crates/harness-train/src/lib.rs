@@ -104,7 +104,10 @@ pub fn model_config(dataset: &Dataset, m: &ModelSpec) -> Result<ClassifierConfig
             anyhow::bail!("`{}`: text must be tokenised before training", dataset.id)
         }
         Inputs::Waveforms(_) => {
-            anyhow::bail!("`{}`: waveforms are an audio network's input, not the Transformer's", dataset.id)
+            anyhow::bail!(
+                "`{}`: waveforms are an audio network's input, not the Transformer's",
+                dataset.id
+            )
         }
     };
     classifier_config(shape, m, dataset.classes.len())

@@ -85,10 +85,7 @@ fn dataset(train: Inputs, test: Inputs) -> Dataset {
 }
 
 fn text_target() -> Dataset {
-    dataset(
-        Inputs::Tokens(tokens(40, 1)),
-        Inputs::Tokens(tokens(10, 2)),
-    )
+    dataset(Inputs::Tokens(tokens(40, 1)), Inputs::Tokens(tokens(10, 2)))
 }
 
 fn audio_target() -> Dataset {
@@ -192,29 +189,52 @@ fn check_options(
 
     // The scratch twin: the same parameters, other values, the same new output layer.
     let twin = snapshot(&initial_model(&cell(arm(false), 1, 30), target, Source::Scratch).unwrap());
-    assert_eq!(twin.keys().collect::<Vec<_>>(), start.keys().collect::<Vec<_>>());
+    assert_eq!(
+        twin.keys().collect::<Vec<_>>(),
+        start.keys().collect::<Vec<_>>()
+    );
     assert_ne!(part(&twin, head, false), part(&start, head, false));
     assert_eq!(part(&twin, head, true), part(&start, head, true));
 
     // Option 1: only the output layer trains (BatchNorm statistics included, nothing else
     // moves), on features of the examples the cell uses only.
     let mut cache = FeatureCache::default();
-    let small = run_cell_cached(&cell(arm(true), 1, 30), target, source, &mut cache, &mut |_| {})
-        .unwrap();
+    let small = run_cell_cached(
+        &cell(arm(true), 1, 30),
+        target,
+        source,
+        &mut cache,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(small.status.as_str(), "ok");
     let after = snapshot(&small.model);
     assert_eq!(part(&after, head, false), part(&start, head, false));
     assert_ne!(part(&after, head, true), part(&start, head, true));
     assert_eq!(cache.computed, 1);
-    let larger =
-        run_cell_cached(&cell(arm(true), 1, 60), target, source, &mut cache, &mut |_| {})
-            .unwrap();
-    assert_eq!(cache.computed, 1, "the second size reuses the network's features");
+    let larger = run_cell_cached(
+        &cell(arm(true), 1, 60),
+        target,
+        source,
+        &mut cache,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        cache.computed, 1,
+        "the second size reuses the network's features"
+    );
     assert!(larger.n_fit > small.n_fit);
 
     // Option 2: every layer tunes.
-    let tuned = run_cell_cached(&cell(arm(true), 2, 30), target, source, &mut cache, &mut |_| {})
-        .unwrap();
+    let tuned = run_cell_cached(
+        &cell(arm(true), 2, 30),
+        target,
+        source,
+        &mut cache,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(tuned.status.as_str(), "ok");
     assert_ne!(
         part(&snapshot(&tuned.model), head, false),
@@ -225,7 +245,12 @@ fn check_options(
 #[test]
 fn a_bert_network_trains_its_output_layer_under_option1_and_everything_under_option2() {
     let _serial = serial();
-    check_options(bert_arm, &text_target(), &fixture("bert/tiny.safetensors"), "fc.");
+    check_options(
+        bert_arm,
+        &text_target(),
+        &fixture("bert/tiny.safetensors"),
+        "fc.",
+    );
 }
 
 #[test]

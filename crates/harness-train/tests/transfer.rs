@@ -625,15 +625,15 @@ fn cross_modal_transfer_copies_only_the_backbone_and_option1_freezes_only_it() {
 /// The shape of the small EfficientNet-Lite of harness-model's fixtures.
 fn tiny_shape() -> harness_spec::EfficientNetShape {
     harness_spec::EfficientNetShape {
-            stem: 8,
-            stages: vec![
-                [1, 3, 1, 1, 8],
-                [2, 3, 2, 6, 16],
-                [1, 5, 2, 6, 24],
-                [2, 3, 1, 6, 24],
-            ],
-            head: 32,
-            classes: 10,
+        stem: 8,
+        stages: vec![
+            [1, 3, 1, 1, 8],
+            [2, 3, 2, 6, 16],
+            [1, 5, 2, 6, 24],
+            [2, 3, 1, 6, 24],
+        ],
+        head: 32,
+        classes: 10,
     }
 }
 

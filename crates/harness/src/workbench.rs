@@ -204,13 +204,6 @@ impl<'a> Workbench<'a> {
         if self.adapted.contains_key(&key) {
             return Ok(());
         }
-        let tokenizer = match &arm.body {
-            NetworkBody::Text { input, .. } => {
-                Some(self.network_tokenizer(arm, &input.tokenizer_sha256)?)
-            }
-            _ => None,
-        };
-        let raw = &self.raw[&cell.target];
         let adapted = match &arm.body {
             NetworkBody::Image { input, .. } => {
                 self.display.line(format!(
@@ -222,11 +215,11 @@ impl<'a> Workbench<'a> {
                     input.scale,
                     side = input.side,
                 ));
-                adapt_images(raw, input.side)?
+                adapt_images(&self.raw[&cell.target], input.side)?
             }
             NetworkBody::Text { input, .. } => {
-                let tokenizer = tokenizer.context("a text network's tokenizer")?;
-                let adapted = adapt_texts(raw, &tokenizer, input.max_tokens)?;
+                let tokenizer = self.network_tokenizer(arm, &input.tokenizer_sha256)?;
+                let adapted = adapt_texts(&self.raw[&cell.target], &tokenizer, input.max_tokens)?;
                 self.display.line(format!(
                     "dataset {}: documents through the tokenizer of {} ({} tokens at most, [CLS] and [SEP] included)",
                     cell.target, arm.architecture, input.max_tokens
@@ -234,6 +227,7 @@ impl<'a> Workbench<'a> {
                 adapted
             }
             NetworkBody::Audio { input, .. } => {
+                let raw = &self.raw[&cell.target];
                 let manifest = self
                     .manifests
                     .get(&cell.target)
@@ -271,34 +265,33 @@ impl<'a> Workbench<'a> {
         fetch_network(manifest, &self.cache, self.display)
     }
 
-    /// The `tokenizer.json` of a text network arm: the one beside its weights, or, for the
-    /// scratch arm, that of the network whose tokenizer has this SHA256.
+    /// The `tokenizer.json` of a text network arm: that of the network it loads or, for the
+    /// scratch arm, of the network whose tokenizer has this SHA256 (its files fetched and
+    /// checked once).
     fn network_tokenizer(&mut self, arm: &NetworkArm, sha256: &str) -> Result<std::path::PathBuf> {
-        if let Some(path) = arm
-            .weights
-            .as_ref()
-            .and_then(|id| self.weights.get(id)?.tokenizer.clone())
-        {
-            return Ok(path);
+        let id = match &arm.weights {
+            Some(id) => id.clone(),
+            None => self
+                .manifests
+                .networks
+                .values()
+                .find(|n| {
+                    n.text_input
+                        .as_ref()
+                        .is_some_and(|t| t.tokenizer_sha256.get_ref().eq_ignore_ascii_case(sha256))
+                })
+                .with_context(|| format!("no network manifest declares the tokenizer {sha256}"))?
+                .id
+                .clone(),
+        };
+        if !self.weights.contains_key(&id) {
+            let weights = self.network_weights(&id)?;
+            self.weights.insert(id.clone(), weights);
         }
-        let owner = self
-            .manifests
-            .networks
-            .values()
-            .find(|n| {
-                n.text_input
-                    .as_ref()
-                    .is_some_and(|t| t.tokenizer_sha256.get_ref().eq_ignore_ascii_case(sha256))
-            })
-            .with_context(|| format!("no network manifest declares the tokenizer {sha256}"))?;
-        let id = owner.id.clone();
-        let weights = self.network_weights(&id)?;
-        let path = weights
+        self.weights[&id]
             .tokenizer
             .clone()
-            .with_context(|| format!("network `{id}` came without its tokenizer"))?;
-        self.weights.insert(id, weights);
-        Ok(path)
+            .with_context(|| format!("network `{id}` came without its tokenizer"))
     }
 
     /// Runs `cell` (loading what it needs first) and writes its row into `store`. A cell that
