@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Result, bail, ensure};
-use harness_spec::{AudioSpec, Manifest, SplitMethod};
+use harness_spec::{AudioSpec, ClipLayout, Duplicates, Manifest, SplitMethod};
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::audio::{Clip, decode_audio, fix_length, resample};
 use crate::inputs::SpectrogramSet;
@@ -61,7 +62,8 @@ pub fn spectrograms(clips: &[(Clip, u16)], audio: &AudioSpec) -> Result<Spectrog
     Ok(set)
 }
 
-/// One clip found in a tree: where it is, its group (layout `group/class`) and its class.
+/// One clip found in a tree: where it is, its group (layouts `group/class`, `class/group`) and
+/// its class.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Found {
     path: String,
@@ -72,7 +74,7 @@ struct Found {
 fn find_clips(
     files: &BTreeMap<String, Vec<u8>>,
     classes: &[String],
-    layout: &str,
+    layout: ClipLayout,
 ) -> Result<Vec<Found>> {
     let index: BTreeMap<&str, u16> = classes
         .iter()
@@ -92,8 +94,9 @@ fn find_clips(
         }
         let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         let (group, class) = match layout {
-            "group/class" => (Some(parts[0].to_string()), stem),
-            _ => (None, parts[0]),
+            ClipLayout::GroupClass => (Some(parts[0].to_string()), stem),
+            ClipLayout::ClassGroup => (Some(stem.to_string()), parts[0]),
+            ClipLayout::ClassClip => (None, parts[0]),
         };
         if let Some(&label) = index.get(class) {
             found.push(Found {
@@ -106,17 +109,53 @@ fn find_clips(
     Ok(found)
 }
 
-/// Decodes every clip of an `audio-folder` tree named in the manifest's classes and splits them
-/// as `[split]` says. Returns (training pool, test set) as clips with labels, in path order.
-/// `origin` prefixes file names in errors (e.g. the package folder).
+/// Splits `found` into the clips whose bytes no other clip shares, and the groups of paths
+/// (two or more each, in path order) whose bytes are identical.
+fn without_duplicates(
+    found: Vec<Found>,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> (Vec<Found>, Vec<Vec<String>>) {
+    let mut by_hash: BTreeMap<[u8; 32], Vec<String>> = BTreeMap::new();
+    for f in &found {
+        let hash: [u8; 32] = Sha256::digest(&files[&f.path]).into();
+        by_hash.entry(hash).or_default().push(f.path.clone());
+    }
+    let mut groups: Vec<Vec<String>> = by_hash.into_values().filter(|p| p.len() > 1).collect();
+    groups.sort();
+    let copied: BTreeSet<&str> = groups.iter().flatten().map(String::as_str).collect();
+    let kept = found
+        .iter()
+        .filter(|f| !copied.contains(f.path.as_str()))
+        .cloned()
+        .collect();
+    (kept, groups)
+}
+
+/// An audio tree decoded and split: the training pool and test set as clips with labels (in
+/// path order), and the groups of byte-identical clips that were dropped (`duplicates =
+/// "drop"`; empty otherwise).
+pub struct DecodedTree {
+    pub pool: Vec<(Clip, u16)>,
+    pub test: Vec<(Clip, u16)>,
+    pub dropped: Vec<Vec<String>>,
+}
+
+/// Decodes every clip of an `audio-folder` tree named in the manifest's classes, drops
+/// byte-identical copies if `[audio] duplicates = "drop"`, and splits the rest as `[split]`
+/// says. `origin` prefixes file names in errors (e.g. the package folder).
 pub fn decode_audio_tree(
     manifest: &Manifest,
     files: &BTreeMap<String, Vec<u8>>,
     origin: &str,
-) -> Result<(Vec<(Clip, u16)>, Vec<(Clip, u16)>, Vec<String>)> {
+) -> Result<DecodedTree> {
     let audio = manifest.audio.as_ref().expect("validated: audio table");
-    let layout = audio.layout.as_deref().unwrap_or("class/clip");
+    let layout = audio.layout.unwrap_or(ClipLayout::ClassClip);
     let found = find_clips(files, &manifest.classes, layout)?;
+    let (found, dropped) = match audio.duplicates {
+        Duplicates::Keep => (found, Vec::new()),
+        Duplicates::Drop => without_duplicates(found, files),
+    };
+    let layout = layout.name();
     ensure!(
         !found.is_empty(),
         "no clip of any listed class was found in {origin} (layout `{layout}`)"
@@ -136,8 +175,7 @@ pub fn decode_audio_tree(
         .zip(&found)
         .map(|(c, f)| (c, f.label))
         .collect();
-    let paths: Vec<String> = found.iter().map(|f| f.path.clone()).collect();
-    match manifest.split.method {
+    let (pool, test) = match manifest.split.method {
         SplitMethod::Groups => {
             let groups: BTreeSet<&str> = found.iter().filter_map(|f| f.group.as_deref()).collect();
             for g in &manifest.split.test_groups {
@@ -159,7 +197,7 @@ pub fn decode_audio_tree(
                     pool.push(clip);
                 }
             }
-            Ok((pool, test, paths))
+            (pool, test)
         }
         SplitMethod::Stratified => {
             let labels: Vec<u16> = clips.iter().map(|(_, l)| *l).collect();
@@ -172,12 +210,17 @@ pub fn decode_audio_tree(
                 seed,
             )?;
             let pick = |idx: &[usize]| idx.iter().map(|&i| clips[i].clone()).collect();
-            Ok((pick(&pool), pick(&test), paths))
+            (pick(&pool), pick(&test))
         }
         SplitMethod::Official => {
             bail!("audio folders are split by `groups` or `stratified`, not `official`")
         }
-    }
+    };
+    Ok(DecodedTree {
+        pool,
+        test,
+        dropped,
+    })
 }
 
 #[cfg(test)]
@@ -199,7 +242,7 @@ mod tests {
             files.insert(p.to_string(), Vec::new());
         }
         let classes = vec!["yes".to_string(), "no".to_string()];
-        let found = find_clips(&files, &classes, "group/class").unwrap();
+        let found = find_clips(&files, &classes, ClipLayout::GroupClass).unwrap();
         let got: Vec<(&str, Option<&str>, u16)> = found
             .iter()
             .map(|f| (f.path.as_str(), f.group.as_deref(), f.label))
@@ -215,10 +258,60 @@ mod tests {
         let mut by_class = BTreeMap::new();
         by_class.insert("no/1.wav".to_string(), Vec::new());
         by_class.insert("yes/a.ogg".to_string(), Vec::new());
-        let found = find_clips(&by_class, &classes, "class/clip").unwrap();
+        let found = find_clips(&by_class, &classes, ClipLayout::ClassClip).unwrap();
         assert_eq!(
             found.iter().map(|f| f.label).collect::<Vec<_>>(),
             vec![1, 0]
+        );
+        // Speakers as classes, the phrase (the file's stem) as the group.
+        let speakers = vec!["bob".to_string(), "alice".to_string()];
+        let found = find_clips(&files, &speakers, ClipLayout::ClassGroup).unwrap();
+        let got: Vec<(&str, Option<&str>, u16)> = found
+            .iter()
+            .map(|f| (f.path.as_str(), f.group.as_deref(), f.label))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("alice/maybe.ogg", Some("maybe"), 1),
+                ("alice/no.wav", Some("no"), 1),
+                ("alice/yes.ogg", Some("yes"), 1),
+                ("bob/yes.ogg", Some("yes"), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn every_copy_of_identical_bytes_is_dropped_and_named() {
+        let mut files = BTreeMap::new();
+        for (p, bytes) in [
+            ("alice/yes.ogg", b"one".as_slice()),
+            ("bob/yes.ogg", b"one"),
+            ("alice/no.ogg", b"two"),
+            ("bob/no.ogg", b"three"),
+            ("bob/maybe.ogg", b"three"),
+            ("carol/no.ogg", b"three"),
+            ("carol/yes.ogg", b"four"),
+        ] {
+            files.insert(p.to_string(), bytes.to_vec());
+        }
+        let speakers: Vec<String> = ["alice", "bob", "carol"].map(String::from).to_vec();
+        let found = find_clips(&files, &speakers, ClipLayout::ClassGroup).unwrap();
+        let (kept, groups) = without_duplicates(found, &files);
+        assert_eq!(
+            kept.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            vec!["alice/no.ogg", "carol/yes.ogg"]
+        );
+        assert_eq!(
+            groups,
+            vec![
+                vec!["alice/yes.ogg".to_string(), "bob/yes.ogg".to_string()],
+                vec![
+                    "bob/maybe.ogg".to_string(),
+                    "bob/no.ogg".to_string(),
+                    "carol/no.ogg".to_string()
+                ],
+            ]
         );
     }
 }

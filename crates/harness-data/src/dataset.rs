@@ -186,7 +186,7 @@ pub fn prepare(
         }
     }
     let (origin, fetched) = fetch(manifest, &cache.downloads(), events)?;
-    let (train, test) = decode_and_split(manifest, fetched).with_context(|| {
+    let (train, test) = decode_and_split(manifest, fetched, events).with_context(|| {
         format!(
             "decoding dataset `{}` ({})",
             manifest.id,
@@ -212,11 +212,21 @@ pub fn prepare(
 /// its own sample rate and length), split as the manifest says.
 type ClipSplit = (Vec<(Clip, u16)>, Vec<(Clip, u16)>);
 
-fn decode_clips(manifest: &Manifest, fetched: Fetched) -> Result<ClipSplit> {
+fn decode_clips(
+    manifest: &Manifest,
+    fetched: Fetched,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<ClipSplit> {
     match fetched {
         Fetched::Tree { origin, files } => {
-            let (pool, test, _) = decode_audio_tree(manifest, &files, &origin)?;
-            Ok((pool, test))
+            let tree = decode_audio_tree(manifest, &files, &origin)?;
+            if !tree.dropped.is_empty() {
+                events(FetchEvent::Duplicates {
+                    dataset: manifest.id.clone(),
+                    groups: tree.dropped,
+                });
+            }
+            Ok((tree.pool, tree.test))
         }
         Fetched::Clips(clips) => {
             let labels: Vec<u16> = clips.iter().map(|(_, l)| *l).collect();
@@ -249,7 +259,7 @@ pub fn prepare_waveforms(
         .as_ref()
         .with_context(|| format!("`{}` is not an audio dataset", manifest.id))?;
     let (origin, fetched) = fetch(manifest, &cache.downloads(), events)?;
-    let (pool, test) = decode_clips(manifest, fetched).with_context(|| {
+    let (pool, test) = decode_clips(manifest, fetched, &mut |_| {}).with_context(|| {
         format!(
             "decoding dataset `{}` ({})",
             manifest.id,
@@ -279,14 +289,18 @@ pub fn prepare_waveforms(
     })
 }
 
-fn decode_and_split(manifest: &Manifest, fetched: Fetched) -> Result<(Inputs, Inputs)> {
+fn decode_and_split(
+    manifest: &Manifest,
+    fetched: Fetched,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<(Inputs, Inputs)> {
     let (train, test) = match fetched {
         fetched @ (Fetched::Tree { .. } | Fetched::Clips(_)) => {
             let audio = manifest
                 .audio
                 .as_ref()
                 .context("audio datasets need `[audio]`")?;
-            let (pool, test) = decode_clips(manifest, fetched)?;
+            let (pool, test) = decode_clips(manifest, fetched, events)?;
             (
                 Inputs::Spectrograms(spectrograms(&pool, audio)?),
                 Inputs::Spectrograms(spectrograms(&test, audio)?),

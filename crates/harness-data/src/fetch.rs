@@ -47,6 +47,12 @@ pub enum FetchEvent {
         dataset: String,
         source: String,
     },
+    /// Clips dropped while decoding because their bytes equal another clip's (`[audio]
+    /// duplicates = "drop"`): each group lists the paths of one set of identical files.
+    Duplicates {
+        dataset: String,
+        groups: Vec<Vec<String>>,
+    },
     /// A generator's progress (clips rendered so far).
     Rendering {
         dataset: String,

@@ -30,8 +30,8 @@ pub use experiment::{
     NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
 };
 pub use manifest::{
-    AudioSpec, CsvSpec, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest, ManifestSet, Modality,
-    NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,
+    AudioSpec, ClipLayout, CsvSpec, Duplicates, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest,
+    ManifestSet, Modality, NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,
 };
 pub use network::{
     ArchitectureSpec, BertShape, EfficientNetShape, Family, InputContract, LITE0_STAGES,

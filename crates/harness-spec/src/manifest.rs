@@ -44,8 +44,10 @@ pub enum Format {
     /// JPEG images; or `train/` and `test/` folders each holding those class folders.
     ImageFolder,
     /// A folder (role `root`) of WAV or Ogg Vorbis clips laid out as `[audio] layout` says:
-    /// `"class/clip"` (one sub-folder per class) or `"group/class"` (one sub-folder per group,
-    /// e.g. a speaker, holding one clip per class named after the class).
+    /// `"class/clip"` (one sub-folder per class), `"group/class"` (one sub-folder per group,
+    /// e.g. a speaker, holding one clip per class named after the class) or `"class/group"`
+    /// (one sub-folder per class, e.g. a speaker, each clip named after its group, e.g. the
+    /// phrase spoken).
     AudioFolder,
     /// Spoken words rendered by espeak-ng (`[render]`); each class name is the text spoken.
     /// Roles `library` (the libespeak-ng shared library) and `data` (its `espeak-ng-data`
@@ -218,9 +220,61 @@ pub struct AudioSpec {
     /// loudness differences between recordings vanish; `"one"` keeps `ref = 1`.
     #[serde(default = "default_reference")]
     pub reference: String,
-    /// `"class/clip"` or `"group/class"` (format `audio-folder` only).
+    /// How an `audio-folder` tree names class and group (format `audio-folder` only).
     #[serde(default)]
-    pub layout: Option<String>,
+    pub layout: Option<ClipLayout>,
+    /// What to do with clips whose bytes are identical to another clip's (format
+    /// `audio-folder` only): `"keep"` (the default) or `"drop"` every copy.
+    #[serde(default, skip_serializing_if = "Duplicates::is_keep")]
+    pub duplicates: Duplicates,
+}
+
+/// How the two levels of an `audio-folder` tree (`FOLDER/FILE.ogg`) are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClipLayout {
+    /// One folder per class, any file names: `CLASS/clip.ogg`.
+    #[serde(rename = "class/clip")]
+    ClassClip,
+    /// One folder per group (e.g. a speaker), the file's stem is the class: `GROUP/CLASS.ogg`.
+    #[serde(rename = "group/class")]
+    GroupClass,
+    /// One folder per class (e.g. a speaker), the file's stem is the group (e.g. the phrase
+    /// spoken): `CLASS/GROUP.ogg`.
+    #[serde(rename = "class/group")]
+    ClassGroup,
+}
+
+impl ClipLayout {
+    /// The name written in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClipLayout::ClassClip => "class/clip",
+            ClipLayout::GroupClass => "group/class",
+            ClipLayout::ClassGroup => "class/group",
+        }
+    }
+
+    /// Whether the tree names a group for each clip (what a `groups` split holds out).
+    pub fn has_groups(self) -> bool {
+        !matches!(self, ClipLayout::ClassClip)
+    }
+}
+
+/// Clips whose bytes equal another clip's: kept, or every copy dropped before the split (a
+/// copy on both sides of the split would be tested on what was trained on, and copies under
+/// two classes have no single label).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Duplicates {
+    #[default]
+    Keep,
+    Drop,
+}
+
+impl Duplicates {
+    fn is_keep(&self) -> bool {
+        *self == Duplicates::Keep
+    }
 }
 
 fn default_reference() -> String {
@@ -327,8 +381,8 @@ pub enum SplitMethod {
     Official,
     /// A fixed stratified test set of `test_per_class` examples per class, drawn once with `seed`.
     Stratified,
-    /// Whole groups (the `group` of layout `group/class`, e.g. speakers) held out as the test
-    /// set: those named in `test_groups`; the other groups form the training pool.
+    /// Whole groups (the `group` of layout `group/class` or `class/group`, e.g. speakers or
+    /// phrases) held out as the test set: those named in `test_groups`; the other groups form the training pool.
     Groups,
 }
 
@@ -550,9 +604,14 @@ impl Manifest {
                     "a `groups` split needs `test_groups` in `[split]` (the groups held out for testing)".into(),
                 ));
             }
-            if self.audio.as_ref().and_then(|a| a.layout.as_deref()) != Some("group/class") {
+            if !self
+                .audio
+                .as_ref()
+                .and_then(|a| a.layout)
+                .is_some_and(ClipLayout::has_groups)
+            {
                 return Err(whole(
-                    "a `groups` split needs `[audio] layout = \"group/class\"`".into(),
+                    "a `groups` split needs `[audio] layout = \"group/class\"` or `\"class/group\"`".into(),
                 ));
             }
         }
@@ -712,13 +771,12 @@ impl Manifest {
                 audio.reference
             )));
         }
-        match (self.format, audio.layout.as_deref()) {
-            (Format::AudioFolder, Some("class/clip" | "group/class"))
-            | (Format::EspeakNg | Format::SoundfontNotes, None) => {}
-            (Format::AudioFolder, other) => {
-                return Err(whole(format!(
-                    "`audio.layout` must be \"class/clip\" or \"group/class\" for an audio folder, found {other:?}"
-                )));
+        match (self.format, audio.layout) {
+            (Format::AudioFolder, Some(_)) | (Format::EspeakNg | Format::SoundfontNotes, None) => {}
+            (Format::AudioFolder, None) => {
+                return Err(whole(
+                    "an audio folder needs `audio.layout`: \"class/clip\", \"group/class\" or \"class/group\"".into(),
+                ));
             }
             (_, Some(_)) => {
                 return Err(whole(
@@ -726,6 +784,11 @@ impl Manifest {
                 ));
             }
             _ => {}
+        }
+        if audio.duplicates == Duplicates::Drop && self.format != Format::AudioFolder {
+            return Err(whole(
+                "`audio.duplicates` applies to format `audio-folder` only".into(),
+            ));
         }
         if self.format == Format::EspeakNg {
             let Some(render) = &self.render else {

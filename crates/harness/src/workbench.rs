@@ -372,7 +372,7 @@ pub fn fetch_network(
         FetchEvent::Fetched { source, .. } => spinner.set_message(format!(
             "network {id}: checking what {source} delivered against the architecture"
         )),
-        FetchEvent::Rendering { .. } => {}
+        FetchEvent::Rendering { .. } | FetchEvent::Duplicates { .. } => {}
     };
     let weights = harness_train::ensure_weights(manifest, &cache.root, &mut on_event);
     spinner.finish_and_clear();
@@ -401,6 +401,16 @@ pub fn fetch_datasets(
             }
             FetchEvent::Rendering { done, total, .. } => {
                 spinner.set_message(format!("dataset {id}: rendering clip {done} of {total}"))
+            }
+            FetchEvent::Duplicates { groups, .. } => {
+                let clips: usize = groups.iter().map(Vec::len).sum();
+                display.line(format!(
+                    "  {id}: dropped {clips} clips, {} sets of byte-identical files (every copy):",
+                    groups.len()
+                ));
+                for group in groups {
+                    display.line(format!("    {}", group.join(" = ")));
+                }
             }
         };
         let dataset = prepare(manifest, cache, &mut on_event);
