@@ -9,7 +9,7 @@ use image::{GrayImage, Luma};
 
 use crate::dataset::Dataset;
 use crate::decode::ImageSet;
-use crate::inputs::{Inputs, TextSet, TokenSet};
+use crate::inputs::{Inputs, SpectrogramSet, TextSet, TokenSet};
 use crate::tokenize::{PAD_ID, load_network_tokenizer, network_token_ids};
 
 /// Every image of `set` resized to `side × side` (bilinear: the triangle filter), still grey
@@ -46,6 +46,54 @@ pub fn adapt_images(dataset: &Dataset, side: usize) -> Result<Dataset> {
     Ok(Dataset {
         train: Inputs::Images(resize_images(train, side)),
         test: Inputs::Images(resize_images(test, side)),
+        ..dataset.clone()
+    })
+}
+
+/// Every log-mel spectrogram of `set` as a grey `side × side` image, the way AST and PANNs
+/// hand sound to an image network: the `top_db` decibels below each clip's maximum map
+/// linearly onto 0–255 (256 grey levels, so steps of `top_db / 255` dB; anything lower is
+/// black), the highest mel band in the top row and time running left to right, then the
+/// `mels × frames` picture is resized (bilinear, as images are) to `side × side`.
+pub fn log_mel_images(set: &SpectrogramSet, side: usize, top_db: f64) -> ImageSet {
+    let (mels, frames) = (set.mels, set.frames);
+    let mut pixels = Vec::with_capacity(set.len() * side * side);
+    for i in 0..set.len() {
+        let values = &set.values[i * mels * frames..(i + 1) * mels * frames];
+        let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let mut grey = Vec::with_capacity(mels * frames);
+        for row in (0..mels).rev() {
+            for &v in &values[row * frames..(row + 1) * frames] {
+                let level = ((v as f64 - max + top_db) / top_db).clamp(0.0, 1.0);
+                grey.push((level * 255.0).round() as u8);
+            }
+        }
+        let image = GrayImage::from_raw(frames as u32, mels as u32, grey)
+            .expect("a spectrogram has mels × frames values");
+        pixels.extend_from_slice(
+            resize(&image, side as u32, side as u32, FilterType::Triangle).as_raw(),
+        );
+    }
+    ImageSet {
+        side,
+        pixels,
+        labels: set.labels.clone(),
+    }
+}
+
+/// `dataset`'s log-mel spectrograms as grey images of `side` (see [`log_mel_images`]); the
+/// id, classes and content hash are kept, as for images.
+pub fn adapt_log_mel_images(dataset: &Dataset, side: usize, top_db: f64) -> Result<Dataset> {
+    let (Inputs::Spectrograms(train), Inputs::Spectrograms(test)) = (&dataset.train, &dataset.test)
+    else {
+        bail!(
+            "`{}` holds no spectrograms: the log-mel image adapter needs an audio target",
+            dataset.id
+        );
+    };
+    Ok(Dataset {
+        train: Inputs::Images(log_mel_images(train, side, top_db)),
+        test: Inputs::Images(log_mel_images(test, side, top_db)),
         ..dataset.clone()
     })
 }

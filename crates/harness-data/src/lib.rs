@@ -37,7 +37,7 @@ mod split;
 mod text;
 mod tokenize;
 
-pub use adapt::{adapt_images, adapt_texts, resize_images};
+pub use adapt::{adapt_images, adapt_log_mel_images, adapt_texts, log_mel_images, resize_images};
 pub use archive::{
     gunzip_if_compressed, read_deb_member, read_deb_tree, read_zip_member, read_zip_tree,
 };

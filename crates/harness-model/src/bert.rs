@@ -228,15 +228,21 @@ impl Bert {
             .expand([batch, tokens]);
         let types = Tensor::<2, Int>::zeros([batch, tokens], &device);
         let e = &self.embeddings;
-        let mut x = e.layer_norm.forward(
-            e.word_embeddings.forward(ids)
-                + e.position_embeddings.forward(positions)
-                + e.token_type_embeddings.forward(types),
-        );
+        let summed = e.word_embeddings.forward(ids)
+            + e.position_embeddings.forward(positions)
+            + e.token_type_embeddings.forward(types);
+        (self.encode(summed, pad.clone()), pad)
+    }
+
+    /// The last layer's vectors `[batch, tokens, hidden]` of summed input embeddings
+    /// `[batch, tokens, hidden]` (the embeddings' LayerNorm, then every layer); `pad` marks
+    /// the positions attention ignores.
+    pub fn encode(&self, embedded: Tensor<3>, pad: Tensor<2, Bool>) -> Tensor<3> {
+        let mut x = self.embeddings.layer_norm.forward(embedded);
         for layer in &self.encoder.layer {
             x = layer.forward(x, pad.clone());
         }
-        (x, pad)
+        x
     }
 
     /// Mean of the last layer's vectors over the non-padding tokens, `[batch, hidden]`.

@@ -41,7 +41,7 @@ use burn::nn::transformer::{
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
-pub use network::{FramedCrepe, GreyImageNet, Network};
+pub use network::{FramedCrepe, GreyImageNet, Network, PatchBert};
 pub use snapshot::{ParamSnapshot, materialise, snapshot};
 pub use transfer::{Checkpoint, Transfer, load_pretrained, save_pretrained};
 
@@ -60,6 +60,38 @@ pub struct PatchStem {
 }
 
 impl PatchStem {
+    /// Learned positions for `tokens` tokens of width `d_model`, drawn from normal(0, 0.02).
+    pub fn draw_position(tokens: usize, d_model: usize, device: &Device) -> Tensor<3> {
+        Tensor::<3>::random(
+            [1, tokens, d_model],
+            burn::tensor::Distribution::Normal(0.0, 0.02),
+            device,
+        )
+    }
+
+    /// A new stem for a `rows × cols` grid cut into `patch_rows × patch_cols` patches, each
+    /// projected to the width of `position` (`[1, tokens, d_model]`, see
+    /// [`PatchStem::draw_position`]) by a Linear layer drawn now (burn's default initialiser).
+    pub fn new(
+        grid: (usize, usize),
+        patch: (usize, usize),
+        position: Tensor<3>,
+        device: &Device,
+    ) -> PatchStem {
+        let (rows, cols) = grid;
+        let (patch_rows, patch_cols) = patch;
+        let [_, tokens, d_model] = position.dims();
+        assert_eq!(tokens, (rows / patch_rows) * (cols / patch_cols));
+        PatchStem {
+            projection: LinearConfig::new(patch_rows * patch_cols, d_model).init(device),
+            position: Param::from_tensor(position),
+            rows,
+            cols,
+            patch_rows,
+            patch_cols,
+        }
+    }
+
     /// `[batch, rows·cols]` normalised values (row-major) → `[batch, tokens, d_model]`.
     pub fn forward(&self, input: Tensor<2>) -> Tensor<3> {
         let [batch, _] = input.dims();
@@ -255,11 +287,7 @@ impl ClassifierConfig {
                 .with_dropout(self.dropout)
                 .with_activation(activation)
                 .init(device);
-        let position = Tensor::<3>::random(
-            [1, tokens, self.d_model],
-            burn::tensor::Distribution::Normal(0.0, 0.02),
-            device,
-        );
+        let position = PatchStem::draw_position(tokens, self.d_model, device);
         Classifier {
             stem: if self.vocab_size > 0 {
                 Stem::Text(TextStem {
@@ -267,15 +295,12 @@ impl ClassifierConfig {
                     position: Param::from_tensor(position),
                 })
             } else {
-                Stem::Patch(PatchStem {
-                    projection: LinearConfig::new(self.patch_rows * self.patch_cols, self.d_model)
-                        .init(device),
-                    position: Param::from_tensor(position),
-                    rows: self.rows,
-                    cols: self.cols,
-                    patch_rows: self.patch_rows,
-                    patch_cols: self.patch_cols,
-                })
+                Stem::Patch(PatchStem::new(
+                    (self.rows, self.cols),
+                    (self.patch_rows, self.patch_cols),
+                    position,
+                    device,
+                ))
             },
             backbone: Backbone {
                 encoder,

@@ -5,10 +5,10 @@
 use burn::nn::Linear;
 use burn::prelude::*;
 
-use crate::Classifier;
 use crate::bert::Bert;
 use crate::crepe::{Crepe, WINDOW, normalise_frames};
 use crate::efficientnet::EfficientNet;
+use crate::{Classifier, PatchStem};
 
 /// A network the harness trains: its own Transformer family, or one pre-trained elsewhere.
 #[derive(Module, Debug)]
@@ -21,6 +21,38 @@ pub enum Network {
     Bert(Bert),
     /// CREPE on frames of a waveform, its embeddings mean-pooled over the clip's frames.
     Crepe(FramedCrepe),
+    /// BERT's layers behind a fresh patch stem, on images or spectrograms.
+    PatchBert(PatchBert),
+}
+
+/// A Transformer pre-trained on text, read by another modality as Lu et al. (2021) do: a new
+/// patch stem (linear projection of each patch plus a learned position, in place of BERT's
+/// word, position and token-type embeddings) feeds BERT's embedding LayerNorm and layers; the
+/// tokens are mean-pooled and the output layer `bert.fc` reads them. BERT's word embeddings
+/// stay in the module (so the published file loads whole) but are never used.
+#[derive(Module, Debug)]
+pub struct PatchBert {
+    pub stem: PatchStem,
+    pub bert: Bert,
+}
+
+impl PatchBert {
+    /// Mean of the last layer's vectors over the patches, `[batch, hidden]`.
+    pub fn features(&self, input: Tensor<2>) -> Tensor<2> {
+        let tokens = self.stem.forward(input);
+        let [batch, count, _] = tokens.dims();
+        let no_padding = Tensor::<2, Int>::zeros([batch, count], &tokens.device()).equal_elem(1);
+        self.bert
+            .encode(tokens, no_padding)
+            .mean_dim(1)
+            .squeeze_dim(1)
+    }
+
+    /// Freezes BERT's layers (Option 1); the stem and the output layer train.
+    pub fn freeze_body(mut self) -> Self {
+        self.bert = self.bert.freeze_body();
+        self
+    }
 }
 
 /// CREPE fed whole clips `[batch, samples]`: each clip is cut into frames of 1,024 samples,
@@ -94,6 +126,7 @@ impl Network {
             Network::EfficientNet(m) => m.net.features(m.images(input)),
             Network::Bert(m) => m.features(input),
             Network::Crepe(m) => m.features(input),
+            Network::PatchBert(m) => m.features(input),
         }
     }
 
@@ -104,6 +137,7 @@ impl Network {
             Network::EfficientNet(m) => m.net.forward(m.images(input)),
             Network::Bert(m) => m.forward(input),
             Network::Crepe(m) => m.net.classifier.forward(m.features(input)),
+            Network::PatchBert(m) => m.bert.fc.forward(m.features(input)),
         }
     }
 
@@ -114,6 +148,7 @@ impl Network {
             Network::EfficientNet(m) => &m.net.fc,
             Network::Bert(m) => &m.fc,
             Network::Crepe(m) => &m.net.classifier,
+            Network::PatchBert(m) => &m.bert.fc,
         }
     }
 
@@ -135,6 +170,10 @@ impl Network {
             Network::Crepe(mut m) => {
                 m.net.classifier = head;
                 Network::Crepe(m)
+            }
+            Network::PatchBert(mut m) => {
+                m.bert.fc = head;
+                Network::PatchBert(m)
             }
         }
     }

@@ -391,6 +391,26 @@ pub struct MatrixSpec {
     pub n_train: Vec<Spanned<usize>>,
     pub options: Vec<Spanned<u8>>,
     pub seeds: Vec<u64>,
+    /// `[matrix.sources_by_target]`: a target's own list of sources, in place of `sources`
+    /// (e.g. when a network has no adapter to one of the targets).
+    #[serde(default)]
+    pub sources_by_target: std::collections::BTreeMap<String, Vec<Spanned<String>>>,
+}
+
+impl MatrixSpec {
+    /// The sources `target` is trained from.
+    pub fn sources_of(&self, target: &str) -> &[Spanned<String>] {
+        self.sources_by_target
+            .get(target)
+            .map_or(&self.sources[..], |s| &s[..])
+    }
+
+    /// Every source named anywhere in the matrix.
+    pub fn all_sources(&self) -> impl Iterator<Item = &Spanned<String>> {
+        self.sources
+            .iter()
+            .chain(self.sources_by_target.values().flatten())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -657,7 +677,7 @@ impl Experiment {
         }
         let known_source = |s: &str| {
             matches!(s, "matched" | "mismatched" | "scratch")
-                || self.matrix.sources.iter().any(|m| m.get_ref() == s)
+                || self.matrix.all_sources().any(|m| m.get_ref() == s)
         };
         for s in &h.sources {
             if !known_source(s.get_ref()) {
@@ -733,6 +753,33 @@ impl Experiment {
                     &format!("matrix.{what}"),
                     format!("`matrix.{what}` must not be empty"),
                 ));
+            }
+        }
+        for (target, sources) in &m.sources_by_target {
+            let near = || format!("matrix.sources_by_target.{target}");
+            if !m.targets.iter().any(|t| t.get_ref() == target) {
+                return Err(self.error_near(
+                    &near(),
+                    format!("`matrix.sources_by_target` names {target:?}, which is not in `matrix.targets`"),
+                ));
+            }
+            if sources.is_empty() {
+                return Err(self.error_near(
+                    &near(),
+                    format!("`matrix.sources_by_target.{target}` must not be empty"),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for source in sources {
+                if !seen.insert(source.get_ref()) {
+                    return Err(self.error_at(
+                        source.span(),
+                        format!(
+                            "`matrix.sources_by_target.{target}` lists {:?} twice",
+                            source.get_ref()
+                        ),
+                    ));
+                }
             }
         }
         for option in &m.options {

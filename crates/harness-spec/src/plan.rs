@@ -81,6 +81,37 @@ pub struct InputAdapter {
     pub channels: usize,
     pub offset: f64,
     pub scale: f64,
+    /// An audio target seen as an image (the practice of AST and PANNs): each clip's log-mel
+    /// spectrogram, its `top_db` decibels below the clip's maximum mapped linearly onto the
+    /// grey values 0–255 (high bands at the top), then resized like an image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_mel: Option<LogMelImage>,
+}
+
+/// How a log-mel spectrogram becomes a grey image: the `top_db` decibels below each clip's
+/// maximum span 0–255 (256 grey levels, steps of `top_db / 255` dB).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LogMelImage {
+    pub top_db: f64,
+}
+
+/// A fresh input stem in front of a Transformer pre-trained on another modality (Lu et al.
+/// 2021): the target's `rows × cols` grid (normalised pixels, or log-mel bands × frames) cut
+/// into `patch_rows × patch_cols` patches, each projected to the network's width, plus a
+/// learned position per patch. The stem is new and trains under both options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PatchAdapter {
+    pub rows: usize,
+    pub cols: usize,
+    pub patch_rows: usize,
+    pub patch_cols: usize,
+}
+
+impl PatchAdapter {
+    /// Tokens per example.
+    pub fn tokens(&self) -> usize {
+        (self.rows / self.patch_rows) * (self.cols / self.patch_cols)
+    }
 }
 
 /// How a target's documents reach a text network: through the network's own tokenizer (the
@@ -120,6 +151,11 @@ pub enum NetworkBody {
         channels: [usize; 6],
         input: AudioAdapter,
     },
+    /// BERT's layers behind a fresh patch stem, on an image or audio target, mean-pooled.
+    Patches {
+        shape: BertShape,
+        stem: PatchAdapter,
+    },
 }
 
 /// The architecture a cell trains when it is not the experiment's Transformer: a network
@@ -148,11 +184,32 @@ impl NetworkArm {
         }
     }
 
+    /// Whether the arm starts with a fresh input stem that trains under Option 1 too (so
+    /// Option 1's features change at every step and cannot be cached).
+    pub fn has_fresh_stem(&self) -> bool {
+        matches!(self.body, NetworkBody::Patches { .. })
+    }
+
     /// A short description of the adapter, for progress lines and keys: `side 64`,
     /// `128 tokens`, `hop 1600`.
     pub fn adapter_label(&self) -> String {
         match &self.body {
+            NetworkBody::Image {
+                input:
+                    InputAdapter {
+                        side,
+                        log_mel: Some(_),
+                        ..
+                    },
+                ..
+            } => format!("log-mel image, side {side}"),
             NetworkBody::Image { input, .. } => format!("side {}", input.side),
+            NetworkBody::Patches { stem, .. } => format!(
+                "fresh stem, {} patches of {}×{}",
+                stem.tokens(),
+                stem.patch_rows,
+                stem.patch_cols
+            ),
             NetworkBody::Text { input, .. } => format!("{} tokens", input.max_tokens),
             NetworkBody::Audio { input, .. } => {
                 format!(
@@ -187,6 +244,8 @@ impl Serialize for NetworkArm {
             text: Option<&'a TextAdapter>,
             #[serde(skip_serializing_if = "Option::is_none")]
             audio: Option<&'a AudioAdapter>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            patch_stem: Option<&'a PatchAdapter>,
         }
         let mut wire = Wire {
             architecture: &self.architecture,
@@ -199,6 +258,7 @@ impl Serialize for NetworkArm {
             input: None,
             text: None,
             audio: None,
+            patch_stem: None,
         };
         match &self.body {
             NetworkBody::Image { shape, input } => {
@@ -212,6 +272,10 @@ impl Serialize for NetworkArm {
             NetworkBody::Audio { channels, input } => {
                 wire.crepe_channels = Some(channels);
                 wire.audio = Some(input);
+            }
+            NetworkBody::Patches { shape, stem } => {
+                wire.bert = Some(shape);
+                wire.patch_stem = Some(stem);
             }
         }
         wire.serialize(serializer)
@@ -386,13 +450,13 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
         let mut sources = Vec::new();
         // Each network's architecture from random weights: its scratch arm.
         let mut scratch_networks: Vec<NetworkArm> = Vec::new();
-        for source_id in &m.sources {
+        for source_id in m.sources_of(target_id.get_ref()) {
             if source_id.get_ref() == SCRATCH {
                 sources.push((SCRATCH.to_string(), Relation::None, None, None));
                 continue;
             }
             if let Some(network) = manifests.network(source_id.get_ref()) {
-                let arm = network_arm(experiment, network, target, source_id.span())?;
+                let (arm, relation) = network_arm(experiment, network, target, source_id.span())?;
                 let scratch = NetworkArm {
                     weights: None,
                     weights_sha256: None,
@@ -402,7 +466,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                 if !scratch_networks.contains(&scratch) {
                     scratch_networks.push(scratch);
                 }
-                sources.push((network.id.clone(), Relation::Matched, None, Some(arm)));
+                sources.push((network.id.clone(), relation, None, Some(arm)));
                 continue;
             }
             let source = lookup(source_id, "source")?;
@@ -538,15 +602,17 @@ fn tokenizer_plan(
     manifests: &ManifestSet,
 ) -> Result<Option<TokenizerPlan>, SpecError> {
     let m = &experiment.matrix;
-    let text_ids = |ids: &[toml::Spanned<String>]| -> Vec<String> {
-        ids.iter()
-            .filter_map(|id| manifests.get(id.get_ref()))
-            .filter(|d| d.modality == Modality::Text)
-            .map(|d| d.id.clone())
-            .collect()
+    let text_ids = |ids: Vec<&toml::Spanned<String>>| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for d in ids.into_iter().filter_map(|id| manifests.get(id.get_ref())) {
+            if d.modality == Modality::Text && !out.contains(&d.id) {
+                out.push(d.id.clone());
+            }
+        }
+        out
     };
-    let sources = text_ids(&m.sources);
-    let targets = text_ids(&m.targets);
+    let sources = text_ids(m.all_sources().collect());
+    let targets = text_ids(m.targets.iter().collect());
     if sources.is_empty() && targets.is_empty() {
         return Ok(None);
     }
@@ -725,15 +791,31 @@ fn dedup<'a>(names: &[&'a str]) -> Vec<&'a str> {
     out
 }
 
-/// A network source's arm on `target`: its architecture, weights and input adapter. A network
-/// reaches targets of its own modality only; other pairs are refused.
+/// A network source's arm on `target`: its architecture, weights and input adapter, and
+/// whether the target is of the network's own modality (`Matched`) or not. Across modalities
+/// only the established adapters exist: an image network reads an audio target's log-mel
+/// spectrogram as an image (AST, PANNs); a Transformer network's layers read an image or audio
+/// target behind a fresh patch stem (Lu et al. 2021). Every other pair is refused.
 fn network_arm(
     experiment: &Experiment,
     network: &NetworkManifest,
     target: &Manifest,
     span: std::ops::Range<usize>,
-) -> Result<NetworkArm, SpecError> {
-    if target.modality != network.modality {
+) -> Result<(NetworkArm, Relation), SpecError> {
+    let arch = &network.architecture;
+    let settings = &experiment.networks;
+    let relation = if target.modality == network.modality {
+        Relation::Matched
+    } else {
+        Relation::Mismatched
+    };
+    let adapted = match (network.modality, target.modality) {
+        (own, target) if own == target => true,
+        (Modality::Image, Modality::Audio) => arch.family == Family::EfficientNetLite,
+        (Modality::Text, Modality::Image | Modality::Audio) => arch.family == Family::Bert,
+        _ => false,
+    };
+    if !adapted {
         return Err(experiment
             .error_at(
                 span,
@@ -745,10 +827,10 @@ fn network_arm(
                     target.modality.as_str()
                 ),
             )
-            .with_help(format!("use it with {} targets", network.modality.as_str())));
+            .with_help(
+                "across modalities the harness has two adapters: an image network on an audio target's log-mel spectrogram, and a Transformer network behind a fresh patch stem on image or audio targets",
+            ));
     }
-    let arch = &network.architecture;
-    let settings = &experiment.networks;
     let body = match arch.family {
         Family::EfficientNetLite => {
             let input = network
@@ -768,9 +850,17 @@ fn network_arm(
                     channels: input.channels,
                     offset: input.offset,
                     scale: input.scale,
+                    log_mel: target
+                        .audio
+                        .as_ref()
+                        .map(|a| LogMelImage { top_db: a.top_db }),
                 },
             }
         }
+        Family::Bert if target.modality != Modality::Text => NetworkBody::Patches {
+            shape: arch.bert(),
+            stem: patch_adapter(experiment, target),
+        },
         Family::Bert => {
             let text = network
                 .text_input
@@ -817,13 +907,41 @@ fn network_arm(
             }
         }
     };
-    Ok(NetworkArm {
-        architecture: arch.name(),
-        body,
-        weights: Some(network.id.clone()),
-        weights_sha256: Some(network.weights_sha256().to_ascii_lowercase()),
-        init: None,
-    })
+    let architecture = match body {
+        NetworkBody::Patches { .. } => format!("{} + patch stem", arch.name()),
+        _ => arch.name(),
+    };
+    Ok((
+        NetworkArm {
+            architecture,
+            body,
+            weights: Some(network.id.clone()),
+            weights_sha256: Some(network.weights_sha256().to_ascii_lowercase()),
+            init: None,
+        },
+        relation,
+    ))
+}
+
+/// The fresh stem of a Transformer network on an image or audio target: the patches of the
+/// experiment's own Transformer (`[model] patch`, or every mel band × `frames_per_token`
+/// frames), already checked to divide the target's grid by `check_model_fits`.
+fn patch_adapter(experiment: &Experiment, target: &Manifest) -> PatchAdapter {
+    match (&target.image, &target.audio) {
+        (Some(image), _) => PatchAdapter {
+            rows: image.side,
+            cols: image.side,
+            patch_rows: experiment.model.patch,
+            patch_cols: experiment.model.patch,
+        },
+        (None, Some(audio)) => PatchAdapter {
+            rows: audio.n_mels,
+            cols: audio.frames(),
+            patch_rows: audio.n_mels,
+            patch_cols: experiment.model.frames_per_token.unwrap_or(1),
+        },
+        (None, None) => unreachable!("only image and audio targets reach a patch stem"),
+    }
 }
 
 /// Where a cell's starting weights come from.
@@ -1072,6 +1190,7 @@ seeds = [0, 1, 2]
                     channels: 3,
                     offset: 127.0,
                     scale: 128.0,
+                    log_mel: None,
                 },
             },
             weights: None,
@@ -1120,6 +1239,134 @@ seeds = [0, 1, 2]
         let err = expand(&experiment(&text), &s).unwrap_err();
         assert!(err.message.contains("no established adapter"), "{err}");
         assert_eq!(err.location.unwrap().line, 3);
+    }
+
+    #[test]
+    fn across_modalities_only_the_established_adapters_are_planned() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data-manifests");
+        let manifests = ManifestSet::load_dir(&root).unwrap();
+        let matrix = |targets: &str, sources: &str| {
+            experiment(&format!(
+                "[matrix]\ntargets = [{targets}]\nsources = [{sources}]\nn_train = [50]\noptions = [1, 2]\nseeds = [0]\n\n[model]\npatch = 7\nframes_per_token = 4\n\n[networks]\nside = 64\n"
+            ))
+        };
+        let plan = expand(
+            &matrix(
+                "\"mnist\", \"hedgewars-speakers\"",
+                "\"scratch\", \"efficientnet-lite0-imagenet\", \"all-minilm-l6-v2\"",
+            ),
+            &manifests,
+        )
+        .unwrap();
+        let arms: std::collections::BTreeSet<(&str, &str, &str, String)> = plan
+            .cells
+            .iter()
+            .filter(|c| c.network.is_some())
+            .map(|c| {
+                let arm = c.network.as_ref().unwrap();
+                (
+                    c.target.as_str(),
+                    c.source.as_str(),
+                    c.relation.as_str(),
+                    format!("{}: {}", arm.architecture, arm.adapter_label()),
+                )
+            })
+            .collect();
+        let expected: Vec<(&str, &str, &str, String)> = vec![
+            (
+                "hedgewars-speakers",
+                "all-minilm-l6-v2",
+                "mismatched",
+                "bert-minilm-l6 + patch stem: fresh stem, 19 patches of 40×4".into(),
+            ),
+            (
+                "hedgewars-speakers",
+                "efficientnet-lite0-imagenet",
+                "mismatched",
+                "efficientnet-lite0: log-mel image, side 64".into(),
+            ),
+            (
+                "hedgewars-speakers",
+                "scratch",
+                "none",
+                "bert-minilm-l6 + patch stem: fresh stem, 19 patches of 40×4".into(),
+            ),
+            (
+                "hedgewars-speakers",
+                "scratch",
+                "none",
+                "efficientnet-lite0: log-mel image, side 64".into(),
+            ),
+            (
+                "mnist",
+                "all-minilm-l6-v2",
+                "mismatched",
+                "bert-minilm-l6 + patch stem: fresh stem, 16 patches of 7×7".into(),
+            ),
+            (
+                "mnist",
+                "efficientnet-lite0-imagenet",
+                "matched",
+                "efficientnet-lite0: side 64".into(),
+            ),
+            (
+                "mnist",
+                "scratch",
+                "none",
+                "bert-minilm-l6 + patch stem: fresh stem, 16 patches of 7×7".into(),
+            ),
+            (
+                "mnist",
+                "scratch",
+                "none",
+                "efficientnet-lite0: side 64".into(),
+            ),
+        ];
+        assert_eq!(arms.into_iter().collect::<Vec<_>>(), expected);
+
+        // No established adapter: an audio network on images, an image network on text.
+        for (target, source) in [
+            ("mnist", "crepe-tiny"),
+            ("20newsgroups-2k", "efficientnet-lite0-imagenet"),
+        ] {
+            let err = expand(
+                &matrix(
+                    &format!("\"{target}\""),
+                    &format!("\"scratch\", \"{source}\""),
+                ),
+                &manifests,
+            )
+            .unwrap_err();
+            assert!(err.message.contains("no established adapter"), "{err}");
+            assert_eq!(err.location.unwrap().line, 3, "{err}");
+        }
+
+        // A target can have its own sources, so that one matrix holds every adapted pair.
+        let own = experiment(
+            "[matrix]\ntargets = [\"mnist\", \"20newsgroups-2k\"]\nsources = [\"scratch\", \"efficientnet-lite0-imagenet\"]\nn_train = [50]\noptions = [1]\nseeds = [0]\n\n[matrix.sources_by_target]\n20newsgroups-2k = [\"scratch\", \"all-minilm-l6-v2\"]\n\n[model]\npatch = 7\n",
+        );
+        let plan = expand(&own, &manifests).unwrap();
+        let pairs: std::collections::BTreeSet<(&str, &str)> = plan
+            .cells
+            .iter()
+            .map(|c| (c.target.as_str(), c.architecture()))
+            .collect();
+        assert_eq!(
+            pairs.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("20newsgroups-2k", "bert-minilm-l6"),
+                ("20newsgroups-2k", TRANSFORMER),
+                ("mnist", "efficientnet-lite0"),
+                ("mnist", TRANSFORMER),
+            ]
+        );
+        let err = Experiment::parse(
+            Path::new("e.toml"),
+            "[matrix]\ntargets = [\"mnist\"]\nsources = [\"scratch\"]\nn_train = [50]\noptions = [1]\nseeds = [0]\n\n[matrix.sources_by_target]\nfashion-mnist = [\"scratch\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("not in `matrix.targets`"), "{err}");
+        assert_eq!(err.location.unwrap().line, 9, "{err}");
     }
 
     #[test]

@@ -122,6 +122,9 @@ fn network_inputs(
                 .map(|_| rng.below(20_001) as f32 / 10_000.0 - 1.0)
                 .collect()
         }
+        NetworkBody::Patches { stem, .. } => (0..n * stem.rows * stem.cols)
+            .map(|_| rng.below(20_001) as f32 / 10_000.0 - 1.0)
+            .collect(),
     };
     let labels = (0..n).map(|_| rng.below(classes) as i64).collect();
     (values, labels)

@@ -13,7 +13,9 @@ use std::path::Path;
 
 use harness_data::{Dataset, Inputs, Normalisation, Rng, training_subset};
 use harness_model::efficientnet::EfficientNet;
-use harness_model::{Checkpoint, FramedCrepe, GreyImageNet, Network, Transfer, load_pretrained};
+use harness_model::{
+    Checkpoint, FramedCrepe, GreyImageNet, Network, PatchBert, PatchStem, Transfer, load_pretrained,
+};
 use harness_spec::{Cell, NetworkArm, NetworkBody, Relation};
 
 use crate::batches::{batch, label_tensor};
@@ -139,6 +141,9 @@ fn check_adapted(cell: &Cell, arm: &NetworkArm, target: &Dataset) -> Result<()> 
         (NetworkBody::Audio { input, .. }, Inputs::Waveforms(set)) => {
             set.sample_rate == input.sample_rate && set.samples >= input.window
         }
+        (NetworkBody::Patches { stem, .. }, Inputs::Images(_) | Inputs::Spectrograms(_)) => {
+            target.shape() == (stem.rows, stem.cols)
+        }
         _ => false,
     };
     anyhow::ensure!(
@@ -224,8 +229,35 @@ pub fn network_with_weights(
                 hop: input.hop,
             })
         }
+        // BERT drawn and loaded as for text; the stem drawn from the seed on its own stream,
+        // so both arms of a seed start from the same stem and output layer.
+        NetworkBody::Patches { shape, stem } => {
+            let mut bert = crate::init_bert(shape, classes, &device, seed);
+            if let Some(path) = weights {
+                bert = bert.load_safetensors(path).map_err(|e| loading(path, e))?;
+            }
+            if freeze {
+                bert = bert.freeze_body();
+            }
+            let stem = crate::drawn_on_flex(&device, |flex| {
+                flex.seed(seed ^ PATCH_STEM_STREAM);
+                let position = PatchStem::draw_position(stem.tokens(), shape.hidden, flex);
+                let drawn = PatchStem::new(
+                    (stem.rows, stem.cols),
+                    (stem.patch_rows, stem.patch_cols),
+                    position,
+                    flex,
+                );
+                harness_model::materialise(&drawn);
+                drawn
+            });
+            Network::PatchBert(PatchBert { stem, bert })
+        }
     })
 }
+
+/// Mixed into a cell's seed to draw a fresh patch stem apart from the network it feeds.
+const PATCH_STEM_STREAM: u64 = 0x5354_454d;
 
 /// Outputs of the published CREPE networks' classifier (pitch bins), which transfer replaces.
 const CREPE_BINS: usize = 360;
@@ -239,6 +271,8 @@ fn normalisation(cell: &Cell, target: &Dataset) -> Normalisation {
             mean: (input.offset / 255.0) as f32,
             std: (input.scale / 255.0) as f32,
         },
+        // A fresh stem reads the target as the harness's own Transformer does.
+        Some(NetworkBody::Patches { .. }) => Normalisation::of_pool(&target.train),
         Some(_) => Normalisation {
             mean: 0.0,
             std: 1.0,
@@ -314,8 +348,10 @@ fn run(
     // dropout): train the output layer alone on cached features. Across modalities the fresh
     // stem trains under Option 1, so the frozen backbone's input changes at every step: no cache.
     let cached = cell.option == 1
-        && (cell.network.is_some() || cell.model.dropout == 0.0)
-        && cell.relation != Relation::Mismatched;
+        && match &cell.network {
+            Some(arm) => !arm.has_fresh_stem(),
+            None => cell.model.dropout == 0.0 && cell.relation != Relation::Mismatched,
+        };
     let (status, best_step, steps_run, examples_seen, validation, test, best_model) = match cache {
         Some(cache) if cached => {
             let used: Vec<usize> = subset

@@ -273,7 +273,10 @@ pub fn init_crepe(
 
 /// `build` run on Flex (burn seeds each backend its own way, so one seed gives the same
 /// starting weights on every backend), the module then forked onto `device`.
-fn drawn_on_flex<M: burn::module::Module>(device: &Device, build: impl FnOnce(&Device) -> M) -> M {
+pub(crate) fn drawn_on_flex<M: burn::module::Module>(
+    device: &Device,
+    build: impl FnOnce(&Device) -> M,
+) -> M {
     match backend() {
         Backend::Flex => build(device),
         Backend::Tch => {

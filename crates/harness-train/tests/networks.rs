@@ -295,3 +295,109 @@ fn features_of_a_costly_network_are_computed_only_for_the_blocks_cells_use() {
         again.into_data().try_to_vec::<f32>().unwrap()
     );
 }
+
+/// Class `c` of 2: 8 × 8 grey images, bright on the left half (class 0) or the right half.
+fn images(per_class: usize, seed: u64) -> harness_data::ImageSet {
+    let mut rng = Rng::new(seed, "images");
+    let mut set = harness_data::ImageSet {
+        side: 8,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+    };
+    for i in 0..per_class * 2 {
+        let class = i % 2;
+        for _row in 0..8 {
+            for col in 0..8 {
+                let bright = (col < 4) == (class == 0);
+                let base = if bright { 180 } else { 40 };
+                set.pixels.push((base + rng.below(60)) as u8);
+            }
+        }
+        set.labels.push(class as u16);
+    }
+    set
+}
+
+/// The tiny BERT's layers behind a fresh stem of 2 × 2 patches of 4 × 4 pixels.
+fn patch_bert_arm(weights: bool) -> NetworkArm {
+    let NetworkBody::Text { shape, .. } = bert_arm(weights).body else {
+        unreachable!()
+    };
+    NetworkArm {
+        architecture: "bert(custom) + patch stem".into(),
+        body: NetworkBody::Patches {
+            shape,
+            stem: harness_spec::PatchAdapter {
+                rows: 8,
+                cols: 8,
+                patch_rows: 4,
+                patch_cols: 4,
+            },
+        },
+        ..bert_arm(weights)
+    }
+}
+
+#[test]
+fn a_text_transformer_behind_a_fresh_stem_trains_the_stem_under_option1() {
+    let _serial = serial();
+    let target = dataset(Inputs::Images(images(40, 1)), Inputs::Images(images(10, 2)));
+    let weights = fixture("bert/tiny.safetensors");
+    let source = Source::Network(&weights);
+    let mismatched = |weights: bool, option: u8| Cell {
+        relation: if weights {
+            Relation::Mismatched
+        } else {
+            Relation::None
+        },
+        ..cell(patch_bert_arm(weights), option, 30)
+    };
+    let start = snapshot(&initial_model(&mismatched(true, 1), &target, source).unwrap());
+    let twin = snapshot(&initial_model(&mismatched(false, 1), &target, Source::Scratch).unwrap());
+    // The twin: the same stem and output layer, random layers in between.
+    assert_eq!(part(&twin, "stem.", true), part(&start, "stem.", true));
+    assert_eq!(
+        part(&twin, "bert.fc.", true),
+        part(&start, "bert.fc.", true)
+    );
+    assert_ne!(
+        part(&twin, "bert.encoder.", true),
+        part(&start, "bert.encoder.", true)
+    );
+
+    // Option 1: BERT's layers stay as published; the fresh stem and the output layer train,
+    // through the whole network at every step (no cached features).
+    let mut cache = FeatureCache::default();
+    let frozen = run_cell_cached(
+        &mismatched(true, 1),
+        &target,
+        source,
+        &mut cache,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(frozen.status.as_str(), "ok");
+    assert_eq!(cache.computed, 0);
+    let after = snapshot(&frozen.model);
+    let body = |s: &ParamSnapshot| part(&part(s, "bert.", true), "bert.fc.", false);
+    assert_eq!(body(&after), body(&start));
+    assert_ne!(part(&after, "stem.", true), part(&start, "stem.", true));
+    assert_ne!(
+        part(&after, "bert.fc.", true),
+        part(&start, "bert.fc.", true)
+    );
+
+    // Option 2: the layers tune too.
+    let tuned = run_cell_cached(
+        &mismatched(true, 2),
+        &target,
+        source,
+        &mut cache,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_ne!(
+        part(&snapshot(&tuned.model), "bert.encoder.", true),
+        part(&start, "bert.encoder.", true)
+    );
+}

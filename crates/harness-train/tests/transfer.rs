@@ -649,6 +649,7 @@ fn network_arm(weights: bool) -> harness_spec::NetworkArm {
                 channels: 3,
                 offset: 127.0,
                 scale: 128.0,
+                log_mel: None,
             },
         },
         weights: weights.then(|| "tiny".to_string()),

@@ -13,7 +13,7 @@ use harness_data::DataCache;
 use harness_model::ClassifierConfig;
 use harness_results::ResultStore;
 use harness_spec::{
-    Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, NetworkBody, Plan,
+    Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, NetworkBody, Plan, Relation,
 };
 use harness_train::{
     InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features, measure_train,
@@ -910,7 +910,13 @@ fn bench_networks(
         let experiment = Experiment::load(file)?;
         let plan = harness_spec::expand(&experiment, manifests)?;
         for cell in &plan.cells {
-            let Some(arm) = cell.network.as_ref().filter(|a| a.weights.is_some()) else {
+            // Each network on its own modality: across modalities it is the same network on
+            // another input size, and PyTorch has no reference for a fresh stem.
+            let Some(arm) = cell
+                .network
+                .as_ref()
+                .filter(|a| a.weights.is_some() && cell.relation == Relation::Matched)
+            else {
                 continue;
             };
             let classes = manifests.get(&cell.target).map_or(0, |m| m.classes.len());
@@ -968,6 +974,9 @@ fn bench_networks(
                 model["sample_rate"] = input.sample_rate.into();
                 model["hop"] = input.hop.into();
                 model["seconds"] = harness_train::BENCH_CLIP_SECONDS.into();
+            }
+            NetworkBody::Patches { .. } => {
+                anyhow::bail!("a network behind a fresh stem has no PyTorch reference")
             }
         }
         let mut failure: Option<anyhow::Error> = None;

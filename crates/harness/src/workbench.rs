@@ -7,12 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::{Context, Result};
 use harness_data::{
     DataCache, Dataset, FetchEvent, Inputs, PAD_ID, TextNormalisation, Tokenizer, TokenizerSpec,
-    adapt_images, adapt_texts, ensure_tokenizer, load_tokenizer, prepare, prepare_waveforms,
-    tokenise_texts,
+    adapt_images, adapt_log_mel_images, adapt_texts, ensure_tokenizer, load_tokenizer, prepare,
+    prepare_waveforms, tokenise_texts,
 };
 use harness_results::{ResultRow, ResultStore};
 use harness_spec::{
-    Cell, ManifestSet, NetworkArm, NetworkBody, NetworkManifest, Plan, PretrainJob, TokenizerPlan,
+    Cell, InputAdapter, ManifestSet, NetworkArm, NetworkBody, NetworkManifest, Plan, PretrainJob,
+    TokenizerPlan,
 };
 use harness_train::{
     CachedCheckpoint, CellOutcome, FeatureCache, PretrainOutcome, Source, TrainEvent,
@@ -205,6 +206,21 @@ impl<'a> Workbench<'a> {
             return Ok(());
         }
         let adapted = match &arm.body {
+            NetworkBody::Image {
+                input:
+                    InputAdapter {
+                        side,
+                        log_mel: Some(log_mel),
+                        ..
+                    },
+                ..
+            } => {
+                self.display.line(format!(
+                    "dataset {}: log-mel spectrograms as {side}×{side} grey images for {} ({} dB below each clip's maximum onto 0–255, high bands at the top)",
+                    cell.target, arm.architecture, log_mel.top_db
+                ));
+                adapt_log_mel_images(&self.raw[&cell.target], *side, log_mel.top_db)?
+            }
             NetworkBody::Image { input, .. } => {
                 self.display.line(format!(
                     "dataset {}: images resized to {side}×{side} for {} (grey copied to {} channels, scaled (x − {}) / {})",
@@ -250,6 +266,18 @@ impl<'a> Workbench<'a> {
                     cell.target, input.sample_rate, arm.architecture, input.window, input.hop
                 ));
                 adapted
+            }
+            // A fresh stem reads the target exactly as the harness's own Transformer does.
+            NetworkBody::Patches { stem, .. } => {
+                self.display.line(format!(
+                    "dataset {}: {} patches of {}×{} through a fresh stem into the layers of {}",
+                    cell.target,
+                    stem.tokens(),
+                    stem.patch_rows,
+                    stem.patch_cols,
+                    arm.architecture
+                ));
+                self.raw[&cell.target].clone()
             }
         };
         self.adapted.insert(key, adapted);
