@@ -457,6 +457,13 @@ pub struct NetworksSpec {
     /// every arm of one seed sees the same subset.
     #[serde(default)]
     pub finetune: FinetuneOverride,
+    /// `[networks.frozen_features]`: the budget of the networks' Option 1 cells that train only
+    /// the output layer on cached frozen features (seconds each, where a cell that trains
+    /// through the network costs minutes), where it differs from `[networks.finetune]`'s.
+    /// Cells behind a fresh stem train through the network under Option 1 too and keep
+    /// `[networks.finetune]`.
+    #[serde(default, skip_serializing_if = "FinetuneOverride::is_empty")]
+    pub frozen_features: FinetuneOverride,
 }
 
 /// Fine-tuning settings that replace those of `[finetune]` for some cells.
@@ -473,6 +480,11 @@ pub struct FinetuneOverride {
 }
 
 impl FinetuneOverride {
+    /// Whether it replaces nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == FinetuneOverride::default()
+    }
+
     /// `base` with these settings in place of its own.
     pub fn apply(&self, base: &FinetuneSpec) -> FinetuneSpec {
         FinetuneSpec {

@@ -971,7 +971,15 @@ fn cell(
         seed,
         model: experiment.model.clone(),
         finetune: match &arm.network {
-            Some(_) => experiment.networks.finetune.apply(&experiment.finetune),
+            Some(network) => {
+                let networks = &experiment.networks;
+                let budget = networks.finetune.apply(&experiment.finetune);
+                if option == 1 && !network.has_fresh_stem() {
+                    networks.frozen_features.apply(&budget)
+                } else {
+                    budget
+                }
+            }
             None => experiment.finetune.clone(),
         },
         tokenizer,
@@ -1159,7 +1167,21 @@ seeds = [0, 1, 2]
                 c.source == "tiny-net"
             );
             assert_eq!(c.finetune.epochs, if arm.is_some() { 3 } else { 30 });
+            assert_eq!(c.finetune.min_steps, 200);
             assert!(c.pretrain_key.is_none() || arm.is_none());
+        }
+        // Option 1 on cached features can have its own budget; nothing else changes.
+        let frozen = expand(
+            &experiment(&format!(
+                "{text}\n[networks.frozen_features]\nmin_steps = 500\n"
+            )),
+            &with_network(),
+        )
+        .unwrap();
+        for (a, b) in plan.cells.iter().zip(&frozen.cells) {
+            let own = b.network.is_some() && b.option == 1;
+            assert_eq!(b.finetune.min_steps, if own { 500 } else { 200 });
+            assert_eq!(a.fingerprint == b.fingerprint, !own);
         }
         // The Transformer's cells keep the fingerprints they have without the network.
         let without = expand(&experiment(MATRIX), &set()).unwrap();
