@@ -124,6 +124,17 @@ fn class_quotas(n: usize, classes: usize, seed: u64) -> Vec<usize> {
     quotas
 }
 
+/// The largest `n_train` whose stratified subset every seed can draw from a pool with these
+/// labels: each class is asked for up to `ceil(n / classes)` examples, so the smallest class
+/// bounds `n` at `classes × its size`.
+pub fn largest_stratified_n(labels: &[u16], classes: usize) -> usize {
+    let mut counts = vec![0usize; classes];
+    for &label in labels {
+        counts[label as usize] += 1;
+    }
+    counts.iter().min().copied().unwrap_or(0) * classes
+}
+
 /// A stratified training subset of the pool, as the pool's example indices grouped by class.
 /// For one seed, the subset of size `n` contains the subset of every smaller size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +208,34 @@ pub fn training_subset(
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn the_largest_stratified_size_is_drawable_by_every_seed_and_one_more_is_not() {
+        // Classes of 9, 4 and 7 examples: the class of 4 bounds n at 12.
+        let labels: Vec<u16> = [0u16; 9]
+            .iter()
+            .chain(&[1; 4])
+            .chain(&[2; 7])
+            .copied()
+            .collect();
+        let pool: Vec<usize> = (0..labels.len()).collect();
+        assert_eq!(largest_stratified_n(&labels, 3), 12);
+        for seed in 0..20 {
+            training_subset(&pool, &labels, 3, 12, seed, 0.2).unwrap();
+        }
+        let refused = (0..20)
+            .filter(|&seed| training_subset(&pool, &labels, 3, 13, seed, 0.2).is_err())
+            .count();
+        assert!(
+            refused > 0,
+            "n = 13 needs 5 from the class of 4 for some seed"
+        );
+        assert_eq!(
+            largest_stratified_n(&[0, 0, 2], 3),
+            0,
+            "a class without examples"
+        );
+    }
 
     fn labels(per_class: usize, classes: usize) -> Vec<u16> {
         (0..per_class * classes)

@@ -395,6 +395,10 @@ pub struct MatrixSpec {
     /// (e.g. when a network has no adapter to one of the targets).
     #[serde(default)]
     pub sources_by_target: std::collections::BTreeMap<String, Vec<Spanned<String>>>,
+    /// `[matrix.n_train_by_target]`: a target's own training-set sizes, in place of `n_train`
+    /// (e.g. when its smallest class cannot fill a larger stratified subset).
+    #[serde(default)]
+    pub n_train_by_target: std::collections::BTreeMap<String, Vec<Spanned<usize>>>,
 }
 
 impl MatrixSpec {
@@ -403,6 +407,20 @@ impl MatrixSpec {
         self.sources_by_target
             .get(target)
             .map_or(&self.sources[..], |s| &s[..])
+    }
+
+    /// The training-set sizes of `target`.
+    pub fn n_train_of(&self, target: &str) -> &[Spanned<usize>] {
+        self.n_train_by_target
+            .get(target)
+            .map_or(&self.n_train[..], |n| &n[..])
+    }
+
+    /// Every training-set size named anywhere in the matrix.
+    pub fn all_n_train(&self) -> impl Iterator<Item = &Spanned<usize>> {
+        self.n_train
+            .iter()
+            .chain(self.n_train_by_target.values().flatten())
     }
 
     /// Every source named anywhere in the matrix.
@@ -631,7 +649,7 @@ impl Experiment {
             }
             None => 0.0,
         };
-        let sizes: Vec<usize> = self.matrix.n_train.iter().map(|n| *n.get_ref()).collect();
+        let sizes: Vec<usize> = self.matrix.all_n_train().map(|n| *n.get_ref()).collect();
         let n_train = match &h.n_train {
             None => SizeScope::All,
             Some(scope) => {
@@ -789,6 +807,33 @@ impl Experiment {
                         format!(
                             "`matrix.sources_by_target.{target}` lists {:?} twice",
                             source.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (target, sizes) in &m.n_train_by_target {
+            let near = || format!("matrix.n_train_by_target.{target}");
+            if !m.targets.iter().any(|t| t.get_ref() == target) {
+                return Err(self.error_near(
+                    &near(),
+                    format!("`matrix.n_train_by_target` names {target:?}, which is not in `matrix.targets`"),
+                ));
+            }
+            if sizes.is_empty() {
+                return Err(self.error_near(
+                    &near(),
+                    format!("`matrix.n_train_by_target.{target}` must not be empty"),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for n in sizes {
+                if !seen.insert(n.get_ref()) {
+                    return Err(self.error_at(
+                        n.span(),
+                        format!(
+                            "`matrix.n_train_by_target.{target}` lists {} twice",
+                            n.get_ref()
                         ),
                     ));
                 }

@@ -427,7 +427,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
         check_model_fits(experiment, target, target_id.span())?;
         let pool = target.train_pool_size();
         let classes = target.classes.len();
-        for n in &m.n_train {
+        for n in m.n_train_of(target_id.get_ref()) {
             let n_value = *n.get_ref();
             if n_value > pool {
                 return Err(experiment
@@ -520,7 +520,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
             .collect();
         check_hypotheses_pair_within_architectures(experiment, &target.id, &arms)?;
 
-        for n in &m.n_train {
+        for n in m.n_train_of(target_id.get_ref()) {
             for &seed in &m.seeds {
                 for (source, relation, pretrain_key, network) in &sources {
                     for option in &m.options {
@@ -1389,6 +1389,36 @@ seeds = [0, 1, 2]
         .unwrap_err();
         assert!(err.message.contains("not in `matrix.targets`"), "{err}");
         assert_eq!(err.location.unwrap().line, 9, "{err}");
+
+        // And its own training-set sizes, checked against its pool like `n_train`.
+        let sized = |sizes: &str| {
+            format!(
+                "[matrix]\ntargets = [\"mnist\", \"20newsgroups-2k\"]\nsources = [\"scratch\"]\nn_train = [50, 500]\noptions = [1]\nseeds = [0]\n\n[matrix.n_train_by_target]\n20newsgroups-2k = {sizes}\n\n[model]\npatch = 7\n"
+            )
+        };
+        let plan = expand(&experiment(&sized("[50, 100, 390]")), &manifests).unwrap();
+        let sizes = |target: &str| {
+            plan.cells
+                .iter()
+                .filter(|c| c.target == target)
+                .map(|c| c.n_train)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes("mnist"), vec![50, 500]);
+        assert_eq!(sizes("20newsgroups-2k"), vec![50, 100, 390]);
+        let too_many = expand(&experiment(&sized("[50, 100000]")), &manifests).unwrap_err();
+        assert!(
+            too_many.message.contains("larger than the training pool"),
+            "{too_many}"
+        );
+        assert_eq!(too_many.location.unwrap().line, 9, "{too_many}");
+        for (sizes, words) in [("[]", "must not be empty"), ("[50, 50]", "lists 50 twice")] {
+            let err = Experiment::parse(Path::new("e.toml"), &sized(sizes)).unwrap_err();
+            assert!(err.message.contains(words), "{err}");
+            assert_eq!(err.location.unwrap().line, 9, "{err}");
+        }
     }
 
     #[test]

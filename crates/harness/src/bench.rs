@@ -1091,12 +1091,12 @@ fn bench_cells(
             .get_ref();
         let seed = *m.seeds.first().context("an experiment without seeds")?;
         let sizes = [
-            m.n_train
+            m.n_train_of(target)
                 .iter()
                 .map(|n| *n.get_ref())
                 .min()
                 .context("no n_train")?,
-            m.n_train
+            m.n_train_of(target)
                 .iter()
                 .map(|n| *n.get_ref())
                 .max()

@@ -365,6 +365,7 @@ pub fn run(
 
     // Every dataset and tokenizer is checked before anything trains.
     bench.prepare(&pending, &keys)?;
+    check_training_sizes(&loaded, &todo, &bench)?;
 
     if parallelism.jobs == 1 || pending.is_empty() {
         run_here(
@@ -413,6 +414,39 @@ pub fn run(
             "{} cells failed; their rows say why (status = failed), and the next run retries them",
             ran.failures
         );
+    }
+    Ok(())
+}
+
+/// Refuses, before anything trains, an `n_train` larger than a target's pool can give every
+/// class its stratified share of, naming the experiment file's `n_train` line.
+fn check_training_sizes(loaded: &[Loaded], todo: &Todo, bench: &Workbench) -> Result<()> {
+    for (index, cells) in todo {
+        let experiment = &loaded[*index].experiment;
+        let mut largest: BTreeMap<&str, usize> = BTreeMap::new();
+        for cell in cells {
+            let n = largest.entry(cell.target.as_str()).or_default();
+            *n = (*n).max(cell.n_train);
+        }
+        for (target, n) in largest {
+            let (limit, class, size) = bench.largest_n_train(target);
+            if n > limit {
+                anyhow::bail!(
+                    harness_spec::SpecError::near(
+                        &experiment.path,
+                        &experiment.text,
+                        "matrix.n_train",
+                        format!(
+                            "n_train = {n} is more than `{target}` can give: a stratified subset \
+                             asks each class for up to ceil(n_train / classes) examples, and its \
+                             smallest class ({class}) has {size} in the training pool, so \
+                             n_train can be at most {limit}"
+                        ),
+                    )
+                    .with_help("use smaller sizes for this target")
+                );
+            }
+        }
     }
     Ok(())
 }

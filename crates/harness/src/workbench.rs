@@ -146,6 +146,23 @@ impl<'a> Workbench<'a> {
         dataset_in(&self.raw, &self.encoded, id, tokenizer)
     }
 
+    /// The largest `n_train` a stratified subset of dataset `id`'s pool can have (prepared
+    /// before), with its smallest class's name and size.
+    pub fn largest_n_train(&self, id: &str) -> (usize, String, usize) {
+        let dataset = &self.raw[id];
+        let labels = dataset.train.labels();
+        let classes = dataset.classes.len();
+        let smallest = (0..classes)
+            .min_by_key(|&c| labels.iter().filter(|&&l| l as usize == c).count())
+            .unwrap_or(0);
+        let size = labels.iter().filter(|&&l| l as usize == smallest).count();
+        (
+            harness_data::largest_stratified_n(labels, classes),
+            dataset.classes.get(smallest).cloned().unwrap_or_default(),
+            size,
+        )
+    }
+
     /// Drops the datasets and features held so far (they are loaded again when needed).
     pub fn release_data(&mut self) {
         self.raw.clear();
