@@ -590,6 +590,44 @@ impl Experiment {
         SpecError::at(&self.path, &self.text, span, message)
     }
 
+    /// Checks a `[matrix.*_by_target]` table: each key is one of `matrix.targets`, and its
+    /// list is not empty and names nothing twice (`show` writes a value in the error).
+    fn check_per_target<T: Ord>(
+        &self,
+        table: &str,
+        lists: &std::collections::BTreeMap<String, Vec<Spanned<T>>>,
+        show: impl Fn(&T) -> String,
+    ) -> Result<(), SpecError> {
+        for (target, values) in lists {
+            let near = format!("matrix.{table}.{target}");
+            if !self.matrix.targets.iter().any(|t| t.get_ref() == target) {
+                return Err(self.error_near(
+                    &near,
+                    format!("`matrix.{table}` names {target:?}, which is not in `matrix.targets`"),
+                ));
+            }
+            if values.is_empty() {
+                return Err(self.error_near(
+                    &near,
+                    format!("`matrix.{table}.{target}` must not be empty"),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for value in values {
+                if !seen.insert(value.get_ref()) {
+                    return Err(self.error_at(
+                        value.span(),
+                        format!(
+                            "`matrix.{table}.{target}` lists {} twice",
+                            show(value.get_ref())
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// An error pointing at the first line that mentions `key`, or at the file.
     pub fn error_near(&self, key: &str, message: impl Into<String>) -> SpecError {
         SpecError::near(&self.path, &self.text, key, message)
@@ -785,60 +823,10 @@ impl Experiment {
                 ));
             }
         }
-        for (target, sources) in &m.sources_by_target {
-            let near = || format!("matrix.sources_by_target.{target}");
-            if !m.targets.iter().any(|t| t.get_ref() == target) {
-                return Err(self.error_near(
-                    &near(),
-                    format!("`matrix.sources_by_target` names {target:?}, which is not in `matrix.targets`"),
-                ));
-            }
-            if sources.is_empty() {
-                return Err(self.error_near(
-                    &near(),
-                    format!("`matrix.sources_by_target.{target}` must not be empty"),
-                ));
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            for source in sources {
-                if !seen.insert(source.get_ref()) {
-                    return Err(self.error_at(
-                        source.span(),
-                        format!(
-                            "`matrix.sources_by_target.{target}` lists {:?} twice",
-                            source.get_ref()
-                        ),
-                    ));
-                }
-            }
-        }
-        for (target, sizes) in &m.n_train_by_target {
-            let near = || format!("matrix.n_train_by_target.{target}");
-            if !m.targets.iter().any(|t| t.get_ref() == target) {
-                return Err(self.error_near(
-                    &near(),
-                    format!("`matrix.n_train_by_target` names {target:?}, which is not in `matrix.targets`"),
-                ));
-            }
-            if sizes.is_empty() {
-                return Err(self.error_near(
-                    &near(),
-                    format!("`matrix.n_train_by_target.{target}` must not be empty"),
-                ));
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            for n in sizes {
-                if !seen.insert(n.get_ref()) {
-                    return Err(self.error_at(
-                        n.span(),
-                        format!(
-                            "`matrix.n_train_by_target.{target}` lists {} twice",
-                            n.get_ref()
-                        ),
-                    ));
-                }
-            }
-        }
+        self.check_per_target("sources_by_target", &m.sources_by_target, |s| {
+            format!("{s:?}")
+        })?;
+        self.check_per_target("n_train_by_target", &m.n_train_by_target, |n| n.to_string())?;
         for option in &m.options {
             if !matches!(option.get_ref(), 1 | 2) {
                 return Err(self.error_at(option.span(), format!(
