@@ -56,8 +56,8 @@ pub use render::{
 };
 pub use soundfont::{NoteRenderer, gm_family};
 pub use split::{
-    Rng, Subset, by_class, largest_stratified_n, proportional_subset, stratified_test_split,
-    training_subset,
+    Rng, StratifiedLimit, Subset, by_class, largest_stratified_n, proportional_subset,
+    stratified_test_split, training_subset,
 };
 pub use text::{
     Labelled, Stanza, debian_descriptions, debian_descriptions_csv, parse_csv, parse_deb822,

@@ -124,15 +124,31 @@ fn class_quotas(n: usize, classes: usize, seed: u64) -> Vec<usize> {
     quotas
 }
 
-/// The largest `n_train` whose stratified subset every seed can draw from a pool with these
-/// labels: each class is asked for up to `ceil(n / classes)` examples, so the smallest class
-/// bounds `n` at `classes × its size`.
-pub fn largest_stratified_n(labels: &[u16], classes: usize) -> usize {
-    let mut counts = vec![0usize; classes];
-    for &label in labels {
-        counts[label as usize] += 1;
+/// How large a stratified subset a pool allows: each class is asked for up to
+/// `ceil(n / classes)` examples, so the smallest class bounds `n` at `classes × its size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StratifiedLimit {
+    /// The largest `n_train` whose stratified subset every seed can draw.
+    pub n_train: usize,
+    /// The class that bounds it, and its number of examples.
+    pub smallest_class: usize,
+    pub smallest_size: usize,
+}
+
+/// The [`StratifiedLimit`] of a pool with these labels.
+pub fn largest_stratified_n(labels: &[u16], classes: usize) -> StratifiedLimit {
+    let sizes: Vec<usize> = by_class(labels, classes).iter().map(Vec::len).collect();
+    let (smallest_class, smallest_size) = sizes
+        .iter()
+        .copied()
+        .enumerate()
+        .min_by_key(|&(_, size)| size)
+        .unwrap_or((0, 0));
+    StratifiedLimit {
+        n_train: smallest_size * classes,
+        smallest_class,
+        smallest_size,
     }
-    counts.iter().min().copied().unwrap_or(0) * classes
 }
 
 /// A stratified training subset of the pool, as the pool's example indices grouped by class.
@@ -219,7 +235,7 @@ mod tests {
             .copied()
             .collect();
         let pool: Vec<usize> = (0..labels.len()).collect();
-        assert_eq!(largest_stratified_n(&labels, 3), 12);
+        assert_eq!(largest_stratified_n(&labels, 3).n_train, 12);
         for seed in 0..20 {
             training_subset(&pool, &labels, 3, 12, seed, 0.2).unwrap();
         }
@@ -231,7 +247,7 @@ mod tests {
             "n = 13 needs 5 from the class of 4 for some seed"
         );
         assert_eq!(
-            largest_stratified_n(&[0, 0, 2], 3),
+            largest_stratified_n(&[0, 0, 2], 3).n_train,
             0,
             "a class without examples"
         );

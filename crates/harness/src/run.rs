@@ -429,18 +429,25 @@ fn check_training_sizes(loaded: &[Loaded], todo: &Todo, bench: &Workbench) -> Re
             *n = (*n).max(cell.n_train);
         }
         for (target, n) in largest {
-            let (limit, class, size) = bench.largest_n_train(target);
-            if n > limit {
+            let (limit, class) = bench.stratified_limit(target);
+            if n > limit.n_train {
+                // The line that gave this target its sizes.
+                let line = if experiment.matrix.n_train_by_target.contains_key(target) {
+                    format!("matrix.n_train_by_target.{target}")
+                } else {
+                    "matrix.n_train".to_string()
+                };
                 anyhow::bail!(
                     harness_spec::SpecError::near(
                         &experiment.path,
                         &experiment.text,
-                        "matrix.n_train",
+                        &line,
                         format!(
                             "n_train = {n} is more than `{target}` can give: a stratified subset \
                              asks each class for up to ceil(n_train / classes) examples, and its \
-                             smallest class ({class}) has {size} in the training pool, so \
-                             n_train can be at most {limit}"
+                             smallest class ({class}) has {} in the training pool, so \
+                             n_train can be at most {}",
+                            limit.smallest_size, limit.n_train
                         ),
                     )
                     .with_help("use smaller sizes for this target")

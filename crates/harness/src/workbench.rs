@@ -146,21 +146,17 @@ impl<'a> Workbench<'a> {
         dataset_in(&self.raw, &self.encoded, id, tokenizer)
     }
 
-    /// The largest `n_train` a stratified subset of dataset `id`'s pool can have (prepared
-    /// before), with its smallest class's name and size.
-    pub fn largest_n_train(&self, id: &str) -> (usize, String, usize) {
+    /// How large a stratified subset of dataset `id`'s pool can be (prepared before), with the
+    /// name of the class that bounds it.
+    pub fn stratified_limit(&self, id: &str) -> (harness_data::StratifiedLimit, &str) {
         let dataset = &self.raw[id];
-        let labels = dataset.train.labels();
-        let classes = dataset.classes.len();
-        let smallest = (0..classes)
-            .min_by_key(|&c| labels.iter().filter(|&&l| l as usize == c).count())
-            .unwrap_or(0);
-        let size = labels.iter().filter(|&&l| l as usize == smallest).count();
-        (
-            harness_data::largest_stratified_n(labels, classes),
-            dataset.classes.get(smallest).cloned().unwrap_or_default(),
-            size,
-        )
+        let limit =
+            harness_data::largest_stratified_n(dataset.train.labels(), dataset.classes.len());
+        let class = dataset
+            .classes
+            .get(limit.smallest_class)
+            .map_or("", String::as_str);
+        (limit, class)
     }
 
     /// Drops the datasets and features held so far (they are loaded again when needed).
