@@ -25,12 +25,12 @@ mod store;
 mod verdict;
 
 pub use plot::{GainCell, accuracy_figure, gain_figure};
-pub use report::{ReportContext, mixed_provenance, write_report};
+pub use report::{CONTEXT_FILE, ReportContext, mixed_provenance, rewrite_report, write_report};
 pub use row::{COLUMN_DOCS, COLUMNS, FromColumn, ResultRow, scratch_arm, with_arm_names};
 pub use stats::{
     ArmSummary, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, EXACT_BOOTSTRAP_MAX, MeanCi, PairedDifference,
     bootstrap_mean_ci, holm, paired, quantile_sorted, summarise, t_cdf, t_quantile_975,
     t_test_greater, t_test_less, tost,
 };
-pub use store::{Problem, QUARANTINE, ResultStore, Scan, StoreLock, write_parquet};
+pub use store::{Problem, QUARANTINE, ResultStore, Scan, StoreLock, read_parquet, write_parquet};
 pub use verdict::{ALPHA, HypothesisTest, Verdict, test_hypotheses};

@@ -7,16 +7,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use harness_spec::{Arm, Expect, Hypothesis};
+use harness_spec::{Arm, Expect, Experiment, Hypothesis};
+use serde::{Deserialize, Serialize};
 
 use crate::plot::{GainCell, accuracy_figure, gain_figure};
 use crate::row::{ResultRow, scratch_arm, with_arm_names};
 use crate::stats::{ArmSummary, MeanCi, PairedDifference, paired, summarise};
-use crate::store::write_parquet;
+use crate::store::{read_parquet, write_parquet};
 use crate::verdict::{ALPHA, HypothesisTest, Verdict, test_hypotheses};
 
+/// The file of a report folder that holds its [`ReportContext`], so that the report can be
+/// written again from its rows alone (see [`rewrite_report`]).
+pub const CONTEXT_FILE: &str = "context.json";
+
 /// Everything a report states besides the rows themselves.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReportContext {
     pub experiment: String,
     pub description: String,
@@ -30,8 +35,36 @@ pub struct ReportContext {
     /// (name, version) of the harness and its main dependencies.
     pub versions: Vec<(String, String)>,
     pub generated_at: String,
-    /// The hypotheses declared in the experiment file, tested in the report.
+    /// The hypotheses declared in the experiment file, tested in the report. Not stored in
+    /// [`CONTEXT_FILE`]: they are parsed again from `experiment_text`.
+    #[serde(skip)]
     pub hypotheses: Vec<Hypothesis>,
+}
+
+impl ReportContext {
+    /// The context stored in `report_dir`'s [`CONTEXT_FILE`], with its hypotheses parsed again
+    /// from the experiment text it quotes.
+    pub fn read(report_dir: &Path) -> Result<ReportContext> {
+        let path = report_dir.join(CONTEXT_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut ctx: ReportContext =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let experiment =
+            Experiment::parse(Path::new(&ctx.experiment_file), &ctx.experiment_text)
+                .with_context(|| format!("the experiment text quoted in {}", path.display()))?;
+        ctx.hypotheses = experiment.hypotheses;
+        Ok(ctx)
+    }
+}
+
+/// Writes the report of `report_dir` again into `out_dir` (which may be the same folder) from
+/// the rows of its `results.parquet` and its [`CONTEXT_FILE`]: what a change to the report's
+/// text or figures is checked against, without running anything.
+pub fn rewrite_report(report_dir: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let ctx = ReportContext::read(report_dir)?;
+    let rows = read_parquet(&report_dir.join("results.parquet"))?;
+    write_report(&rows, &ctx, out_dir)
 }
 
 fn pct(v: f64) -> String {
@@ -91,6 +124,10 @@ pub fn write_report(
     let parquet = out_dir.join("results.parquet");
     write_parquet(rows, &parquet)?;
     written.push(parquet);
+    let context = out_dir.join(CONTEXT_FILE);
+    std::fs::write(&context, serde_json::to_string_pretty(ctx)? + "\n")
+        .with_context(|| format!("writing {}", context.display()))?;
+    written.push(context);
 
     let rows = &with_arm_names(rows);
     let arms = summarise(rows);

@@ -284,6 +284,15 @@ impl ResultStore {
     }
 }
 
+/// The rows of one Parquet file written by [`write_parquet`].
+pub fn read_parquet(path: &Path) -> Result<Vec<ResultRow>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let frame = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    Ok(ResultRow::from_frame(&frame)?)
+}
+
 /// Writes `rows` as one Parquet file (for reports).
 pub fn write_parquet(rows: &[ResultRow], path: &Path) -> Result<()> {
     let mut frame = ResultRow::to_frame(rows)?;
