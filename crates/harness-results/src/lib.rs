@@ -11,17 +11,19 @@
 //! use harness_results::{ResultStore, summarise};
 //! let store = ResultStore::open(std::path::Path::new("results"), "image");
 //! let rows = store.rows()?;
-//! for arm in summarise(&rows) {
+//! for arm in summarise(&rows)? {
 //!     println!("{} option {} n={}: {:.3}", arm.source, arm.option, arm.n_train, arm.accuracy.mean);
 //! }
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+mod analysis;
 mod plot;
 mod report;
 mod row;
 mod stats;
 mod store;
+mod table;
 mod verdict;
 
 pub use plot::{GainCell, accuracy_figure, gain_figure};
@@ -29,8 +31,8 @@ pub use report::{CONTEXT_FILE, ReportContext, mixed_provenance, rewrite_report, 
 pub use row::{COLUMN_DOCS, COLUMNS, FromColumn, ResultRow, scratch_arm, with_arm_names};
 pub use stats::{
     ArmSummary, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, EXACT_BOOTSTRAP_MAX, MeanCi, PairedDifference,
-    bootstrap_mean_ci, holm, paired, quantile_sorted, summarise, t_cdf, t_quantile_975,
-    t_test_greater, t_test_less, tost,
+    bootstrap_mean_ci, holm, quantile_sorted, summarise, t_cdf, t_quantile_975, t_test_greater,
+    t_test_less, tost,
 };
 pub use store::{Problem, QUARANTINE, ResultStore, Scan, StoreLock, read_parquet, write_parquet};
 pub use verdict::{ALPHA, HypothesisTest, Verdict, test_hypotheses};

@@ -10,11 +10,17 @@ use anyhow::{Context, Result};
 use harness_spec::{Arm, Expect, Experiment, Hypothesis};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{
+    ScratchComparison, against_scratch, arm_frame, arm_summaries, gain_pivot, int_column,
+    optional_strs, options_compared, text_column, validation_spread,
+};
 use crate::plot::{GainCell, accuracy_figure, gain_figure};
-use crate::row::{ResultRow, scratch_arm, with_arm_names};
-use crate::stats::{ArmSummary, MeanCi, PairedDifference, paired, summarise};
+use crate::row::{ResultRow, with_arm_names};
+use crate::stats::{ArmSummary, MeanCi, PairedDifference};
 use crate::store::{read_parquet, write_parquet};
+use crate::table::{Align, Table};
 use crate::verdict::{ALPHA, HypothesisTest, Verdict, test_hypotheses};
+use polars::prelude::{DataFrame, PolarsResult};
 
 /// The file of a report folder that holds its [`ReportContext`], so that the report can be
 /// written again from its rows alone (see [`rewrite_report`]).
@@ -129,19 +135,28 @@ pub fn write_report(
         .with_context(|| format!("writing {}", context.display()))?;
     written.push(context);
 
+    let frame = arm_frame(rows)?;
     let rows = &with_arm_names(rows);
-    let arms = summarise(rows);
+    let comparisons = against_scratch(&frame)?;
+    let analysed = Analysed {
+        arms: arm_summaries(&frame)?,
+        gain_table: gain_table(&comparisons)?,
+        validation_notes: validation_notes(&frame)?,
+        against_scratch: comparisons,
+        options: options_compared(&frame)?,
+        tests: test_hypotheses(rows, &ctx.hypotheses),
+    };
     let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
     let mut figures = Vec::new();
     for target in &targets {
         let name = format!("accuracy-{target}.svg");
         let path = out_dir.join(&name);
-        std::fs::write(&path, accuracy_figure(target, &arms))?;
+        std::fs::write(&path, accuracy_figure(target, &analysed.arms))?;
         written.push(path);
         figures.push((target.clone(), name));
     }
 
-    let gains = gains_over_scratch(rows);
+    let gains = gains_over_scratch(&analysed.against_scratch);
     let gain_file = (!gains.is_empty()).then(|| "gain-over-scratch.svg".to_string());
     if let Some(name) = &gain_file {
         let path = out_dir.join(name);
@@ -149,60 +164,71 @@ pub fn write_report(
         written.push(path);
     }
 
-    let tests = test_hypotheses(rows, &ctx.hypotheses);
-    let md = render_markdown(rows, &arms, ctx, &figures, &tests, gain_file.as_deref());
+    let md = render_markdown(rows, &analysed, ctx, &figures, gain_file.as_deref());
     let path = out_dir.join("report.md");
     std::fs::write(&path, md)?;
     written.push(path);
     Ok(written)
 }
 
-/// Each pre-trained source against the scratch arm of its own architecture at each option:
-/// (source, option, difference).
-fn differences_against_scratch(rows: &[ResultRow]) -> Vec<(String, i64, PairedDifference)> {
-    let sources: BTreeSet<(&str, String)> = rows
-        .iter()
-        .filter(|r| r.relation != "none")
-        .map(|r| (r.source.as_str(), scratch_arm(r.architecture())))
-        .collect();
-    let options: BTreeSet<i64> = rows.iter().map(|r| r.option).collect();
-    let mut out = Vec::new();
-    for (source, scratch) in &sources {
-        for &option in &options {
-            out.extend(
-                paired(rows, (source, option), (scratch, option))
-                    .into_iter()
-                    .map(|d| (source.to_string(), option, d)),
-            );
-        }
-    }
-    out
+/// The numbers of a report, computed once from its rows.
+struct Analysed {
+    arms: Vec<ArmSummary>,
+    gain_table: Table,
+    validation_notes: Vec<String>,
+    against_scratch: Vec<ScratchComparison>,
+    options: Vec<(String, PairedDifference)>,
+    tests: Vec<HypothesisTest>,
 }
 
-fn options_compared(rows: &[ResultRow]) -> Vec<PairedDifference> {
-    let sources: BTreeSet<&str> = rows.iter().map(|r| r.source.as_str()).collect();
-    sources
+/// The gains over scratch as a table: a line per target, pre-trained arm and option, a column
+/// per n_train (a Polars pivot); bold where the 95% interval excludes 0.
+fn gain_table(comparisons: &[ScratchComparison]) -> Result<Table> {
+    let (wide, sizes) = gain_pivot(comparisons, |m| {
+        let gain = signed_pts(m.mean);
+        if m.low > 0.0 || m.high < 0.0 {
+            format!("**{gain}**")
+        } else {
+            gain
+        }
+    })?;
+    let mut columns = vec![
+        ("target".to_string(), Align::Left),
+        ("pre-trained arm".to_string(), Align::Left),
+        ("option".to_string(), Align::Right),
+    ];
+    columns.extend(sizes.iter().map(|n| (format!("n = {n}"), Align::Right)));
+    let mut table = Table::new(&columns);
+    let (target, source) = (text_column(&wide, "target")?, text_column(&wide, "source")?);
+    let option = int_column(&wide, "option")?;
+    let cells = sizes
         .iter()
-        .flat_map(|s| paired(rows, (s, 1), (s, 2)))
-        .collect()
+        .map(|n| optional_strs(&wide, &n.to_string()))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    for i in 0..wide.height() {
+        let mut row = vec![target[i].clone(), source[i].clone(), option[i].to_string()];
+        row.extend(
+            cells
+                .iter()
+                .map(|c| c[i].clone().unwrap_or_else(|| "–".into())),
+        );
+        table.row(row);
+    }
+    Ok(table)
 }
 
 /// Every pre-trained arm against scratch at the same option and n_train: mean paired
 /// difference over seeds, for the heat map.
-fn gains_over_scratch(rows: &[ResultRow]) -> Vec<GainCell> {
-    differences_against_scratch(rows)
-        .into_iter()
-        .map(|(source, option, d)| {
-            let relation = rows
-                .iter()
-                .find(|r| r.target == d.target && r.source == source)
-                .map(|r| r.relation.clone())
-                .unwrap_or_default();
+fn gains_over_scratch(comparisons: &[ScratchComparison]) -> Vec<GainCell> {
+    comparisons
+        .iter()
+        .map(|c| {
+            let d = &c.difference;
             GainCell {
-                target: d.target,
-                source,
-                relation,
-                option,
+                target: d.target.clone(),
+                source: c.source.clone(),
+                relation: c.relation.clone(),
+                option: c.option,
                 n_train: d.n_train,
                 gain: d.difference.mean,
                 significant: d.difference.low > 0.0 || d.difference.high < 0.0,
@@ -268,33 +294,66 @@ fn render_verdicts(md: &mut String, tests: &[HypothesisTest]) {
         crate::stats::BOOTSTRAP_SEED,
         tests.len()
     );
+    verdict_table(tests).write(md);
+    verdict_summaries(md, tests);
+    md.push('\n');
     let _ = writeln!(
         md,
-        "| hypothesis | expects | where | target | seeds | A − B (pts) | 95% bootstrap CI (pts) | p claim (Holm) | p opposite (Holm) | verdict |"
-    );
-    let _ = writeln!(
-        md,
-        "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- |"
+        "<details><summary>The comparisons behind each test</summary>\n"
     );
     for t in tests {
-        let h = &t.hypothesis;
+        let seeds: Vec<String> = t
+            .per_seed
+            .iter()
+            .map(|(s, d)| format!("seed {s}: {}", signed_pts(*d)))
+            .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | [{}, {}] | {} | {} | **{}** |",
-            h.name,
-            expectation(h),
-            where_it_applies(h),
+            "- {} / {}: {} ({} per seed); {}",
+            t.hypothesis.name,
             t.target,
-            t.per_seed.len(),
-            signed_pts(t.mean),
-            signed_pts(t.ci.0),
-            signed_pts(t.ci.1),
-            p_value(t.p_claim_holm),
-            p_value(t.p_opposite_holm),
-            t.verdict.as_str()
+            t.comparisons.join("; "),
+            t.comparisons.len(),
+            seeds.join(", ")
         );
     }
-    md.push('\n');
+    let _ = writeln!(md, "\n</details>\n");
+}
+
+fn verdict_table(tests: &[HypothesisTest]) -> Table {
+    use Align::{Left, Right};
+    let mut table = Table::new(&[
+        ("hypothesis", Left),
+        ("expects", Left),
+        ("where", Left),
+        ("target", Left),
+        ("seeds", Right),
+        ("A − B (pts)", Right),
+        ("95% bootstrap CI (pts)", Left),
+        ("p claim (Holm)", Right),
+        ("p opposite (Holm)", Right),
+        ("verdict", Left),
+    ]);
+    for t in tests {
+        let h = &t.hypothesis;
+        table.row(vec![
+            h.name.clone(),
+            expectation(h),
+            where_it_applies(h),
+            t.target.clone(),
+            t.per_seed.len().to_string(),
+            signed_pts(t.mean),
+            format!("[{}, {}]", signed_pts(t.ci.0), signed_pts(t.ci.1)),
+            p_value(t.p_claim_holm),
+            p_value(t.p_opposite_holm),
+            format!("**{}**", t.verdict.as_str()),
+        ]);
+    }
+    table
+}
+
+/// One line per hypothesis: its claim, and the targets of each verdict it got.
+fn verdict_summaries(md: &mut String, tests: &[HypothesisTest]) {
     let mut names: Vec<&str> = Vec::new();
     for t in tests {
         if !names.contains(&t.hypothesis.name.as_str()) {
@@ -328,47 +387,15 @@ fn render_verdicts(md: &mut String, tests: &[HypothesisTest]) {
         };
         let _ = writeln!(md, "- **{}**: {}. *{}.*", h.name, claim, by.join("; "));
     }
-    md.push('\n');
-    let _ = writeln!(
-        md,
-        "<details><summary>The comparisons behind each test</summary>\n"
-    );
-    for t in tests {
-        let seeds: Vec<String> = t
-            .per_seed
-            .iter()
-            .map(|(s, d)| format!("seed {s}: {}", signed_pts(*d)))
-            .collect();
-        let _ = writeln!(
-            md,
-            "- {} / {}: {} ({} per seed); {}",
-            t.hypothesis.name,
-            t.target,
-            t.comparisons.join("; "),
-            t.comparisons.len(),
-            seeds.join(", ")
-        );
-    }
-    let _ = writeln!(md, "\n</details>\n");
 }
 
 /// One sentence per n_train whose validation split is not the fraction the experiment asks
 /// for (by more than 5 points), with the fraction the rows actually held out.
-pub fn validation_notes(rows: &[ResultRow]) -> Vec<String> {
-    let mut by_n: BTreeMap<(i64, String), (f64, f64, f64)> = BTreeMap::new();
-    for r in rows {
-        let Some(applied) = r.validation_fraction_applied else {
-            continue;
-        };
-        let e = by_n
-            .entry((r.n_train, format!("{}", r.validation_fraction)))
-            .or_insert((r.validation_fraction, f64::INFINITY, f64::NEG_INFINITY));
-        e.1 = e.1.min(applied);
-        e.2 = e.2.max(applied);
-    }
-    by_n.into_iter()
-        .filter(|(_, (asked, lo, hi))| (lo - asked).abs() > 0.05 || (hi - asked).abs() > 0.05)
-        .map(|((n, _), (asked, lo, hi))| {
+fn validation_notes(frame: &DataFrame) -> PolarsResult<Vec<String>> {
+    Ok(validation_spread(frame)?
+        .into_iter()
+        .filter(|&(_, asked, lo, hi)| (lo - asked).abs() > 0.05 || (hi - asked).abs() > 0.05)
+        .map(|(n, asked, lo, hi)| {
             let held = if (hi - lo).abs() < 0.005 {
                 format!("{:.0}%", lo * 100.0)
             } else {
@@ -379,7 +406,7 @@ pub fn validation_notes(rows: &[ResultRow]) -> Vec<String> {
                 asked * 100.0
             )
         })
-        .collect()
+        .collect())
 }
 
 /// The build a row was made by: its commit, and whether the sources had changes.
@@ -434,13 +461,27 @@ pub fn mixed_provenance(rows: &[ResultRow]) -> Vec<String> {
 
 fn render_markdown(
     rows: &[ResultRow],
-    arms: &[ArmSummary],
+    analysed: &Analysed,
     ctx: &ReportContext,
     figures: &[(String, String)],
-    tests: &[HypothesisTest],
     gain_file: Option<&str>,
 ) -> String {
     let mut md = String::new();
+    render_header(&mut md, rows, &analysed.validation_notes, ctx);
+    if !analysed.tests.is_empty() {
+        render_verdicts(&mut md, &analysed.tests);
+    }
+    render_against_scratch(&mut md, analysed, gain_file);
+    render_arms(&mut md, &analysed.arms, figures);
+    render_options(&mut md, &analysed.options);
+    render_pretraining(&mut md, rows);
+    render_failed(&mut md, rows);
+    render_reproduce(&mut md, rows, ctx);
+    md
+}
+
+/// Title, description, what the rows are, the time they took, and notes on them.
+fn render_header(md: &mut String, rows: &[ResultRow], notes: &[String], ctx: &ReportContext) {
     let ok = rows.iter().filter(|r| r.status == "ok").count();
     let seeds: BTreeSet<i64> = rows.iter().map(|r| r.seed).collect();
     let _ = writeln!(md, "# Report: `{}`\n", ctx.experiment);
@@ -465,165 +506,195 @@ fn render_markdown(
     }
     let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let _ = writeln!(md, "Sum of cell times: {}.\n", fmt_duration(cell_seconds));
-    for note in validation_notes(rows) {
+    for note in notes {
         let _ = writeln!(md, "> **Note:** {note}\n");
     }
     for warning in mixed_provenance(rows) {
         let _ = writeln!(md, "> **Warning:** {warning}\n");
     }
+}
 
-    if !tests.is_empty() {
-        render_verdicts(&mut md, tests);
+/// A paired difference as the cells `seeds | difference | [low, high] | reading`.
+fn difference_cells(m: &MeanCi) -> [String; 4] {
+    [
+        m.n.to_string(),
+        signed_pts(m.mean),
+        format!("[{}, {}]", signed_pts(m.low), signed_pts(m.high)),
+        verdict(m).to_string(),
+    ]
+}
+
+fn render_against_scratch(md: &mut String, analysed: &Analysed, gain_file: Option<&str>) {
+    use Align::{Left, Right};
+    let comparisons = &analysed.against_scratch;
+    if comparisons.is_empty() {
+        return;
     }
-
-    let diffs = differences_against_scratch(rows);
-    if !diffs.is_empty() {
-        let _ = writeln!(md, "## Does pre-training help?\n");
-        if let Some(file) = gain_file {
-            let _ = writeln!(
-                md,
-                "![gain over scratch, per target and source, at each n_train and option]({file})\n"
-            );
-        }
+    let _ = writeln!(md, "## Does pre-training help?\n");
+    if let Some(file) = gain_file {
         let _ = writeln!(
             md,
-            "Paired difference in test accuracy, pre-trained minus scratch at the same option, seed and subset \
-            (percentage points, mean and 95% t-interval over seeds):\n"
+            "![gain over scratch, per target and source, at each n_train and option]({file})\n"
         );
-        let _ = writeln!(
-            md,
-            "| target | n_train | pre-trained arm | scratch arm | seeds | difference (pts) | 95% CI (pts) | reading |"
-        );
-        let _ = writeln!(md, "| --- | ---: | --- | --- | ---: | ---: | --- | --- |");
-        for (_, _, d) in &diffs {
-            let m = &d.difference;
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | [{}, {}] | {} |",
-                d.target,
-                d.n_train,
-                d.a,
-                d.b,
-                m.n,
-                signed_pts(m.mean),
-                signed_pts(m.low),
-                signed_pts(m.high),
-                verdict(m)
-            );
-        }
-        md.push('\n');
     }
+    let _ = writeln!(
+        md,
+        "Gain over the scratch arm of the same architecture, in points, at each n_train (mean paired difference over seeds; **bold** where its 95% t-interval excludes 0):\n"
+    );
+    analysed.gain_table.write(md);
+    let _ = writeln!(
+        md,
+        "Paired difference in test accuracy, pre-trained minus scratch at the same option, seed and subset \
+        (percentage points, mean and 95% t-interval over seeds):\n"
+    );
+    let mut table = Table::new(&[
+        ("target", Left),
+        ("n_train", Right),
+        ("pre-trained arm", Left),
+        ("scratch arm", Left),
+        ("seeds", Right),
+        ("difference (pts)", Right),
+        ("95% CI (pts)", Left),
+        ("reading", Left),
+    ]);
+    for c in comparisons {
+        let d = &c.difference;
+        let mut cells = vec![
+            d.target.clone(),
+            d.n_train.to_string(),
+            d.a.clone(),
+            d.b.clone(),
+        ];
+        cells.extend(difference_cells(&d.difference));
+        table.row(cells);
+    }
+    table.write(md);
+}
 
+fn render_arms(md: &mut String, arms: &[ArmSummary], figures: &[(String, String)]) {
+    use Align::{Left, Right};
     let _ = writeln!(md, "## Mean test accuracy per arm\n");
-    let _ = writeln!(
-        md,
-        "| target | option | source | relation | n_train | seeds | accuracy % | 95% CI | macro-F1 % | cell seconds |"
-    );
-    let _ = writeln!(
-        md,
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"
-    );
+    let mut table = Table::new(&[
+        ("target", Left),
+        ("option", Right),
+        ("source", Left),
+        ("relation", Left),
+        ("n_train", Right),
+        ("seeds", Right),
+        ("accuracy %", Right),
+        ("95% CI", Left),
+        ("macro-F1 %", Right),
+        ("cell seconds", Right),
+    ]);
     for a in arms {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
-            a.target,
-            a.option,
-            a.source,
-            a.relation,
-            a.n_train,
-            a.accuracy.n,
+        table.row(vec![
+            a.target.clone(),
+            a.option.to_string(),
+            a.source.clone(),
+            a.relation.clone(),
+            a.n_train.to_string(),
+            a.accuracy.n.to_string(),
             pct(a.accuracy.mean),
             ci(&a.accuracy),
             pct(a.macro_f1.mean),
-            a.seconds
-        );
+            format!("{:.0}", a.seconds),
+        ]);
     }
-    md.push('\n');
+    table.write(md);
     for (target, file) in figures {
         let _ = writeln!(md, "![{target}: accuracy against n_train]({file})\n");
     }
+}
 
-    let opts = options_compared(rows);
-    if !opts.is_empty() {
-        let _ = writeln!(md, "## Option 1 against Option 2\n");
-        let _ = writeln!(
-            md,
-            "Paired difference, Option 1 minus Option 2 for the same source, seed and subset (points):\n"
-        );
-        let _ = writeln!(
-            md,
-            "| target | n_train | source | seeds | difference (pts) | 95% CI (pts) | reading |"
-        );
-        let _ = writeln!(md, "| --- | ---: | --- | ---: | ---: | --- | --- |");
-        for d in &opts {
-            let m = &d.difference;
-            let source = d.a.split(',').next().unwrap_or_default();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | [{}, {}] | {} |",
-                d.target,
-                d.n_train,
-                source,
-                m.n,
-                signed_pts(m.mean),
-                signed_pts(m.low),
-                signed_pts(m.high),
-                verdict(m)
-            );
-        }
-        md.push('\n');
+fn render_options(md: &mut String, options: &[(String, PairedDifference)]) {
+    use Align::{Left, Right};
+    if options.is_empty() {
+        return;
     }
+    let _ = writeln!(md, "## Option 1 against Option 2\n");
+    let _ = writeln!(
+        md,
+        "Paired difference, Option 1 minus Option 2 for the same source, seed and subset (points):\n"
+    );
+    let mut table = Table::new(&[
+        ("target", Left),
+        ("n_train", Right),
+        ("source", Left),
+        ("seeds", Right),
+        ("difference (pts)", Right),
+        ("95% CI (pts)", Left),
+        ("reading", Left),
+    ]);
+    for (source, d) in options {
+        let mut cells = vec![d.target.clone(), d.n_train.to_string(), source.clone()];
+        cells.extend(difference_cells(&d.difference));
+        table.row(cells);
+    }
+    table.write(md);
+}
 
+/// One line per pre-training the rows used.
+fn render_pretraining(md: &mut String, rows: &[ResultRow]) {
+    use Align::{Left, Right};
     let mut pretrained: Vec<&ResultRow> = Vec::new();
     for r in rows.iter().filter(|r| r.pretrain_key.is_some()) {
         if !pretrained.iter().any(|p| p.pretrain_key == r.pretrain_key) {
             pretrained.push(r);
         }
     }
-    if !pretrained.is_empty() {
-        let _ = writeln!(md, "## Pre-training\n");
+    if pretrained.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Pre-training\n");
+    let mut table = Table::new(&[
+        ("source", Left),
+        ("epochs", Right),
+        ("batch", Right),
+        ("learning rate", Right),
+        ("seed", Right),
+        ("accuracy on the source's test set", Right),
+        ("checkpoint key", Left),
+    ]);
+    for r in pretrained {
+        let key = r.pretrain_key.as_deref().unwrap_or_default();
+        table.row(vec![
+            r.source.clone(),
+            r.pretrain_epochs.unwrap_or_default().to_string(),
+            r.pretrain_batch_size.unwrap_or_default().to_string(),
+            r.pretrain_learning_rate.unwrap_or_default().to_string(),
+            r.pretrain_seed.unwrap_or_default().to_string(),
+            format!("{} %", pct(r.source_test_accuracy.unwrap_or(f64::NAN))),
+            format!("`{}`", &key[..16.min(key.len())]),
+        ]);
+    }
+    table.write(md);
+}
+
+fn render_failed(md: &mut String, rows: &[ResultRow]) {
+    let failed: Vec<&ResultRow> = rows.iter().filter(|r| r.status != "ok").collect();
+    if failed.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Cells that did not finish well\n");
+    for r in failed {
         let _ = writeln!(
             md,
-            "| source | epochs | batch | learning rate | seed | accuracy on the source's test set | checkpoint key |"
+            "- {} / {} / option {} / n={} / seed {}: **{}** {}",
+            r.target,
+            r.source,
+            r.option,
+            r.n_train,
+            r.seed,
+            r.status,
+            r.message.clone().unwrap_or_default()
         );
-        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | --- |");
-        for r in pretrained {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} % | `{}` |",
-                r.source,
-                r.pretrain_epochs.unwrap_or_default(),
-                r.pretrain_batch_size.unwrap_or_default(),
-                r.pretrain_learning_rate.unwrap_or_default(),
-                r.pretrain_seed.unwrap_or_default(),
-                pct(r.source_test_accuracy.unwrap_or(f64::NAN)),
-                &r.pretrain_key.as_deref().unwrap_or_default()
-                    [..16.min(r.pretrain_key.as_deref().unwrap_or_default().len())]
-            );
-        }
-        md.push('\n');
     }
+    md.push('\n');
+}
 
-    let failed: Vec<&ResultRow> = rows.iter().filter(|r| r.status != "ok").collect();
-    if !failed.is_empty() {
-        let _ = writeln!(md, "## Cells that did not finish well\n");
-        for r in failed {
-            let _ = writeln!(
-                md,
-                "- {} / {} / option {} / n={} / seed {}: **{}** {}",
-                r.target,
-                r.source,
-                r.option,
-                r.n_train,
-                r.seed,
-                r.status,
-                r.message.clone().unwrap_or_default()
-            );
-        }
-        md.push('\n');
-    }
-
+/// The command, the builds, the machines and the data that made the rows, and the experiment
+/// file as it was.
+fn render_reproduce(md: &mut String, rows: &[ResultRow], ctx: &ReportContext) {
     let _ = writeln!(md, "## Reproduce\n");
     let commits: BTreeSet<String> = rows.iter().filter_map(|r| r.git_commit.clone()).collect();
     let dirty = rows.iter().any(|r| r.git_dirty == Some(true));
@@ -650,7 +721,21 @@ fn render_markdown(
     for (name, version) in &ctx.versions {
         let _ = writeln!(md, "- {name} {version}");
     }
-    let backends: BTreeSet<String> = rows
+    for line in provenance_lines(rows) {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(md, "- report generated {}\n", ctx.generated_at);
+    let _ = writeln!(
+        md,
+        "Rerun with the same build on the same machine, the same command gives the same rows bit for bit. Another machine may round floats differently, even one of the same kind: on a second 2-core AVX-512 Xeon, 37 of the 60 rows of `experiments/image.toml` differed (BURN-NOTES.md). Compare rows from other machines by their intervals, not bit for bit; the rows record the build, CPU and SIMD level that made them.\n"
+    );
+    let _ = writeln!(md, "### Experiment file `{}`\n", ctx.experiment_file);
+    let _ = writeln!(md, "```toml\n{}\n```", ctx.experiment_text.trim_end());
+}
+
+/// The machines, datasets and tokenizers of the rows, one line each.
+fn provenance_lines(rows: &[ResultRow]) -> Vec<String> {
+    let machines: BTreeSet<String> = rows
         .iter()
         .map(|r| {
             format!(
@@ -661,18 +746,12 @@ fn render_markdown(
             )
         })
         .collect();
-    for b in backends {
-        let _ = writeln!(md, "- {b}");
-    }
     let mut hashes: BTreeSet<(String, String)> = BTreeSet::new();
     for r in rows {
         hashes.insert((r.target.clone(), r.target_sha256.clone()));
         if let Some(s) = &r.source_sha256 {
             hashes.insert((r.source.clone(), s.clone()));
         }
-    }
-    for (id, sha) in hashes {
-        let _ = writeln!(md, "- dataset `{id}`: decoded content sha256 `{sha}`");
     }
     let tokenizers: BTreeSet<(String, i64, i64)> = rows
         .iter()
@@ -684,18 +763,14 @@ fn render_markdown(
             ))
         })
         .collect();
-    for (sha, vocab, tokens) in tokenizers {
-        let _ = writeln!(
-            md,
-            "- tokenizer.json sha256 `{sha}` ({vocab} pieces, {tokens} tokens per document)"
-        );
-    }
-    let _ = writeln!(md, "- report generated {}\n", ctx.generated_at);
-    let _ = writeln!(
-        md,
-        "Rerun with the same build on the same machine, the same command gives the same rows bit for bit. Another machine may round floats differently, even one of the same kind: on a second 2-core AVX-512 Xeon, 37 of the 60 rows of `experiments/image.toml` differed (BURN-NOTES.md). Compare rows from other machines by their intervals, not bit for bit; the rows record the build, CPU and SIMD level that made them.\n"
+    let mut lines: Vec<String> = machines.into_iter().collect();
+    lines.extend(
+        hashes
+            .into_iter()
+            .map(|(id, sha)| format!("dataset `{id}`: decoded content sha256 `{sha}`")),
     );
-    let _ = writeln!(md, "### Experiment file `{}`\n", ctx.experiment_file);
-    let _ = writeln!(md, "```toml\n{}\n```", ctx.experiment_text.trim_end());
-    md
+    lines.extend(tokenizers.into_iter().map(|(sha, vocab, tokens)| {
+        format!("tokenizer.json sha256 `{sha}` ({vocab} pieces, {tokens} tokens per document)")
+    }));
+    lines
 }

@@ -1,27 +1,19 @@
 //! Statistics over seeds: means with Student-t 95% confidence intervals, and paired differences
 //! between arms that share a seed (and so share the training subset).
 
-use std::collections::BTreeMap;
+use statrs::distribution::{ContinuousCDF, StudentsT};
 
+use polars::prelude::PolarsResult;
+
+use crate::analysis::{arm_frame, arm_summaries};
 use crate::row::ResultRow;
 
-/// Two-sided 95% Student-t quantile for `df` degrees of freedom.
+/// The 0.975 quantile of Student's t with `df` degrees of freedom: the half-width factor of a
+/// two-sided 95% interval (scipy's `t.ppf(0.975, df)`); NaN for 0 degrees of freedom.
 pub fn t_quantile_975(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => TABLE[df - 1],
-        // Cornish–Fisher expansion; within 0.001 of the exact value beyond 30.
-        _ => {
-            let z: f64 = 1.959_964;
-            let d = df as f64;
-            z + (z.powi(3) + z) / (4.0 * d)
-                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
-        }
+    match StudentsT::new(0.0, 1.0, df as f64) {
+        Ok(t) if df > 0 => t.inverse_cdf(0.975),
+        _ => f64::NAN,
     }
 }
 
@@ -39,6 +31,17 @@ impl MeanCi {
     pub fn of(values: &[f64]) -> MeanCi {
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+        let sd = if n < 2 {
+            f64::NAN
+        } else {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        };
+        MeanCi::from_moments(n, mean, sd)
+    }
+
+    /// The interval of a sample of `n` values with this mean and sample standard deviation
+    /// (none below two values).
+    pub fn from_moments(n: usize, mean: f64, sd: f64) -> MeanCi {
         if n < 2 {
             return MeanCi {
                 n,
@@ -48,8 +51,6 @@ impl MeanCi {
                 high: f64::NAN,
             };
         }
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        let sd = var.sqrt();
         let half = t_quantile_975(n - 1) * sd / (n as f64).sqrt();
         MeanCi {
             n,
@@ -78,33 +79,10 @@ pub struct ArmSummary {
     pub seconds: f64,
 }
 
-fn ok(rows: &[ResultRow]) -> impl Iterator<Item = &ResultRow> {
-    rows.iter()
-        .filter(|r| r.status == "ok" && r.test_accuracy.is_finite())
-}
-
-/// Summaries of every arm, ordered by target, option, source, n_train.
-pub fn summarise(rows: &[ResultRow]) -> Vec<ArmSummary> {
-    let mut groups: BTreeMap<(String, i64, String, i64), Vec<&ResultRow>> = BTreeMap::new();
-    for r in ok(rows) {
-        groups
-            .entry((r.target.clone(), r.option, r.source.clone(), r.n_train))
-            .or_default()
-            .push(r);
-    }
-    groups
-        .into_iter()
-        .map(|((target, option, source, n_train), rs)| ArmSummary {
-            relation: rs[0].relation.clone(),
-            accuracy: MeanCi::of(&rs.iter().map(|r| r.test_accuracy).collect::<Vec<_>>()),
-            macro_f1: MeanCi::of(&rs.iter().map(|r| r.test_macro_f1).collect::<Vec<_>>()),
-            seconds: rs.iter().map(|r| r.train_seconds).sum(),
-            target,
-            source,
-            option,
-            n_train,
-        })
-        .collect()
+/// Summaries of every arm, ordered by target, option, source, n_train (a Polars group-by,
+/// see [`crate::analysis`]); scratch rows are named after their architecture's scratch arm.
+pub fn summarise(rows: &[ResultRow]) -> PolarsResult<Vec<ArmSummary>> {
+    arm_summaries(&arm_frame(rows)?)
 }
 
 /// Paired difference of test accuracy between two arms over the seeds both have.
@@ -120,118 +98,6 @@ pub struct PairedDifference {
     pub difference: MeanCi,
 }
 
-/// A − B for every (target, n_train) where both arms have results, paired by seed.
-pub fn paired(rows: &[ResultRow], a: (&str, i64), b: (&str, i64)) -> Vec<PairedDifference> {
-    let mut by_key: BTreeMap<(String, i64), (BTreeMap<i64, f64>, BTreeMap<i64, f64>)> =
-        BTreeMap::new();
-    for r in ok(rows) {
-        let entry = by_key.entry((r.target.clone(), r.n_train)).or_default();
-        if (r.source.as_str(), r.option) == a {
-            entry.0.insert(r.seed, r.test_accuracy);
-        }
-        if (r.source.as_str(), r.option) == b {
-            entry.1.insert(r.seed, r.test_accuracy);
-        }
-    }
-    by_key
-        .into_iter()
-        .filter_map(|((target, n_train), (xa, xb))| {
-            let diffs: Vec<f64> = xa
-                .iter()
-                .filter_map(|(seed, va)| xb.get(seed).map(|vb| va - vb))
-                .collect();
-            (!diffs.is_empty()).then(|| PairedDifference {
-                target,
-                n_train,
-                a: format!("{}, option {}", a.0, a.1),
-                b: format!("{}, option {}", b.0, b.1),
-                difference: MeanCi::of(&diffs),
-            })
-        })
-        .collect()
-}
-
-/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error below 1e-14).
-fn ln_gamma(x: f64) -> f64 {
-    const G: f64 = 7.0;
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Reflection: Γ(x)Γ(1 − x) = π / sin(πx).
-        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = C[0];
-    let t = x + G + 0.5;
-    for (i, c) in C.iter().enumerate().skip(1) {
-        a += c / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
-
-/// The continued fraction of the incomplete beta function (modified Lentz).
-fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
-    let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
-    let mut h = d;
-    // One Lentz update with numerator `aa`: the factor it multiplies the fraction by.
-    let mut update = |aa: f64| {
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        d * c
-    };
-    for m in 1..=500 {
-        let m = m as f64;
-        let m2 = 2.0 * m;
-        h *= update(m * (b - m) * x / ((qam + m2) * (a + m2)));
-        let del = update(-(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)));
-        h *= del;
-        if (del - 1.0).abs() < 1e-15 {
-            break;
-        }
-    }
-    h
-}
-
-/// The regularised incomplete beta function I_x(a, b).
-fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    if x >= 1.0 {
-        return 1.0;
-    }
-    let front =
-        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
-    if x < (a + 1.0) / (a + b + 2.0) {
-        front * beta_fraction(a, b, x) / a
-    } else {
-        1.0 - front * beta_fraction(b, a, 1.0 - x) / b
-    }
-}
-
 /// P(T ≤ t) for Student's t with `df` degrees of freedom.
 pub fn t_cdf(t: f64, df: f64) -> f64 {
     if t.is_nan() {
@@ -240,8 +106,10 @@ pub fn t_cdf(t: f64, df: f64) -> f64 {
     if t.is_infinite() {
         return if t > 0.0 { 1.0 } else { 0.0 };
     }
-    let tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
-    if t > 0.0 { 1.0 - tail } else { tail }
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(dist) => dist.cdf(t),
+        Err(_) => f64::NAN,
+    }
 }
 
 /// The one-sample t statistic of `values` against `mu`, and its degrees of freedom. With no
@@ -369,10 +237,11 @@ mod tests {
 
     #[test]
     fn the_ci_of_a_known_sample_matches_the_t_formula() {
-        // Sample 1..5: mean 3, sd √2.5, t(4) = 2.776 → half-width 2.776·√2.5/√5 = 1.963.
+        // Sample 1..5: mean 3, sd √2.5, t(4) = 2.7764451 → half-width 2.776·√2.5/√5 = 1.963.
         let ci = MeanCi::of(&[1.0, 2.0, 3.0, 4.0, 5.0]);
         assert!((ci.mean - 3.0).abs() < 1e-12);
-        assert!((ci.half_width() - 2.776 * (2.5f64).sqrt() / 5f64.sqrt()).abs() < 1e-9);
+        let t4 = 2.776_445_105_197_799;
+        assert!((ci.half_width() - t4 * (2.5f64).sqrt() / 5f64.sqrt()).abs() < 1e-9);
     }
 
     #[test]

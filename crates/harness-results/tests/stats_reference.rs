@@ -1,7 +1,9 @@
 //! The statistics of the report against reference values computed with numpy, scipy and
 //! statsmodels (`fixtures/make_stats_reference.py`, which wrote `fixtures/stats_reference.json`).
 
-use harness_results::{bootstrap_mean_ci, holm, t_cdf, t_test_greater, t_test_less, tost};
+use harness_results::{
+    MeanCi, bootstrap_mean_ci, holm, t_cdf, t_quantile_975, t_test_greater, t_test_less, tost,
+};
 use serde_json::Value;
 
 fn reference() -> Value {
@@ -37,6 +39,50 @@ fn student_t_distribution_matches_scipy() {
             &format!("t cdf at {t} with {df} df"),
         );
     }
+}
+
+#[test]
+fn student_t_quantiles_match_scipy() {
+    let r = reference();
+    let points = r["t_ppf_975"].as_array().unwrap();
+    assert!(points.len() > 40);
+    for point in points {
+        let df = point["df"].as_u64().unwrap() as usize;
+        close(
+            t_quantile_975(df),
+            point["q"].as_f64().unwrap(),
+            1e-9,
+            &format!("t quantile 0.975 with {df} df"),
+        );
+    }
+}
+
+#[test]
+fn mean_t_intervals_match_scipy() {
+    let r = reference();
+    let mut checked = 0;
+    for s in r["samples"].as_array().unwrap() {
+        let Some(interval) = s.get("t_interval_95") else {
+            continue;
+        };
+        let x = floats(&s["values"]);
+        let ci = MeanCi::of(&x);
+        let expected = floats(interval);
+        close(
+            ci.low,
+            expected[0],
+            1e-12,
+            &format!("t-interval low of {x:?}"),
+        );
+        close(
+            ci.high,
+            expected[1],
+            1e-12,
+            &format!("t-interval high of {x:?}"),
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 8, "every sample has an interval");
 }
 
 #[test]
