@@ -24,7 +24,7 @@ pub fn arm_frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
 }
 
 /// The cells the statistics count: finished, with a test accuracy.
-fn finished(frame: &DataFrame) -> LazyFrame {
+pub(crate) fn finished(frame: &DataFrame) -> LazyFrame {
     frame.clone().lazy().filter(
         col("status")
             .eq(lit("ok"))
@@ -32,7 +32,7 @@ fn finished(frame: &DataFrame) -> LazyFrame {
     )
 }
 
-fn strs(frame: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
+pub(crate) fn strs(frame: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
     Ok(frame
         .column(name)?
         .str()?
@@ -41,7 +41,7 @@ fn strs(frame: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
         .collect())
 }
 
-fn ints(frame: &DataFrame, name: &str) -> PolarsResult<Vec<i64>> {
+pub(crate) fn ints(frame: &DataFrame, name: &str) -> PolarsResult<Vec<i64>> {
     let column = frame.column(name)?.cast(&DataType::Int64)?;
     Ok(column
         .i64()?
@@ -51,7 +51,7 @@ fn ints(frame: &DataFrame, name: &str) -> PolarsResult<Vec<i64>> {
 }
 
 /// A float column; a null (the spread of a single value) reads as NaN.
-fn floats(frame: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
+pub(crate) fn floats(frame: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
     Ok(frame
         .column(name)?
         .f64()?
@@ -80,7 +80,7 @@ fn intervals(frame: &DataFrame, prefix: &str) -> PolarsResult<Vec<MeanCi>> {
         .collect())
 }
 
-fn sort_by(lf: LazyFrame, keys: &[&str]) -> LazyFrame {
+pub(crate) fn sort_by(lf: LazyFrame, keys: &[&str]) -> LazyFrame {
     lf.sort(keys.iter().copied(), SortMultipleOptions::default())
 }
 

@@ -31,19 +31,26 @@ fn option_title(option: i64) -> String {
     }
 }
 
-/// One figure for `target`: a panel per option, a line per source.
-pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
-    let arms: Vec<&ArmSummary> = arms.iter().filter(|a| a.target == target).collect();
-    let options: BTreeSet<i64> = arms.iter().map(|a| a.option).collect();
-    // Scratch first, then the others in name order, so colours are stable.
-    let mut sources: Vec<String> = arms
-        .iter()
-        .map(|a| a.source.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    sources.sort_by_key(|s| (!s.starts_with("scratch"), s.clone()));
-    let ns: BTreeSet<i64> = arms.iter().map(|a| a.n_train).collect();
+/// Where a panel lies and how values map into it: log-scaled n_train across, accuracy up.
+struct Axes {
+    x0: f64,
+    y0: f64,
+    lx: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Axes {
+    fn sx(&self, n: f64) -> f64 {
+        self.x0 + (n.log10() - self.lx.0) / (self.lx.1 - self.lx.0) * PANEL_W
+    }
+
+    fn sy(&self, v: f64) -> f64 {
+        self.y0 + PANEL_H - (v - self.y.0) / (self.y.1 - self.y.0) * PANEL_H
+    }
+}
+
+/// The log10 range of the x axis: the measured sizes, padded by 6% each side.
+fn x_range(ns: &BTreeSet<i64>) -> (f64, f64) {
     let (n_min, n_max) = (
         *ns.first().unwrap_or(&1) as f64,
         *ns.last().unwrap_or(&10) as f64,
@@ -54,29 +61,22 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
         (n_min.log10() - 0.5, n_min.log10() + 0.5)
     };
     let pad = (lx_max - lx_min) * 0.06;
-    let (lx_min, lx_max) = (lx_min - pad, lx_max + pad);
-    let lows = arms.iter().map(|a| {
-        if a.accuracy.low.is_finite() {
-            a.accuracy.low
-        } else {
-            a.accuracy.mean
-        }
-    });
-    let highs = arms.iter().map(|a| {
-        if a.accuracy.high.is_finite() {
-            a.accuracy.high
-        } else {
-            a.accuracy.mean
-        }
-    });
+    (lx_min - pad, lx_max + pad)
+}
+
+/// The accuracy range of the y axis: every interval (or mean), to the tenth, within [0, 1].
+fn y_range(arms: &[&ArmSummary]) -> (f64, f64) {
+    let finite_or_mean = |v: f64, a: &ArmSummary| if v.is_finite() { v } else { a.accuracy.mean };
+    let lows = arms.iter().map(|a| finite_or_mean(a.accuracy.low, a));
+    let highs = arms.iter().map(|a| finite_or_mean(a.accuracy.high, a));
     let y_min = ((lows.fold(1.0f64, f64::min) - 0.02) * 10.0).floor() / 10.0;
     let y_max = ((highs.fold(0.0f64, f64::max) + 0.02) * 10.0).ceil() / 10.0;
-    let (y_min, y_max) = (y_min.max(0.0), y_max.min(1.0).max(y_min.max(0.0) + 0.1));
+    (y_min.max(0.0), y_max.min(1.0).max(y_min.max(0.0) + 0.1))
+}
 
-    let panels = options.len().max(1) as f64;
-    let width = MARGIN_L + panels * PANEL_W + (panels - 1.0) * MARGIN_L + MARGIN_R;
-    // Legend entries: the source and how its modality relates to the target's.
-    let labels: Vec<String> = sources
+/// The legend entry of each source: its name and how its modality relates to the target's.
+fn legend_labels(sources: &[String], arms: &[&ArmSummary]) -> Vec<String> {
+    sources
         .iter()
         .map(|source| {
             let relation = arms
@@ -91,18 +91,43 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
                 r => format!("{source} ({r})"),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The legend's rows: (label index, entry width) each, wrapped to fit `width`.
+fn legend_rows(labels: &[String], width: f64) -> Vec<Vec<(usize, f64)>> {
     // Width of each entry from its text (about 7.5 px per character at 13 px).
-    let mut legend_rows: Vec<Vec<(usize, f64)>> = vec![Vec::new()];
+    let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new()];
     for (s, label) in labels.iter().enumerate() {
         let w = 32.0 + 6.8 * label.chars().count() as f64 + 20.0;
-        let row_w: f64 = legend_rows.last().unwrap().iter().map(|(_, w)| w).sum();
-        if row_w + w > width - 20.0 && !legend_rows.last().unwrap().is_empty() {
-            legend_rows.push(Vec::new());
+        let row_w: f64 = rows.last().unwrap().iter().map(|(_, w)| w).sum();
+        if row_w + w > width - 20.0 && !rows.last().unwrap().is_empty() {
+            rows.push(Vec::new());
         }
-        legend_rows.last_mut().unwrap().push((s, w));
+        rows.last_mut().unwrap().push((s, w));
     }
-    let height = MARGIN_T + PANEL_H + MARGIN_B + LEGEND_H + (legend_rows.len() - 1) as f64 * 22.0;
+    rows
+}
+
+/// One figure for `target`: a panel per option, a line per source.
+pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
+    let arms: Vec<&ArmSummary> = arms.iter().filter(|a| a.target == target).collect();
+    let options: BTreeSet<i64> = arms.iter().map(|a| a.option).collect();
+    // Scratch first, then the others in name order, so colours are stable.
+    let mut sources: Vec<String> = arms
+        .iter()
+        .map(|a| a.source.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    sources.sort_by_key(|s| (!s.starts_with("scratch"), s.clone()));
+    let ns: BTreeSet<i64> = arms.iter().map(|a| a.n_train).collect();
+    let (lx, y) = (x_range(&ns), y_range(&arms));
+    let panels = options.len().max(1) as f64;
+    let width = MARGIN_L + panels * PANEL_W + (panels - 1.0) * MARGIN_L + MARGIN_R;
+    let labels = legend_labels(&sources, &arms);
+    let rows = legend_rows(&labels, width);
+    let height = MARGIN_T + PANEL_H + MARGIN_B + LEGEND_H + (rows.len() - 1) as f64 * 22.0;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -113,136 +138,159 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
         width / 2.0,
         escape(target)
     );
-
     for (p, option) in options.iter().enumerate() {
-        let x0 = MARGIN_L + p as f64 * (PANEL_W + MARGIN_L);
-        let y0 = MARGIN_T;
-        let sx = |n: f64| x0 + (n.log10() - lx_min) / (lx_max - lx_min) * PANEL_W;
-        let sy = |v: f64| y0 + PANEL_H - (v - y_min) / (y_max - y_min) * PANEL_H;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text>"#,
-            x0 + PANEL_W / 2.0,
-            y0 - 10.0,
-            escape(&option_title(*option))
-        );
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PANEL_W}" height="{PANEL_H}" fill="none" stroke="#333"/>"##
-        );
-        // y grid and labels
-        let steps = ((y_max - y_min) / 0.1).round() as usize;
-        let stride = if steps > 6 { 2 } else { 1 };
-        for i in (0..=steps).step_by(stride) {
-            let v = y_min + i as f64 * 0.1;
-            let y = sy(v);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
-                x0 + PANEL_W
-            );
-            let _ = writeln!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v:.1}</text>"#,
-                x0 - 6.0,
-                y + 4.0
-            );
-        }
-        // x ticks at the measured sizes
-        for &n in &ns {
-            let x = sx(n as f64);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/>"##,
-                y0 + PANEL_H
-            );
-            let _ = writeln!(
-                svg,
-                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#,
-                y0 + PANEL_H + 18.0
-            );
-        }
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">training examples (n_train, log scale)</text>"#,
-            x0 + PANEL_W / 2.0,
-            y0 + PANEL_H + 40.0
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">test accuracy</text>"#,
-            x0 - 44.0,
-            y0 + PANEL_H / 2.0
-        );
-
+        let axes = Axes {
+            x0: MARGIN_L + p as f64 * (PANEL_W + MARGIN_L),
+            y0: MARGIN_T,
+            lx,
+            y,
+        };
+        panel_frame(&mut svg, &axes, *option, &ns);
         for (s, source) in sources.iter().enumerate() {
-            let colour = COLOURS[s % COLOURS.len()];
-            let mut pts: Vec<&&ArmSummary> = arms
+            let mut pts: Vec<&ArmSummary> = arms
                 .iter()
+                .copied()
                 .filter(|a| a.option == *option && &a.source == source)
                 .collect();
             pts.sort_by_key(|a| a.n_train);
-            if pts.is_empty() {
-                continue;
-            }
-            let band: Vec<(f64, f64, f64)> = pts
-                .iter()
-                .filter(|a| a.accuracy.low.is_finite())
-                .map(|a| {
-                    (
-                        sx(a.n_train as f64),
-                        sy(a.accuracy.low.max(y_min)),
-                        sy(a.accuracy.high.min(y_max)),
-                    )
-                })
-                .collect();
-            if band.len() >= 2 {
-                let mut d = String::new();
-                for (i, (x, _, hi)) in band.iter().enumerate() {
-                    let _ = write!(d, "{}{x:.1},{hi:.1} ", if i == 0 { "M" } else { "L" });
-                }
-                for (x, lo, _) in band.iter().rev() {
-                    let _ = write!(d, "L{x:.1},{lo:.1} ");
-                }
-                let _ = writeln!(
-                    svg,
-                    r#"<path d="{d}Z" fill="{colour}" fill-opacity="0.15" stroke="none"/>"#
-                );
-            }
-            for (x, lo, hi) in &band {
-                let _ = writeln!(
-                    svg,
-                    r#"<line x1="{x:.1}" y1="{lo:.1}" x2="{x:.1}" y2="{hi:.1}" stroke="{colour}" stroke-width="1.5"/>"#
-                );
-            }
-            let line: Vec<String> = pts
-                .iter()
-                .map(|a| format!("{:.1},{:.1}", sx(a.n_train as f64), sy(a.accuracy.mean)))
-                .collect();
-            let _ = writeln!(
-                svg,
-                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2.5"/>"#,
-                line.join(" ")
-            );
-            for a in &pts {
-                let _ = writeln!(
-                    svg,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{colour}"><title>{} option {} n={}: {:.3} [{:.3}, {:.3}]</title></circle>"#,
-                    sx(a.n_train as f64),
-                    sy(a.accuracy.mean),
-                    escape(source),
-                    option,
-                    a.n_train,
-                    a.accuracy.mean,
-                    a.accuracy.low,
-                    a.accuracy.high
-                );
-            }
+            series(&mut svg, &axes, &pts, COLOURS[s % COLOURS.len()]);
         }
     }
+    legend(&mut svg, &rows, &labels, width);
+    svg.push_str("</svg>\n");
+    svg
+}
 
-    // Legend centred under the panels, in as many rows as it needs.
-    for (row, entries) in legend_rows.iter().enumerate() {
+/// A panel's title, box, grid, ticks at the measured sizes and axis titles.
+fn panel_frame(svg: &mut String, axes: &Axes, option: i64, ns: &BTreeSet<i64>) {
+    let (x0, y0) = (axes.x0, axes.y0);
+    let (y_min, y_max) = axes.y;
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text>"#,
+        x0 + PANEL_W / 2.0,
+        y0 - 10.0,
+        escape(&option_title(option))
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PANEL_W}" height="{PANEL_H}" fill="none" stroke="#333"/>"##
+    );
+    let steps = ((y_max - y_min) / 0.1).round() as usize;
+    let stride = if steps > 6 { 2 } else { 1 };
+    for i in (0..=steps).step_by(stride) {
+        let v = y_min + i as f64 * 0.1;
+        let y = axes.sy(v);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+            x0 + PANEL_W
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v:.1}</text>"#,
+            x0 - 6.0,
+            y + 4.0
+        );
+    }
+    for &n in ns {
+        let x = axes.sx(n as f64);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/>"##,
+            y0 + PANEL_H
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#,
+            y0 + PANEL_H + 18.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">training examples (n_train, log scale)</text>"#,
+        x0 + PANEL_W / 2.0,
+        y0 + PANEL_H + 40.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">test accuracy</text>"#,
+        x0 - 44.0,
+        y0 + PANEL_H / 2.0
+    );
+}
+
+/// One source's line in a panel: its interval band and whiskers, the line of means and a
+/// point per size (with its numbers as a tooltip).
+fn series(svg: &mut String, axes: &Axes, pts: &[&ArmSummary], colour: &str) {
+    let (y_min, y_max) = axes.y;
+    let band: Vec<(f64, f64, f64)> = pts
+        .iter()
+        .filter(|a| a.accuracy.low.is_finite())
+        .map(|a| {
+            (
+                axes.sx(a.n_train as f64),
+                axes.sy(a.accuracy.low.max(y_min)),
+                axes.sy(a.accuracy.high.min(y_max)),
+            )
+        })
+        .collect();
+    if band.len() >= 2 {
+        let mut d = String::new();
+        for (i, (x, _, hi)) in band.iter().enumerate() {
+            let _ = write!(d, "{}{x:.1},{hi:.1} ", if i == 0 { "M" } else { "L" });
+        }
+        for (x, lo, _) in band.iter().rev() {
+            let _ = write!(d, "L{x:.1},{lo:.1} ");
+        }
+        let _ = writeln!(
+            svg,
+            r#"<path d="{d}Z" fill="{colour}" fill-opacity="0.15" stroke="none"/>"#
+        );
+    }
+    for (x, lo, hi) in &band {
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{x:.1}" y1="{lo:.1}" x2="{x:.1}" y2="{hi:.1}" stroke="{colour}" stroke-width="1.5"/>"#
+        );
+    }
+    if pts.is_empty() {
+        return;
+    }
+    let line: Vec<String> = pts
+        .iter()
+        .map(|a| {
+            format!(
+                "{:.1},{:.1}",
+                axes.sx(a.n_train as f64),
+                axes.sy(a.accuracy.mean)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        svg,
+        r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2.5"/>"#,
+        line.join(" ")
+    );
+    for a in pts {
+        let _ = writeln!(
+            svg,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{colour}"><title>{} option {} n={}: {:.3} [{:.3}, {:.3}]</title></circle>"#,
+            axes.sx(a.n_train as f64),
+            axes.sy(a.accuracy.mean),
+            escape(&a.source),
+            a.option,
+            a.n_train,
+            a.accuracy.mean,
+            a.accuracy.low,
+            a.accuracy.high
+        );
+    }
+}
+
+/// The legend, centred under the panels, in as many rows as it needs.
+fn legend(svg: &mut String, rows: &[Vec<(usize, f64)>], labels: &[String], width: f64) {
+    for (row, entries) in rows.iter().enumerate() {
         let ly = MARGIN_T + PANEL_H + MARGIN_B + 18.0 + row as f64 * 22.0;
         let mut x = width / 2.0 - entries.iter().map(|(_, w)| w).sum::<f64>() / 2.0;
         for &(s, w) in entries {
@@ -262,8 +310,6 @@ pub fn accuracy_figure(target: &str, arms: &[ArmSummary]) -> String {
             x += w;
         }
     }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 /// One square of the gain heat map: a pre-trained source against scratch on one target, at one
@@ -304,11 +350,18 @@ fn diverging(t: f64) -> String {
 
 /// The heat map of gains over scratch: one panel per (n_train, option), targets down, sources
 /// across; the number in each square is the gain in accuracy points.
+/// Height of a square of the heat map.
+const GAIN_CELL_H: f64 = 30.0;
+/// Height of a heat-map panel's title and source names.
+const GAIN_HEAD: f64 = 44.0;
+/// Width of the heat map's target names, left of the panels.
+const GAIN_LABEL_W: f64 = 150.0;
+
 pub fn gain_figure(cells: &[GainCell]) -> String {
-    const CELL_H: f64 = 30.0;
-    const LABEL_W: f64 = 150.0;
+    const CELL_H: f64 = GAIN_CELL_H;
+    const LABEL_W: f64 = GAIN_LABEL_W;
     const GAP: f64 = 28.0;
-    const HEAD: f64 = 44.0;
+    const HEAD: f64 = GAIN_HEAD;
     let targets: Vec<String> = cells
         .iter()
         .map(|c| c.target.clone())
@@ -365,81 +418,73 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
         for (col, &option) in options.iter().enumerate() {
             let x0 = LABEL_W + col as f64 * (panel_w + GAP);
             let y0 = top + row as f64 * (panel_h + GAP);
-            let _ = writeln!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">n_train {n}, option {option}</text>"#,
-                x0 + panel_w / 2.0,
-                y0 + 14.0
-            );
-            for (j, source) in sources.iter().enumerate() {
-                let _ = writeln!(
-                    svg,
-                    r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#333">{}</text>"##,
-                    x0 + (j as f64 + 0.5) * cell_w,
-                    y0 + HEAD - 8.0,
-                    escape(source)
-                );
-            }
-            for (i, target) in targets.iter().enumerate() {
-                let y = y0 + HEAD + i as f64 * CELL_H;
-                if col == 0 {
-                    let _ = writeln!(
-                        svg,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                        LABEL_W - 10.0,
-                        y + CELL_H / 2.0 + 4.0,
-                        escape(target)
-                    );
-                }
-                for (j, source) in sources.iter().enumerate() {
-                    let x = x0 + j as f64 * cell_w;
-                    let cell = cells.iter().find(|c| {
-                        &c.target == target
-                            && &c.source == source
-                            && c.option == option
-                            && c.n_train == n
-                    });
-                    let Some(c) = cell else {
-                        let _ = writeln!(
-                            svg,
-                            r##"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{CELL_H}" fill="#f4f4f4" stroke="white"/>"##
-                        );
-                        continue;
-                    };
-                    let _ = writeln!(
-                        svg,
-                        r#"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{CELL_H}" fill="{}" stroke="white"/>"#,
-                        diverging(c.gain / scale)
-                    );
-                    if c.relation == "matched" {
-                        let _ = writeln!(
-                            svg,
-                            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#111" stroke-width="2.5"/>"##,
-                            x + 1.5,
-                            y + 1.5,
-                            cell_w - 3.0,
-                            CELL_H - 3.0
-                        );
-                    }
-                    let dark = (c.gain / scale).abs() > 0.6;
-                    let _ = writeln!(
-                        svg,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{}"{}>{:+.1}</text>"#,
-                        x + cell_w / 2.0,
-                        y + CELL_H / 2.0 + 4.0,
-                        if dark { "white" } else { "#111" },
-                        if c.significant {
-                            r#" font-weight="bold""#
-                        } else {
-                            ""
-                        },
-                        c.gain * 100.0
-                    );
-                }
-            }
+            let panel = GainPanel {
+                origin: (x0, y0),
+                n,
+                option,
+                first: col == 0,
+                cell_w,
+                scale,
+            };
+            panel.draw(&mut svg, &targets, &sources, cells);
         }
     }
-    // Colour scale.
+    colour_scale(&mut svg, width, legend_y, scale);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One square of the heat map at `(x, y)`: grey without a comparison; else coloured by the
+/// gain against `scale`, outlined for a source of the target's modality, its number in bold
+/// when the interval excludes 0.
+fn gain_square(
+    svg: &mut String,
+    (x, y): (f64, f64),
+    cell_w: f64,
+    scale: f64,
+    cell: Option<&GainCell>,
+) {
+    const CELL_H: f64 = GAIN_CELL_H;
+    let Some(c) = cell else {
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{CELL_H}" fill="#f4f4f4" stroke="white"/>"##
+        );
+        return;
+    };
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{CELL_H}" fill="{}" stroke="white"/>"#,
+        diverging(c.gain / scale)
+    );
+    if c.relation == "matched" {
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#111" stroke-width="2.5"/>"##,
+            x + 1.5,
+            y + 1.5,
+            cell_w - 3.0,
+            CELL_H - 3.0
+        );
+    }
+    let dark = (c.gain / scale).abs() > 0.6;
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{}"{}>{:+.1}</text>"#,
+        x + cell_w / 2.0,
+        y + CELL_H / 2.0 + 4.0,
+        if dark { "white" } else { "#111" },
+        if c.significant {
+            r#" font-weight="bold""#
+        } else {
+            ""
+        },
+        c.gain * 100.0
+    );
+}
+
+/// The colour scale under the heat map, from −`scale` to +`scale` points.
+fn colour_scale(svg: &mut String, width: f64, legend_y: f64, scale: f64) {
     let bar_w = 300.0;
     let bx = (width - bar_w) / 2.0;
     for k in 0..60 {
@@ -464,6 +509,63 @@ pub fn gain_figure(cells: &[GainCell]) -> String {
             legend_y + 30.0
         );
     }
-    svg.push_str("</svg>\n");
-    svg
+}
+
+/// One panel of the heat map (one n_train and option): targets down, sources across.
+struct GainPanel {
+    origin: (f64, f64),
+    n: i64,
+    option: i64,
+    /// The leftmost panel, which names the targets.
+    first: bool,
+    cell_w: f64,
+    scale: f64,
+}
+
+impl GainPanel {
+    fn draw(&self, svg: &mut String, targets: &[String], sources: &[String], cells: &[GainCell]) {
+        const CELL_H: f64 = GAIN_CELL_H;
+        const HEAD: f64 = GAIN_HEAD;
+        const LABEL_W: f64 = GAIN_LABEL_W;
+        let ((x0, y0), n, option) = (self.origin, self.n, self.option);
+        let panel_w = sources.len() as f64 * self.cell_w;
+        let (cell_w, scale) = (self.cell_w, self.scale);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">n_train {n}, option {option}</text>"#,
+            x0 + panel_w / 2.0,
+            y0 + 14.0
+        );
+        for (j, source) in sources.iter().enumerate() {
+            let _ = writeln!(
+                svg,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#333">{}</text>"##,
+                x0 + (j as f64 + 0.5) * cell_w,
+                y0 + HEAD - 8.0,
+                escape(source)
+            );
+        }
+        for (i, target) in targets.iter().enumerate() {
+            let y = y0 + HEAD + i as f64 * CELL_H;
+            if self.first {
+                let _ = writeln!(
+                    svg,
+                    r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                    LABEL_W - 10.0,
+                    y + CELL_H / 2.0 + 4.0,
+                    escape(target)
+                );
+            }
+            for (j, source) in sources.iter().enumerate() {
+                let x = x0 + j as f64 * cell_w;
+                let cell = cells.iter().find(|c| {
+                    &c.target == target
+                        && &c.source == source
+                        && c.option == option
+                        && c.n_train == n
+                });
+                gain_square(svg, (x, y), cell_w, scale, cell);
+            }
+        }
+    }
 }

@@ -144,7 +144,7 @@ pub fn write_report(
         validation_notes: validation_notes(&frame)?,
         against_scratch: comparisons,
         options: options_compared(&frame)?,
-        tests: test_hypotheses(rows, &ctx.hypotheses),
+        tests: test_hypotheses(rows, &ctx.hypotheses)?,
     };
     let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
     let mut figures = Vec::new();

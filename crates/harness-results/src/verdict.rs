@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use harness_spec::{Arm, Expect, Hypothesis};
 
-use crate::row::ResultRow;
+use polars::prelude::*;
+
+use crate::analysis::{arm_frame, finished, floats, ints, sort_by};
+use crate::row::{ResultRow, with_arm_names};
 use crate::stats::{MeanCi, bootstrap_mean_ci, holm, t_test_greater, t_test_less, tost};
 
 /// Family-wise error rate of the verdicts.
@@ -60,14 +63,43 @@ pub struct HypothesisTest {
     pub verdict: Verdict,
 }
 
-/// The accuracy of every ok row by (target, source, option, n_train, seed).
-type Accuracies = BTreeMap<(String, String, i64, i64, i64), f64>;
-
 /// One comparison: (source, option) of A against (source, option) of B at one n_train.
 struct Comparison {
     n: i64,
     a: (String, i64),
     b: (String, i64),
+}
+
+/// The arms of one target as a hypothesis sees them.
+struct TargetArms<'a> {
+    /// Each source and its relation (`none`, `matched`, `mismatched`).
+    relation: BTreeMap<&'a str, &'a str>,
+    /// The architecture of each source: arms are compared only within one.
+    architecture: BTreeMap<&'a str, &'a str>,
+    options: BTreeSet<i64>,
+}
+
+impl<'a> TargetArms<'a> {
+    fn of(rows: &[&'a ResultRow], target: &str) -> TargetArms<'a> {
+        let mine = || rows.iter().filter(move |r| r.target == target);
+        TargetArms {
+            relation: mine()
+                .map(|r| (r.source.as_str(), r.relation.as_str()))
+                .collect(),
+            architecture: mine()
+                .map(|r| (r.source.as_str(), r.architecture()))
+                .collect(),
+            options: mine().map(|r| r.option).collect(),
+        }
+    }
+
+    /// Whether `source` is of an architecture the hypothesis compares.
+    fn in_scope(&self, h: &Hypothesis, source: &str) -> bool {
+        h.architectures.is_empty()
+            || h.architectures
+                .iter()
+                .any(|a| a == self.architecture[source])
+    }
 }
 
 fn comparisons(
@@ -76,74 +108,73 @@ fn comparisons(
     target: &str,
     sizes: &[i64],
 ) -> Vec<Comparison> {
-    // Sources of this target and their relation (`none`, `matched`, `mismatched`).
-    let relation: BTreeMap<&str, &str> = rows
-        .iter()
-        .filter(|r| r.target == target)
-        .map(|r| (r.source.as_str(), r.relation.as_str()))
-        .collect();
-    // The architecture of each source: arms are compared only within one.
-    let architecture: BTreeMap<&str, &str> = rows
-        .iter()
-        .filter(|r| r.target == target)
-        .map(|r| (r.source.as_str(), r.architecture()))
-        .collect();
-    let in_scope = |source: &str| {
-        h.architectures.is_empty() || h.architectures.iter().any(|a| a == architecture[source])
-    };
-    let options: BTreeSet<i64> = rows
-        .iter()
-        .filter(|r| r.target == target)
-        .map(|r| r.option)
-        .collect();
-    let mut out = Vec::new();
+    let arms = TargetArms::of(rows, target);
     match (h.a, h.b) {
-        (Arm::Option(oa), Arm::Option(ob)) => {
-            let chosen = |source: &str, rel: &str| {
-                in_scope(source)
-                    && (h.sources.is_empty()
-                        || h.sources
-                            .iter()
-                            .any(|s| s == source || s == rel || (s == "scratch" && rel == "none")))
-            };
-            for &n in sizes {
-                for (&source, &rel) in &relation {
-                    if chosen(source, rel) {
-                        out.push(Comparison {
-                            n,
-                            a: (source.to_string(), oa as i64),
-                            b: (source.to_string(), ob as i64),
-                        });
-                    }
-                }
+        (Arm::Option(oa), Arm::Option(ob)) => option_comparisons(h, &arms, sizes, (oa, ob)),
+        (a, b) => relation_comparisons(h, &arms, sizes, (a, b)),
+    }
+}
+
+/// Option `oa` against option `ob` of each chosen source, at each size.
+fn option_comparisons(
+    h: &Hypothesis,
+    arms: &TargetArms,
+    sizes: &[i64],
+    (oa, ob): (u8, u8),
+) -> Vec<Comparison> {
+    let chosen = |source: &str, rel: &str| {
+        arms.in_scope(h, source)
+            && (h.sources.is_empty()
+                || h.sources
+                    .iter()
+                    .any(|s| s == source || s == rel || (s == "scratch" && rel == "none")))
+    };
+    let mut out = Vec::new();
+    for &n in sizes {
+        for (&source, &rel) in &arms.relation {
+            if chosen(source, rel) {
+                out.push(Comparison {
+                    n,
+                    a: (source.to_string(), oa as i64),
+                    b: (source.to_string(), ob as i64),
+                });
             }
         }
-        (a, b) => {
-            let of = |arm: Arm| -> Vec<&str> {
-                relation
-                    .iter()
-                    .filter(|(s, r)| Some(**r) == arm.relation() && in_scope(s))
-                    .map(|(s, _)| *s)
-                    .collect()
-            };
-            let opts: Vec<i64> = if h.options.is_empty() {
-                options.iter().copied().collect()
-            } else {
-                h.options.iter().map(|&o| o as i64).collect()
-            };
-            for &n in sizes {
-                for &o in &opts {
-                    for sa in of(a) {
-                        for sb in of(b) {
-                            if architecture[sa] != architecture[sb] {
-                                continue;
-                            }
-                            out.push(Comparison {
-                                n,
-                                a: (sa.to_string(), o),
-                                b: (sb.to_string(), o),
-                            });
-                        }
+    }
+    out
+}
+
+/// Every source of relation `a` against every source of relation `b` of the same
+/// architecture, at each size and option.
+fn relation_comparisons(
+    h: &Hypothesis,
+    arms: &TargetArms,
+    sizes: &[i64],
+    (a, b): (Arm, Arm),
+) -> Vec<Comparison> {
+    let of = |arm: Arm| -> Vec<&str> {
+        arms.relation
+            .iter()
+            .filter(|(s, r)| Some(**r) == arm.relation() && arms.in_scope(h, s))
+            .map(|(s, _)| *s)
+            .collect()
+    };
+    let opts: Vec<i64> = if h.options.is_empty() {
+        arms.options.iter().copied().collect()
+    } else {
+        h.options.iter().map(|&o| o as i64).collect()
+    };
+    let mut out = Vec::new();
+    for &n in sizes {
+        for &o in &opts {
+            for sa in of(a) {
+                for sb in of(b) {
+                    if arms.architecture[sa] == arms.architecture[sb] {
+                        out.push(Comparison {
+                            n,
+                            a: (sa.to_string(), o),
+                            b: (sb.to_string(), o),
+                        });
                     }
                 }
             }
@@ -152,29 +183,138 @@ fn comparisons(
     out
 }
 
-/// Tests every hypothesis on every target it applies to, in declaration order, then target.
-pub fn test_hypotheses(rows: &[ResultRow], hypotheses: &[Hypothesis]) -> Vec<HypothesisTest> {
+/// Per seed, A − B averaged over the comparisons `comps` on `target`, for every seed that has
+/// all of them, ordered by seed: the plan of comparisons joined twice with the finished cells
+/// (once for A, once for B), then a group-by over seeds.
+fn per_seed_differences(
+    frame: &DataFrame,
+    target: &str,
+    comps: &[Comparison],
+) -> PolarsResult<Vec<(i64, f64)>> {
+    let plan = df! {
+        "n_train" => comps.iter().map(|c| c.n).collect::<Vec<_>>(),
+        "a_source" => comps.iter().map(|c| c.a.0.clone()).collect::<Vec<_>>(),
+        "a_option" => comps.iter().map(|c| c.a.1).collect::<Vec<_>>(),
+        "b_source" => comps.iter().map(|c| c.b.0.clone()).collect::<Vec<_>>(),
+        "b_option" => comps.iter().map(|c| c.b.1).collect::<Vec<_>>(),
+    }?;
+    let side = |name: &str| {
+        let on: Vec<Expr> = [
+            format!("{name}_source"),
+            format!("{name}_option"),
+            "n_train".into(),
+        ]
+        .iter()
+        .map(|c| col(c.as_str()))
+        .collect();
+        let cells = finished(frame)
+            .filter(col("target").eq(lit(target)))
+            .select([
+                col("source").alias(format!("{name}_source")),
+                col("option").alias(format!("{name}_option")),
+                col("n_train"),
+                col("seed"),
+                col("test_accuracy").alias(name),
+            ]);
+        (on, cells)
+    };
+    let (on_a, cells_a) = side("a");
+    let (mut on_b, cells_b) = side("b");
+    on_b.push(col("seed"));
+    let per_seed = sort_by(
+        plan.lazy()
+            .join(cells_a, on_a.clone(), on_a, JoinArgs::new(JoinType::Inner))
+            .join(cells_b, on_b.clone(), on_b, JoinArgs::new(JoinType::Inner))
+            .group_by([col("seed")])
+            .agg([
+                (col("a") - col("b")).mean().alias("difference"),
+                col("a").count().alias("comparisons"),
+            ])
+            .filter(col("comparisons").eq(lit(comps.len() as IdxSize))),
+        &["seed"],
+    )
+    .collect()?;
+    let seed = ints(&per_seed, "seed")?;
+    let difference = floats(&per_seed, "difference")?;
+    Ok(seed.into_iter().zip(difference).collect())
+}
+
+/// The test of `h` on `target` from its per-seed differences, before Holm's correction.
+fn one_test(
+    h: &Hypothesis,
+    target: &str,
+    sizes: Vec<i64>,
+    comps: &[Comparison],
+    per_seed: Vec<(i64, f64)>,
+) -> HypothesisTest {
+    let values: Vec<f64> = per_seed.iter().map(|(_, d)| *d).collect();
+    let m = h.margin;
+    let (p_claim, p_opposite) = match h.expect {
+        Expect::Greater => (t_test_greater(&values, m), t_test_less(&values, 0.0)),
+        Expect::NotWorse => (t_test_greater(&values, -m), t_test_less(&values, -m)),
+        Expect::Equivalent => (
+            tost(&values, m),
+            (2.0 * t_test_greater(&values, m).min(t_test_less(&values, -m))).min(1.0),
+        ),
+    };
+    HypothesisTest {
+        hypothesis: h.clone(),
+        target: target.to_string(),
+        sizes,
+        comparisons: comps
+            .iter()
+            .map(|c| {
+                if c.a.0 == c.b.0 {
+                    format!("{}: option {} − option {}, n {}", c.a.0, c.a.1, c.b.1, c.n)
+                } else {
+                    format!("{} − {}, option {}, n {}", c.a.0, c.b.0, c.a.1, c.n)
+                }
+            })
+            .collect(),
+        mean: MeanCi::of(&values).mean,
+        ci: bootstrap_mean_ci(&values, 0.95),
+        per_seed,
+        p_claim,
+        p_opposite,
+        p_claim_holm: f64::NAN,
+        p_opposite_holm: f64::NAN,
+        verdict: Verdict::NoData,
+    }
+}
+
+/// Holm's correction across every test of each kind (the claims, the opposites), then each
+/// test's verdict.
+fn adjust_and_judge(tests: &mut [HypothesisTest]) {
+    let claim = holm(&tests.iter().map(|t| t.p_claim).collect::<Vec<_>>());
+    let opposite = holm(&tests.iter().map(|t| t.p_opposite).collect::<Vec<_>>());
+    for (i, t) in tests.iter_mut().enumerate() {
+        t.p_claim_holm = claim[i];
+        t.p_opposite_holm = opposite[i];
+        t.verdict = if t.per_seed.len() < 2 || !t.p_claim.is_finite() {
+            Verdict::NoData
+        } else if t.p_claim_holm < ALPHA {
+            Verdict::Supported
+        } else if t.p_opposite_holm < ALPHA {
+            Verdict::Contradicted
+        } else {
+            Verdict::Inconclusive
+        };
+    }
+}
+
+/// Tests every hypothesis on every target it applies to, in declaration order, then target;
+/// scratch rows are named after their architecture's scratch arm first.
+pub fn test_hypotheses(
+    rows: &[ResultRow],
+    hypotheses: &[Hypothesis],
+) -> PolarsResult<Vec<HypothesisTest>> {
+    let rows = &with_arm_names(rows);
+    let frame = arm_frame(rows)?;
     let ok: Vec<&ResultRow> = rows
         .iter()
         .filter(|r| r.status == "ok" && r.test_accuracy.is_finite())
         .collect();
-    let accuracy: Accuracies = ok
-        .iter()
-        .map(|r| {
-            (
-                (
-                    r.target.clone(),
-                    r.source.clone(),
-                    r.option,
-                    r.n_train,
-                    r.seed,
-                ),
-                r.test_accuracy,
-            )
-        })
-        .collect();
     let targets: BTreeSet<&str> = rows.iter().map(|r| r.target.as_str()).collect();
-    let seeds: BTreeSet<i64> = rows.iter().map(|r| r.seed).collect();
     let mut tests = Vec::new();
     for h in hypotheses {
         for &target in &targets {
@@ -198,73 +338,12 @@ pub fn test_hypotheses(rows: &[ResultRow], hypotheses: &[Hypothesis]) -> Vec<Hyp
             if comps.is_empty() {
                 continue;
             }
-            let per_seed: Vec<(i64, f64)> = seeds
-                .iter()
-                .filter_map(|&seed| {
-                    let get = |(s, o): &(String, i64), n: i64| {
-                        accuracy
-                            .get(&(target.to_string(), s.clone(), *o, n, seed))
-                            .copied()
-                    };
-                    let diffs: Option<Vec<f64>> = comps
-                        .iter()
-                        .map(|c| Some(get(&c.a, c.n)? - get(&c.b, c.n)?))
-                        .collect();
-                    let diffs = diffs?;
-                    Some((seed, diffs.iter().sum::<f64>() / diffs.len() as f64))
-                })
-                .collect();
-            let values: Vec<f64> = per_seed.iter().map(|(_, d)| *d).collect();
-            let m = h.margin;
-            let (p_claim, p_opposite) = match h.expect {
-                Expect::Greater => (t_test_greater(&values, m), t_test_less(&values, 0.0)),
-                Expect::NotWorse => (t_test_greater(&values, -m), t_test_less(&values, -m)),
-                Expect::Equivalent => (
-                    tost(&values, m),
-                    (2.0 * t_test_greater(&values, m).min(t_test_less(&values, -m))).min(1.0),
-                ),
-            };
-            tests.push(HypothesisTest {
-                hypothesis: h.clone(),
-                target: target.to_string(),
-                sizes: sizes.clone(),
-                comparisons: comps
-                    .iter()
-                    .map(|c| {
-                        if c.a.0 == c.b.0 {
-                            format!("{}: option {} − option {}, n {}", c.a.0, c.a.1, c.b.1, c.n)
-                        } else {
-                            format!("{} − {}, option {}, n {}", c.a.0, c.b.0, c.a.1, c.n)
-                        }
-                    })
-                    .collect(),
-                mean: MeanCi::of(&values).mean,
-                ci: bootstrap_mean_ci(&values, 0.95),
-                per_seed,
-                p_claim,
-                p_opposite,
-                p_claim_holm: f64::NAN,
-                p_opposite_holm: f64::NAN,
-                verdict: Verdict::NoData,
-            });
+            let per_seed = per_seed_differences(&frame, target, &comps)?;
+            tests.push(one_test(h, target, sizes, &comps, per_seed));
         }
     }
-    let claim = holm(&tests.iter().map(|t| t.p_claim).collect::<Vec<_>>());
-    let opposite = holm(&tests.iter().map(|t| t.p_opposite).collect::<Vec<_>>());
-    for (i, t) in tests.iter_mut().enumerate() {
-        t.p_claim_holm = claim[i];
-        t.p_opposite_holm = opposite[i];
-        t.verdict = if t.per_seed.len() < 2 || !t.p_claim.is_finite() {
-            Verdict::NoData
-        } else if t.p_claim_holm < ALPHA {
-            Verdict::Supported
-        } else if t.p_opposite_holm < ALPHA {
-            Verdict::Contradicted
-        } else {
-            Verdict::Inconclusive
-        };
-    }
-    tests
+    adjust_and_judge(&mut tests);
+    Ok(tests)
 }
 
 #[cfg(test)]
@@ -323,7 +402,7 @@ mod tests {
     }
 
     fn one(rows: &[ResultRow], h: Hypothesis) -> HypothesisTest {
-        let mut t = test_hypotheses(rows, &[h]);
+        let mut t = test_hypotheses(rows, &[h]).unwrap();
         assert_eq!(t.len(), 1);
         t.remove(0)
     }
@@ -496,7 +575,7 @@ mod tests {
         let mut h2 = h.clone();
         h2.name = "h2".into();
         h2.a = Arm::Mismatched;
-        let both = test_hypotheses(&r, &[h, h2]);
+        let both = test_hypotheses(&r, &[h, h2]).unwrap();
         assert_eq!(both.len(), 2);
         let (p1, p2) = (both[0].p_claim, both[1].p_claim);
         let smaller = p1.min(p2);
