@@ -29,8 +29,8 @@ pub struct ModelSpec {
     pub n_heads: usize,
     /// Hidden width of each layer's feed-forward block.
     pub d_ff: usize,
-    /// Feed-forward activation: `"relu"` or `"gelu"`.
-    pub activation: String,
+    /// Feed-forward activation.
+    pub activation: Activation,
     /// Dropout inside the backbone during training.
     pub dropout: f64,
     /// Audio stem: consecutive log-mel frames (every mel band) in one token; must divide the
@@ -47,10 +47,57 @@ impl Default for ModelSpec {
             n_layers: 2,
             n_heads: 4,
             d_ff: 128,
-            activation: "relu".into(),
+            activation: Activation::Relu,
             dropout: 0.0,
             frames_per_token: None,
         }
+    }
+}
+
+/// The feed-forward activation of the Transformer backbone (`model.activation`), checked when
+/// the file is read; written as its name, so fingerprints read `"relu"` or `"gelu"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    Gelu,
+}
+
+impl Activation {
+    /// Every activation, in the order an error lists them.
+    pub const ALL: [Activation; 2] = [Activation::Relu, Activation::Gelu];
+
+    /// The name an experiment file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Activation {
+    /// Reads a name; any other is refused with the allowed ones (the file's line comes from
+    /// the TOML reader).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Activation::ALL
+            .into_iter()
+            .find(|a| a.as_str() == name)
+            .ok_or_else(|| {
+                let allowed: Vec<String> =
+                    Activation::ALL.iter().map(|a| format!("\"{a}\"")).collect();
+                serde::de::Error::custom(format!(
+                    "`model.activation` must be {}, found {name:?}",
+                    allowed.join(" or ")
+                ))
+            })
     }
 }
 
@@ -966,15 +1013,6 @@ impl Experiment {
         self.at_least_one("model.patch", model.patch)?;
         self.at_least_one("model.n_layers", model.n_layers)?;
         self.at_least_one("model.d_ff", model.d_ff)?;
-        if !matches!(model.activation.as_str(), "relu" | "gelu") {
-            return Err(self.error_near(
-                "model.activation",
-                format!(
-                    "`model.activation` must be \"relu\" or \"gelu\", found {:?}",
-                    model.activation
-                ),
-            ));
-        }
         if !(0.0..1.0).contains(&model.dropout) {
             return Err(self.error_near(
                 "model.dropout",

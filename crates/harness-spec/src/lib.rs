@@ -27,8 +27,8 @@ mod plan;
 
 pub use error::{Location, SpecError};
 pub use experiment::{
-    Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec,
-    NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
+    Activation, Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec,
+    ModelSpec, NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
 };
 pub use include::{INHERITED_TABLES, SourceFile};
 pub use manifest::{
