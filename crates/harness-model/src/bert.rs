@@ -17,6 +17,8 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
+use harness_spec::BertShape;
+
 use crate::efficientnet::{WeightMismatch, check_fit};
 
 /// Key remappings from the original tensor names to this module's:
@@ -27,16 +29,12 @@ pub const WEIGHT_KEY_REMAP: [(&str, &str); 2] = [
     (r"(^|\.)LayerNorm\.", "${1}layer_norm."),
 ];
 
-/// Everything that determines the shape of a [`Bert`].
+/// Everything that determines the shape of a [`Bert`]: the encoder's shape (as a manifest
+/// resolves it) and the output layer's classes.
 #[derive(Config, Debug, PartialEq)]
 pub struct BertConfig {
-    pub vocab_size: usize,
-    pub hidden: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub intermediate: usize,
-    /// Positions the position table holds (the longest input).
-    pub max_positions: usize,
+    /// Vocabulary, width, layers, heads, feed-forward width and positions.
+    pub shape: BertShape,
     #[config(default = 2)]
     pub token_types: usize,
     #[config(default = 1e-12)]
@@ -49,7 +47,15 @@ impl BertConfig {
     /// all-MiniLM-L6-v2: 6 layers, width 384, 12 heads, feed-forward 1,536, the uncased
     /// WordPiece vocabulary of 30,522 pieces, 512 positions (22.7 M parameters).
     pub fn minilm_l6(classes: usize) -> Self {
-        BertConfig::new(30_522, 384, 6, 12, 1_536, 512, classes)
+        let shape = BertShape {
+            vocab_size: 30_522,
+            hidden: 384,
+            layers: 6,
+            heads: 12,
+            intermediate: 1_536,
+            max_positions: 512,
+        };
+        BertConfig::new(shape, classes)
     }
 
     /// Builds the network with every parameter drawn now from `seed`: as the original, normal
@@ -62,6 +68,7 @@ impl BertConfig {
     }
 
     fn init(&self, device: &Device) -> Bert {
+        let shape = &self.shape;
         let normal = Initializer::Normal {
             mean: 0.0,
             std: 0.02,
@@ -72,47 +79,47 @@ impl BertConfig {
                 .init(device)
         };
         let embedding = |n: usize| {
-            EmbeddingConfig::new(n, self.hidden)
+            EmbeddingConfig::new(n, shape.hidden)
                 .with_initializer(normal.clone())
                 .init(device)
         };
         let norm = || {
-            LayerNormConfig::new(self.hidden)
+            LayerNormConfig::new(shape.hidden)
                 .with_epsilon(self.layer_norm_epsilon)
                 .init(device)
         };
         let layer = || BertLayer {
             attention: Attention {
                 self_attention: SelfAttention {
-                    query: linear(self.hidden, self.hidden),
-                    key: linear(self.hidden, self.hidden),
-                    value: linear(self.hidden, self.hidden),
-                    heads: self.heads,
+                    query: linear(shape.hidden, shape.hidden),
+                    key: linear(shape.hidden, shape.hidden),
+                    value: linear(shape.hidden, shape.hidden),
+                    heads: shape.heads,
                 },
                 output: AddNorm {
-                    dense: linear(self.hidden, self.hidden),
+                    dense: linear(shape.hidden, shape.hidden),
                     layer_norm: norm(),
                 },
             },
             intermediate: Intermediate {
-                dense: linear(self.hidden, self.intermediate),
+                dense: linear(shape.hidden, shape.intermediate),
             },
             output: AddNorm {
-                dense: linear(self.intermediate, self.hidden),
+                dense: linear(shape.intermediate, shape.hidden),
                 layer_norm: norm(),
             },
         };
         Bert {
             embeddings: Embeddings {
-                word_embeddings: embedding(self.vocab_size),
-                position_embeddings: embedding(self.max_positions),
+                word_embeddings: embedding(shape.vocab_size),
+                position_embeddings: embedding(shape.max_positions),
                 token_type_embeddings: embedding(self.token_types),
                 layer_norm: norm(),
             },
             encoder: Encoder {
-                layer: (0..self.layers).map(|_| layer()).collect(),
+                layer: (0..shape.layers).map(|_| layer()).collect(),
             },
-            fc: linear(self.hidden, self.classes),
+            fc: linear(shape.hidden, self.classes),
         }
     }
 }

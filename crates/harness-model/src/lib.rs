@@ -5,22 +5,24 @@
 //! transfer between them: copying every layer but the output layer from a pre-trained network,
 //! freezing the copied layers (Option 1) or leaving everything trainable (Option 2).
 //!
-//! It knows nothing of datasets, files of results, or training loops.
+//! It knows nothing of datasets, files of results, or training loops; from `harness-spec` it
+//! takes only the closed choices an experiment or a manifest names ([`Activation`], the BERT
+//! shape), so that they are checked once, when the file is read.
 //!
 //! ```no_run
 //! use burn::prelude::*;
-//! use harness_model::{BackboneShape, Classifier, ClassifierConfig, StemShape};
+//! use harness_model::{Activation, BackboneConfig, Classifier, ClassifierConfig, StemConfig};
 //!
 //! let device = Device::flex().autodiff();
-//! let backbone = BackboneShape {
+//! let backbone = BackboneConfig {
 //!     d_model: 64,
 //!     n_layers: 2,
 //!     n_heads: 4,
 //!     d_ff: 128,
-//!     activation: "relu".into(),
+//!     activation: Activation::Relu,
 //!     dropout: 0.0,
 //! };
-//! let config = ClassifierConfig::of(StemShape::Image { side: 28, patch: 7 }, &backbone, 10);
+//! let config = ClassifierConfig::new(StemConfig::Image { side: 28, patch: 7 }, backbone, 10);
 //! let model: Classifier = config.init_seeded(&device, 0);
 //! let logits = model.forward(Tensor::zeros([8, 28 * 28], &device));
 //! assert_eq!(logits.dims(), [8, 10]);
@@ -41,6 +43,7 @@ use burn::nn::transformer::{
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+pub use harness_spec::Activation;
 pub use network::{FramedCrepe, GreyImageNet, Network, PatchBert};
 pub use snapshot::{ParamSnapshot, materialise, snapshot};
 pub use transfer::{Checkpoint, Transfer, load_pretrained, save_pretrained};
@@ -189,46 +192,45 @@ impl Classifier {
     }
 }
 
-/// Everything that determines the shape of a [`Classifier`].
-#[derive(Config, Debug)]
-pub struct ClassifierConfig {
-    /// Input grid: `(side, side)` for images, `(mels, frames)` for audio.
-    pub rows: usize,
-    pub cols: usize,
-    /// Patch cut from the grid for one token.
-    pub patch_rows: usize,
-    pub patch_cols: usize,
+/// The backbone's shape and dropout, whatever stem feeds it.
+#[derive(Config, Debug, PartialEq)]
+pub struct BackboneConfig {
+    /// Width of every token.
     pub d_model: usize,
+    /// Transformer encoder layers.
     pub n_layers: usize,
+    /// Attention heads (they divide `d_model`).
     pub n_heads: usize,
+    /// Hidden width of each layer's feed-forward block.
     pub d_ff: usize,
-    pub activation: String,
-    pub dropout: f64,
-    pub classes: usize,
-    /// Text only: vocabulary size of the token embedding (0: a patch stem). For text, `rows`
-    /// is 1 and `cols` the number of tokens.
-    #[config(default = 0)]
-    pub vocab_size: usize,
-}
-
-/// The Transformer backbone's shape (and dropout), whatever stem feeds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackboneShape {
-    pub d_model: usize,
-    pub n_layers: usize,
-    pub n_heads: usize,
-    pub d_ff: usize,
-    /// `relu` or `gelu`.
-    pub activation: String,
+    /// Feed-forward activation.
+    pub activation: Activation,
+    /// Dropout inside the encoder during training.
     pub dropout: f64,
 }
 
-/// What the stem takes in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StemShape {
+impl BackboneConfig {
+    /// The pre-LN encoder (its parameters initialised lazily, when first read).
+    fn encoder(&self, device: &Device) -> TransformerEncoder {
+        let activation = match self.activation {
+            Activation::Relu => ActivationConfig::Relu,
+            Activation::Gelu => ActivationConfig::Gelu,
+        };
+        TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
+            .with_norm_first(true)
+            .with_dropout(self.dropout)
+            .with_activation(activation)
+            .init(device)
+    }
+}
+
+/// What the stem takes in, which fixes its shape.
+#[derive(Config, Debug, PartialEq)]
+pub enum StemConfig {
     /// Square `side × side` images cut into `patch × patch` patches.
     Image { side: usize, patch: usize },
-    /// `mels × frames` log-mel spectrograms, one token per `frames_per_token` frames.
+    /// `mels × frames` log-mel spectrograms, one token per `frames_per_token` frames (every
+    /// mel band).
     Audio {
         mels: usize,
         frames: usize,
@@ -238,34 +240,68 @@ pub enum StemShape {
     Text { vocab_size: usize, tokens: usize },
 }
 
-impl ClassifierConfig {
-    /// The network for inputs of `stem`, with `backbone`, and `classes` outputs.
-    pub fn of(stem: StemShape, backbone: &BackboneShape, classes: usize) -> Self {
-        let (rows, cols, patch_rows, patch_cols, vocab_size) = match stem {
-            StemShape::Image { side, patch } => (side, side, patch, patch, 0),
-            StemShape::Audio {
-                mels,
-                frames,
-                frames_per_token,
-            } => (mels, frames, mels, frames_per_token, 0),
-            StemShape::Text { vocab_size, tokens } => (1, tokens, 1, 1, vocab_size),
-        };
-        ClassifierConfig::new(
-            rows,
-            cols,
-            patch_rows,
-            patch_cols,
-            backbone.d_model,
-            backbone.n_layers,
-            backbone.n_heads,
-            backbone.d_ff,
-            backbone.activation.clone(),
-            backbone.dropout,
-            classes,
-        )
-        .with_vocab_size(vocab_size)
+impl StemConfig {
+    /// The input grid, `(rows, cols)`: `(side, side)`, `(mels, frames)`, or `(1, tokens)`.
+    pub fn grid(&self) -> (usize, usize) {
+        match *self {
+            StemConfig::Image { side, .. } => (side, side),
+            StemConfig::Audio { mels, frames, .. } => (mels, frames),
+            StemConfig::Text { tokens, .. } => (1, tokens),
+        }
     }
 
+    /// The patch of the grid that makes one token, `(rows, cols)`; `(1, 1)` for text.
+    pub fn patch(&self) -> (usize, usize) {
+        match *self {
+            StemConfig::Image { patch, .. } => (patch, patch),
+            StemConfig::Audio {
+                mels,
+                frames_per_token,
+                ..
+            } => (mels, frames_per_token),
+            StemConfig::Text { .. } => (1, 1),
+        }
+    }
+
+    /// Tokens per example.
+    pub fn tokens(&self) -> usize {
+        let ((rows, cols), (patch_rows, patch_cols)) = (self.grid(), self.patch());
+        (rows / patch_rows) * (cols / patch_cols)
+    }
+
+    /// The vocabulary of a text stem; `None` for a patch stem.
+    pub fn vocab_size(&self) -> Option<usize> {
+        match *self {
+            StemConfig::Text { vocab_size, .. } => Some(vocab_size),
+            _ => None,
+        }
+    }
+
+    /// The stem for tokens of width `d_model`, with `position` (`[1, tokens, d_model]`) as its
+    /// learned positions.
+    fn init(&self, position: Tensor<3>, device: &Device) -> Stem {
+        let [_, _, d_model] = position.dims();
+        match self.vocab_size() {
+            Some(vocab_size) => Stem::Text(TextStem {
+                embedding: EmbeddingConfig::new(vocab_size, d_model).init(device),
+                position: Param::from_tensor(position),
+            }),
+            None => Stem::Patch(PatchStem::new(self.grid(), self.patch(), position, device)),
+        }
+    }
+}
+
+/// Everything that determines the shape of a [`Classifier`]: its stem, its backbone and its
+/// number of classes.
+#[derive(Config, Debug, PartialEq)]
+pub struct ClassifierConfig {
+    pub stem: StemConfig,
+    pub backbone: BackboneConfig,
+    /// Outputs of the head.
+    pub classes: usize,
+}
+
+impl ClassifierConfig {
     /// Builds the network with every parameter drawn now from `seed`, so that the same seed
     /// gives the same weights whatever is loaded into the network afterwards.
     pub fn init_seeded(&self, device: &Device, seed: u64) -> Classifier {
@@ -275,38 +311,151 @@ impl ClassifierConfig {
         model
     }
 
+    /// The network, its parameters drawn lazily except the positions (drawn now). The order
+    /// of the draws is what a seed's weights depend on: keep it.
     fn init(&self, device: &Device) -> Classifier {
-        let tokens = (self.rows / self.patch_rows) * (self.cols / self.patch_cols);
-        let activation = match self.activation.as_str() {
-            "gelu" => ActivationConfig::Gelu,
-            _ => ActivationConfig::Relu,
-        };
-        let encoder =
-            TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
-                .with_norm_first(true)
-                .with_dropout(self.dropout)
-                .with_activation(activation)
-                .init(device);
-        let position = PatchStem::draw_position(tokens, self.d_model, device);
+        let d_model = self.backbone.d_model;
+        let encoder = self.backbone.encoder(device);
+        let position = PatchStem::draw_position(self.stem.tokens(), d_model, device);
+        let stem = self.stem.init(position, device);
         Classifier {
-            stem: if self.vocab_size > 0 {
-                Stem::Text(TextStem {
-                    embedding: EmbeddingConfig::new(self.vocab_size, self.d_model).init(device),
-                    position: Param::from_tensor(position),
-                })
-            } else {
-                Stem::Patch(PatchStem::new(
-                    (self.rows, self.cols),
-                    (self.patch_rows, self.patch_cols),
-                    position,
-                    device,
-                ))
-            },
+            stem,
             backbone: Backbone {
                 encoder,
-                norm: LayerNormConfig::new(self.d_model).init(device),
+                norm: LayerNormConfig::new(d_model).init(device),
             },
-            head: LinearConfig::new(self.d_model, self.classes).init(device),
+            head: LinearConfig::new(d_model, self.classes).init(device),
         }
+    }
+}
+
+/// Tests that draw seeded weights take turns: the seed of a Flex device is shared by every
+/// thread, so two drawing at once would interleave their draws.
+#[cfg(test)]
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backbone(activation: Activation) -> BackboneConfig {
+        BackboneConfig {
+            d_model: 16,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 24,
+            activation,
+            dropout: 0.0,
+        }
+    }
+
+    /// `[2, width]` inputs a stem of `stem` takes (ids 1 for text).
+    fn input(stem: &StemConfig, device: &Device) -> Tensor<2> {
+        let (rows, cols) = stem.grid();
+        Tensor::ones([2, rows * cols], device)
+    }
+
+    #[test]
+    fn a_classifier_config_builds_the_stem_backbone_and_head_it_names() {
+        let _serial = serial();
+        let device = Device::flex();
+        // (stem, tokens, width of one token's input: patch values or vocabulary)
+        for (stem, tokens, per_token) in [
+            (StemConfig::Image { side: 8, patch: 4 }, 4, 16),
+            (
+                StemConfig::Audio {
+                    mels: 6,
+                    frames: 10,
+                    frames_per_token: 2,
+                },
+                5,
+                12,
+            ),
+            (
+                StemConfig::Text {
+                    vocab_size: 30,
+                    tokens: 7,
+                },
+                7,
+                30,
+            ),
+        ] {
+            let config = ClassifierConfig::new(stem.clone(), backbone(Activation::Relu), 3);
+            let model = config.init_seeded(&device, 0);
+            assert_eq!(stem.tokens(), tokens, "{stem:?}");
+            let (first, position) = match &model.stem {
+                Stem::Patch(p) => (p.projection.weight.dims(), p.position.dims()),
+                Stem::Text(t) => (t.embedding.weight.dims(), t.position.dims()),
+            };
+            assert_eq!(first, [per_token, 16], "{stem:?}");
+            assert_eq!(position, [1, tokens, 16], "{stem:?}");
+            let encoder = &model.backbone.encoder;
+            assert_eq!(encoder.layers.len(), 2);
+            assert_eq!(
+                (encoder.d_model, encoder.d_ff, encoder.n_heads),
+                (16, 24, 4)
+            );
+            assert_eq!(model.head.weight.dims(), [16, 3]);
+            assert_eq!(model.forward(input(&stem, &device)).dims(), [2, 3]);
+        }
+    }
+
+    #[test]
+    fn the_activation_of_the_config_is_the_one_the_encoder_applies() {
+        let _serial = serial();
+        let device = Device::flex();
+        let stem = StemConfig::Image { side: 8, patch: 4 };
+        let output = |activation: Activation| {
+            let config = ClassifierConfig::new(stem.clone(), backbone(activation), 3);
+            let model = config.init_seeded(&device, 0);
+            let layer = &model.backbone.encoder.layers[0];
+            let gelu = matches!(
+                layer.pwff.activation,
+                burn::nn::activation::Activation::Gelu(_)
+            );
+            (gelu, model.forward(input(&stem, &device)).into_data())
+        };
+        let (relu_is_gelu, relu) = output(Activation::Relu);
+        let (gelu_is_gelu, gelu) = output(Activation::Gelu);
+        assert!(!relu_is_gelu && gelu_is_gelu);
+        // Same seed, same weights: only the activation differs, and it shows in the logits.
+        assert_ne!(relu, gelu);
+    }
+
+    #[test]
+    fn one_seed_draws_the_same_weights_and_another_seed_others() {
+        let _serial = serial();
+        let device = Device::flex();
+        let config = ClassifierConfig::new(
+            StemConfig::Text {
+                vocab_size: 30,
+                tokens: 7,
+            },
+            backbone(Activation::Gelu),
+            3,
+        );
+        let a = snapshot(&config.init_seeded(&device, 5));
+        assert_eq!(a, snapshot(&config.init_seeded(&device, 5)));
+        assert_ne!(a, snapshot(&config.init_seeded(&device, 6)));
+    }
+
+    #[test]
+    fn a_config_reads_back_from_its_json() {
+        let config = ClassifierConfig::new(
+            StemConfig::Audio {
+                mels: 6,
+                frames: 10,
+                frames_per_token: 2,
+            },
+            backbone(Activation::Gelu),
+            3,
+        );
+        let json = config.to_string();
+        assert!(json.contains("\"gelu\""), "{json}");
+        let back: ClassifierConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config);
     }
 }

@@ -100,3 +100,84 @@ pub fn load_pretrained(mut model: Classifier, transfer: &Transfer) -> anyhow::Re
     }
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::prelude::*;
+    use harness_spec::Activation;
+
+    use super::*;
+    use crate::{BackboneConfig, ClassifierConfig, ParamSnapshot, StemConfig, snapshot};
+
+    fn config() -> ClassifierConfig {
+        ClassifierConfig::new(
+            StemConfig::Image { side: 8, patch: 4 },
+            BackboneConfig {
+                d_model: 8,
+                n_layers: 1,
+                n_heads: 2,
+                d_ff: 16,
+                activation: Activation::Relu,
+                dropout: 0.0,
+            },
+            3,
+        )
+    }
+
+    fn part(snap: &ParamSnapshot, prefix: &str) -> ParamSnapshot {
+        snap.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// One Adam step on a cross-entropy loss of random inputs.
+    fn step(model: Classifier, device: &Device) -> Classifier {
+        let input = Tensor::<2>::random([4, 64], burn::tensor::Distribution::Default, device);
+        let labels = Tensor::<1, Int>::from_ints([0, 1, 2, 0], device);
+        let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(model.forward(input), labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut optim = AdamConfig::new().init();
+        optim.step(1e-2, model, grads)
+    }
+
+    #[test]
+    fn option1_loads_the_saved_stem_and_backbone_and_trains_only_the_head() {
+        let _serial = crate::serial();
+        let device = Device::flex().autodiff();
+        let dir = tempfile::tempdir().unwrap();
+        let source = config().init_seeded(&device, 1);
+        let checkpoint = save_pretrained(&source, dir.path()).unwrap();
+        let saved = snapshot(&source);
+        let transfer = Transfer::Pretrained {
+            checkpoint,
+            copy_stem: true,
+            freeze: true,
+        };
+        let model = load_pretrained(config().init_seeded(&device, 2), &transfer).unwrap();
+        let loaded = snapshot(&model);
+        for prefix in ["stem", "backbone"] {
+            assert_eq!(
+                part(&loaded, prefix),
+                part(&saved, prefix),
+                "{prefix} copied"
+            );
+        }
+        let trained = snapshot(&step(model, &device));
+        for prefix in ["stem", "backbone"] {
+            assert_eq!(
+                part(&trained, prefix),
+                part(&saved, prefix),
+                "{prefix} frozen"
+            );
+        }
+        assert_ne!(
+            part(&trained, "head"),
+            part(&loaded, "head"),
+            "the head trains"
+        );
+    }
+}

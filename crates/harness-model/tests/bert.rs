@@ -26,15 +26,15 @@ fn ids(v: &Value, device: &Device) -> Tensor<2> {
 fn tiny_config(reference: &Value) -> BertConfig {
     let c = &reference["config"];
     let get = |k: &str| c[k].as_u64().unwrap() as usize;
-    BertConfig::new(
-        get("vocab_size"),
-        get("hidden_size"),
-        get("num_hidden_layers"),
-        get("num_attention_heads"),
-        get("intermediate_size"),
-        get("max_position_embeddings"),
-        3,
-    )
+    let shape = harness_spec::BertShape {
+        vocab_size: get("vocab_size"),
+        hidden: get("hidden_size"),
+        layers: get("num_hidden_layers"),
+        heads: get("num_attention_heads"),
+        intermediate: get("intermediate_size"),
+        max_positions: get("max_position_embeddings"),
+    };
+    BertConfig::new(shape, 3)
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn a_file_of_another_shape_names_the_first_mismatching_tensor() {
     let device = Device::flex();
     let reference = json("tiny.json");
     let mut config = tiny_config(&reference);
-    config.intermediate *= 2;
+    config.shape.intermediate *= 2;
     let err = config
         .init_seeded(&device, 0)
         .load_safetensors(&fixtures().join("tiny.safetensors"))

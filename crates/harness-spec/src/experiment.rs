@@ -1,6 +1,7 @@
 //! Experiment files: the matrix (targets × sources × n_train × options × seeds) and the model,
 //! pre-training and fine-tuning settings shared by its cells.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::SpecError;
+use crate::include::{self, SourceFile};
 use crate::manifest::Modality;
 
 /// The source name that means "no pre-training": the same network from random initialisation.
@@ -27,8 +29,8 @@ pub struct ModelSpec {
     pub n_heads: usize,
     /// Hidden width of each layer's feed-forward block.
     pub d_ff: usize,
-    /// Feed-forward activation: `"relu"` or `"gelu"`.
-    pub activation: String,
+    /// Feed-forward activation.
+    pub activation: Activation,
     /// Dropout inside the backbone during training.
     pub dropout: f64,
     /// Audio stem: consecutive log-mel frames (every mel band) in one token; must divide the
@@ -45,10 +47,57 @@ impl Default for ModelSpec {
             n_layers: 2,
             n_heads: 4,
             d_ff: 128,
-            activation: "relu".into(),
+            activation: Activation::Relu,
             dropout: 0.0,
             frames_per_token: None,
         }
+    }
+}
+
+/// The feed-forward activation of the Transformer backbone (`model.activation`), checked when
+/// the file is read; written as its name, so fingerprints read `"relu"` or `"gelu"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    Gelu,
+}
+
+impl Activation {
+    /// Every activation, in the order an error lists them.
+    pub const ALL: [Activation; 2] = [Activation::Relu, Activation::Gelu];
+
+    /// The name an experiment file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Activation {
+    /// Reads a name; any other is refused with the allowed ones (the file's line comes from
+    /// the TOML reader).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Activation::ALL
+            .into_iter()
+            .find(|a| a.as_str() == name)
+            .ok_or_else(|| {
+                let allowed: Vec<String> =
+                    Activation::ALL.iter().map(|a| format!("\"{a}\"")).collect();
+                serde::de::Error::custom(format!(
+                    "`model.activation` must be {}, found {name:?}",
+                    allowed.join(" or ")
+                ))
+            })
     }
 }
 
@@ -431,14 +480,20 @@ impl MatrixSpec {
     }
 }
 
+/// An experiment file as written. An included file is read with the same schema (and may lack
+/// `[matrix]`); only its settings tables are used.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExperimentFile {
+    /// Files whose settings tables this one takes, paths relative to its folder.
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     description: String,
-    matrix: MatrixSpec,
+    #[serde(default)]
+    matrix: Option<MatrixSpec>,
     #[serde(default)]
     model: ModelSpec,
     #[serde(default)]
@@ -540,6 +595,40 @@ pub struct Experiment {
     pub hypotheses: Vec<Hypothesis>,
     pub path: PathBuf,
     pub text: String,
+    /// The files `include` brought in (theirs too, in the order read); empty without `include`.
+    pub included: Vec<SourceFile>,
+    /// `table.key` → the file whose value the setting holds: 0 this one, i the (i − 1)-th of
+    /// `included`; a key set by no file is absent.
+    origins: BTreeMap<String, usize>,
+}
+
+impl ExperimentFile {
+    /// The text of `path` against the schema; an error names `path` and the line.
+    fn read(path: &Path, text: &str) -> Result<ExperimentFile, SpecError> {
+        toml::from_str(text).map_err(|e| SpecError::from_toml(path, text, &e))
+    }
+
+    /// Replaces the settings tables with `settings`, the merge of this file and its includes
+    /// (each file was checked against the schema on its own, so these fit it too).
+    fn take_settings(&mut self, settings: &toml::Table, path: &Path) -> Result<(), SpecError> {
+        fn table<T: serde::de::DeserializeOwned + Default>(
+            settings: &toml::Table,
+            name: &str,
+            path: &Path,
+        ) -> Result<T, SpecError> {
+            settings.get(name).map_or(Ok(T::default()), |value| {
+                value.clone().try_into().map_err(|e| {
+                    SpecError::new(path, format!("`[{name}]` with its included settings: {e}"))
+                })
+            })
+        }
+        self.model = table(settings, "model", path)?;
+        self.pretrain = table(settings, "pretrain", path)?;
+        self.finetune = table(settings, "finetune", path)?;
+        self.text = table(settings, "text", path)?;
+        self.networks = table(settings, "networks", path)?;
+        Ok(())
+    }
 }
 
 impl Experiment {
@@ -549,9 +638,23 @@ impl Experiment {
         Experiment::parse(path, &text)
     }
 
+    /// Parses the experiment file `path` whose text is `text`, reading the files it includes
+    /// from disk (relative to `path`'s folder).
     pub fn parse(path: &Path, text: &str) -> Result<Experiment, SpecError> {
-        let file: ExperimentFile =
-            toml::from_str(text).map_err(|e| SpecError::from_toml(path, text, &e))?;
+        let mut file = ExperimentFile::read(path, text)?;
+        let Some(matrix) = file.matrix.take() else {
+            return Err(SpecError::new(path, "the experiment has no `[matrix]` table")
+                .with_help("add [matrix] with targets, sources, n_train, options and seeds (README, \"Experiment files\")"));
+        };
+        let (included, origins) = if file.include.is_empty() {
+            (Vec::new(), BTreeMap::new())
+        } else {
+            let check = |p: &Path, t: &str| Ok(ExperimentFile::read(p, t)?.include);
+            let mut resolved = include::resolve(path, text, &file.include, &check)?;
+            file.take_settings(&resolved.settings, path)?;
+            resolved.files.remove(0);
+            (resolved.files, resolved.origins)
+        };
         let name = match file.name {
             Some(n) => n,
             None => path
@@ -562,7 +665,7 @@ impl Experiment {
         let mut experiment = Experiment {
             name,
             description: file.description,
-            matrix: file.matrix,
+            matrix,
             model: file.model,
             pretrain: file.pretrain,
             finetune: file.finetune,
@@ -571,6 +674,8 @@ impl Experiment {
             hypotheses: Vec::new(),
             path: path.to_path_buf(),
             text: text.to_string(),
+            included,
+            origins,
         };
         experiment.validate()?;
         for h in file.hypothesis {
@@ -584,6 +689,18 @@ impl Experiment {
             experiment.hypotheses.push(h);
         }
         Ok(experiment)
+    }
+
+    /// The file (path and text) that set the setting `key` (`table.key`, e.g.
+    /// `pretrain.audio.epochs`): an included file's when the value came from it, else this one.
+    pub fn origin(&self, key: &str) -> (&Path, &str) {
+        match self.origins.get(key) {
+            Some(&i) if i > 0 => {
+                let file = &self.included[i - 1];
+                (&file.path, &file.text)
+            }
+            _ => (&self.path, &self.text),
+        }
     }
 
     pub fn error_at(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> SpecError {
@@ -628,9 +745,11 @@ impl Experiment {
         Ok(())
     }
 
-    /// An error pointing at the first line that mentions `key`, or at the file.
+    /// An error at the line that sets `key` (`table.key`) in the file it came from (see
+    /// [`Experiment::origin`]), or at the first line that mentions `key`, or at the file.
     pub fn error_near(&self, key: &str, message: impl Into<String>) -> SpecError {
-        SpecError::near(&self.path, &self.text, key, message)
+        let (path, text) = self.origin(key);
+        SpecError::near(path, text, key, message)
     }
 
     /// Checks one `[[hypothesis]]` table against the matrix.
@@ -894,15 +1013,6 @@ impl Experiment {
         self.at_least_one("model.patch", model.patch)?;
         self.at_least_one("model.n_layers", model.n_layers)?;
         self.at_least_one("model.d_ff", model.d_ff)?;
-        if !matches!(model.activation.as_str(), "relu" | "gelu") {
-            return Err(self.error_near(
-                "model.activation",
-                format!(
-                    "`model.activation` must be \"relu\" or \"gelu\", found {:?}",
-                    model.activation
-                ),
-            ));
-        }
         if !(0.0..1.0).contains(&model.dropout) {
             return Err(self.error_near(
                 "model.dropout",

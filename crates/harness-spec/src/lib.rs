@@ -20,15 +20,17 @@
 mod error;
 mod experiment;
 pub mod fault;
+mod include;
 mod manifest;
 mod network;
 mod plan;
 
 pub use error::{Location, SpecError};
 pub use experiment::{
-    Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec,
-    NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
+    Activation, Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec,
+    ModelSpec, NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
 };
+pub use include::{INHERITED_TABLES, SourceFile};
 pub use manifest::{
     AudioSpec, ClipLayout, CsvSpec, Duplicates, FileSpec, Format, GM_FAMILIES, ImageSpec, Manifest,
     ManifestSet, Modality, NotesSpec, RenderSpec, SourceKind, SourceSpec, SplitMethod, SplitSpec,

@@ -106,7 +106,7 @@ pub struct ArchitectureSpec {
 }
 
 /// A BERT shape, resolved from a variant name or written out.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BertShape {
     pub vocab_size: usize,
     pub hidden: usize,

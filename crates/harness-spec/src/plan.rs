@@ -619,7 +619,12 @@ fn tokenizer_plan(
     let text = experiment.text_spec.clone();
     let (mut corpus, mut corpus_content, mut file, mut file_sha256) = (None, None, None, None);
     if let Some(path) = &text.tokenizer {
-        let base = experiment.path.parent().unwrap_or(Path::new("."));
+        // Relative to the file that names it, which may be an included one.
+        let base = experiment
+            .origin("text.tokenizer")
+            .0
+            .parent()
+            .unwrap_or(Path::new("."));
         let resolved = base.join(path);
         let bytes = std::fs::read(&resolved).map_err(|e| {
             experiment.error_near(

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use harness_spec::{Experiment, ManifestSet, expand};
+use harness_spec::{Experiment, INHERITED_TABLES, ManifestSet, Modality, expand};
 
 fn root() -> PathBuf {
     Path::new(&manifest_dir()).join("../..")
@@ -76,6 +76,28 @@ fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretrai
             "{source} pre-trains once for {file} and the matrix"
         );
     }
+    // Each source pre-trains with its own experiment's settings, and every cell of a target
+    // has that experiment's model (the other modalities' stem settings aside), text and
+    // fine-tuning settings.
+    for (file, modality) in [
+        ("image.toml", Modality::Image),
+        ("audio.toml", Modality::Audio),
+        ("text.toml", Modality::Text),
+    ] {
+        let (_, single) = plan_of(file);
+        assert_eq!(
+            experiment.pretrain.for_modality(modality),
+            single.pretrain.for_modality(modality),
+            "{file}"
+        );
+        assert_eq!(
+            experiment.model.for_modality(modality),
+            single.model.for_modality(modality),
+            "{file}"
+        );
+        assert_eq!(experiment.finetune, single.finetune, "{file}");
+    }
+    assert_eq!(experiment.text_spec, plan_of("text.toml").1.text_spec);
     let names: Vec<&str> = experiment
         .hypotheses
         .iter()
@@ -90,6 +112,57 @@ fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretrai
             "option2-wins-large"
         ]
     );
+}
+
+/// Experiments that share settings with others take them through `include` and write none
+/// of them again, so a copy cannot drift (and checkpoints silently stop being shared).
+#[test]
+fn experiments_built_on_others_include_their_settings_instead_of_copying_them() {
+    for (file, includes) in [
+        (
+            "transfer-matrix.toml",
+            &["image.toml", "audio.toml", "text.toml"][..],
+        ),
+        (
+            "pretrained-matrix.toml",
+            &["image.toml", "audio.toml", "text.toml"],
+        ),
+        ("pretrained-image.toml", &["image.toml"]),
+        ("parity.toml", &["image.toml"]),
+    ] {
+        let path = root().join("experiments").join(file);
+        let experiment = Experiment::load(&path).unwrap();
+        let included: Vec<PathBuf> = experiment.included.iter().map(|f| f.path.clone()).collect();
+        let expected: Vec<PathBuf> = includes
+            .iter()
+            .map(|i| root().join("experiments").join(i))
+            .collect();
+        assert_eq!(included, expected, "{file}");
+        let own: toml::Table = toml::from_str(&experiment.text).unwrap();
+        for table in INHERITED_TABLES.iter().filter(|t| **t != "networks") {
+            assert!(
+                !own.contains_key(*table),
+                "{file} sets [{table}] itself; take it from the files it includes"
+            );
+        }
+    }
+    // What differs between the single-modality experiments lives in per-modality tables, so
+    // including all three gives each source its own experiment's pre-training.
+    let matrix = Experiment::load(&root().join("experiments/transfer-matrix.toml")).unwrap();
+    for (key, file) in [
+        ("pretrain.image.epochs", "image.toml"),
+        ("pretrain.audio.epochs", "audio.toml"),
+        ("pretrain.text.epochs", "text.toml"),
+        ("model.patch", "image.toml"),
+        ("model.frames_per_token", "audio.toml"),
+        ("text.max_tokens", "text.toml"),
+    ] {
+        assert_eq!(
+            matrix.origin(key).0,
+            root().join("experiments").join(file),
+            "{key}"
+        );
+    }
 }
 
 /// What the Hedgewars phrases say, word by word (the class names run the words together).

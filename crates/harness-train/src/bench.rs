@@ -19,14 +19,11 @@ use crate::{eval_device, train_device};
 /// Synthetic inputs for `config`: values from a standard normal-ish spread for patch stems,
 /// ids in `1..vocab_size` (never padding) for text; labels spread over the classes.
 fn inputs(config: &ClassifierConfig, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
-    let width = config.rows * config.cols;
-    let values = (0..n * width)
-        .map(|_| {
-            if config.vocab_size > 0 {
-                (1 + rng.below(config.vocab_size - 1)) as f32
-            } else {
-                (rng.below(2001) as f32 - 1000.0) / 500.0
-            }
+    let (rows, cols) = config.stem.grid();
+    let values = (0..n * rows * cols)
+        .map(|_| match config.stem.vocab_size() {
+            Some(vocab_size) => (1 + rng.below(vocab_size - 1)) as f32,
+            None => (rng.below(2001) as f32 - 1000.0) / 500.0,
         })
         .collect();
     let labels = (0..n).map(|_| rng.below(config.classes) as i64).collect();

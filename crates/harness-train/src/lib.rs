@@ -41,7 +41,7 @@ pub use pretrained::{VerifiedWeights, efficientnet_config, ensure_weights};
 use anyhow::{Context, Result};
 use burn::prelude::*;
 use harness_data::{Dataset, Inputs};
-use harness_model::{BackboneShape, ClassifierConfig, StemShape};
+use harness_model::{BackboneConfig, ClassifierConfig, StemConfig};
 use harness_spec::ModelSpec;
 
 /// What a stem takes in, which fixes the network's shape.
@@ -62,29 +62,29 @@ pub fn classifier_config(
     m: &ModelSpec,
     classes: usize,
 ) -> Result<ClassifierConfig> {
-    let backbone = BackboneShape {
+    let backbone = BackboneConfig {
         d_model: m.d_model,
         n_layers: m.n_layers,
         n_heads: m.n_heads,
         d_ff: m.d_ff,
-        activation: m.activation.clone(),
+        activation: m.activation,
         dropout: m.dropout,
     };
     let stem = match shape {
-        InputShape::Image { side } => StemShape::Image {
+        InputShape::Image { side } => StemConfig::Image {
             side,
             patch: m.patch,
         },
-        InputShape::Audio { mels, frames } => StemShape::Audio {
+        InputShape::Audio { mels, frames } => StemConfig::Audio {
             mels,
             frames,
             frames_per_token: m
                 .frames_per_token
                 .context("audio needs `model.frames_per_token`")?,
         },
-        InputShape::Text { vocab_size, tokens } => StemShape::Text { vocab_size, tokens },
+        InputShape::Text { vocab_size, tokens } => StemConfig::Text { vocab_size, tokens },
     };
-    Ok(ClassifierConfig::of(stem, &backbone, classes))
+    Ok(ClassifierConfig::new(stem, backbone, classes))
 }
 
 /// The network shape for `dataset`'s inputs (see [`classifier_config`]).

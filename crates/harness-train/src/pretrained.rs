@@ -40,15 +40,7 @@ pub fn bert_config(arch: &ArchitectureSpec) -> BertConfig {
 
 /// The burn config of a BERT shape with a `classes`-way output layer.
 pub fn bert_shape_config(s: &BertShape, classes: usize) -> BertConfig {
-    BertConfig::new(
-        s.vocab_size,
-        s.hidden,
-        s.layers,
-        s.heads,
-        s.intermediate,
-        s.max_positions,
-        classes,
-    )
+    BertConfig::new(s.clone(), classes)
 }
 
 /// Whether the weight file at `path` fits `manifest`'s architecture: every tensor there with

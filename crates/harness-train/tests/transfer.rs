@@ -65,7 +65,7 @@ fn model_spec() -> ModelSpec {
         n_layers: 1,
         n_heads: 2,
         d_ff: 32,
-        activation: "relu".into(),
+        activation: harness_spec::Activation::Relu,
         dropout: 0.0,
         frames_per_token: Some(2),
     }

@@ -13,7 +13,8 @@ use harness_data::DataCache;
 use harness_model::ClassifierConfig;
 use harness_results::ResultStore;
 use harness_spec::{
-    Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, NetworkBody, Plan, Relation,
+    Activation, Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, NetworkBody, Plan,
+    Relation,
 };
 use harness_train::{
     InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features, measure_train,
@@ -103,16 +104,15 @@ fn variants(b: &Bench) -> Vec<(String, VariantKind, ClassifierConfig, Option<usi
         }
     };
     add("default".into(), b.shape, b.model.clone(), None);
-    let other = if b.model.activation == "gelu" {
-        "relu"
-    } else {
-        "gelu"
+    let other = match b.model.activation {
+        Activation::Gelu => Activation::Relu,
+        Activation::Relu => Activation::Gelu,
     };
     add(
         format!("activation {other}"),
         b.shape,
         ModelSpec {
-            activation: other.into(),
+            activation: other,
             ..b.model.clone()
         },
         None,
@@ -565,21 +565,19 @@ fn defaults_text(benches: &[Bench], rows: &[VariantRow], target: f64) -> String 
 }
 
 fn tokens(c: &ClassifierConfig) -> usize {
-    if c.vocab_size > 0 {
-        c.cols
-    } else {
-        (c.rows / c.patch_rows) * (c.cols / c.patch_cols)
-    }
+    c.stem.tokens()
 }
 
 /// The model as the reference builds it.
 fn model_json(c: &ClassifierConfig) -> serde_json::Value {
+    let ((rows, cols), (patch_rows, patch_cols)) = (c.stem.grid(), c.stem.patch());
+    let b = &c.backbone;
     serde_json::json!({
-        "rows": c.rows, "cols": c.cols,
-        "patch_rows": c.patch_rows, "patch_cols": c.patch_cols,
-        "vocab_size": c.vocab_size, "d_model": c.d_model, "n_layers": c.n_layers,
-        "n_heads": c.n_heads, "d_ff": c.d_ff, "activation": c.activation,
-        "classes": c.classes,
+        "rows": rows, "cols": cols,
+        "patch_rows": patch_rows, "patch_cols": patch_cols,
+        "vocab_size": c.stem.vocab_size().unwrap_or(0), "d_model": b.d_model,
+        "n_layers": b.n_layers, "n_heads": b.n_heads, "d_ff": b.d_ff,
+        "activation": b.activation, "classes": c.classes,
     })
 }
 

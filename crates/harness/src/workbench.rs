@@ -663,7 +663,7 @@ fn make_row(
         n_layers: m.n_layers as i64,
         n_heads: m.n_heads as i64,
         d_ff: m.d_ff as i64,
-        activation: m.activation.clone(),
+        activation: m.activation.to_string(),
         dropout: m.dropout,
         frames_per_token: matches!(target.train, Inputs::Spectrograms(_))
             .then(|| m.frames_per_token.map(|f| f as i64))
