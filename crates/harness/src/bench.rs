@@ -21,8 +21,10 @@ use harness_train::{
     model_config,
 };
 
+use crate::ledger::run_records;
+use crate::load::load;
 use crate::progress::Display;
-use crate::run::{self, load};
+use crate::progress::cell_title;
 use crate::workbench::Workbench;
 use crate::{Paths, provenance};
 
@@ -1127,7 +1129,7 @@ fn bench_cells(
     let mut ours = Vec::new();
     let mut request_cells = Vec::new();
     for (k, (i, cell)) in chosen.iter().enumerate() {
-        eprintln!("harness: cell {}", run::cell_title(cell));
+        eprintln!("harness: cell {}", cell_title(cell));
         let store = ResultStore::open(&tmp.path().join("results"), &loaded[*i].experiment.name);
         let row = pool.install(|| bench.run_cell(cell, &store, &mut |_| {}))?;
         let target = bench.dataset(&cell.target, &cell.tokenizer);
@@ -1243,7 +1245,7 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
     let mut any = false;
     for l in &loaded {
         let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let records = run::run_records(&store);
+        let records = run_records(&store);
         let rows = store.rows().unwrap_or_default();
         let wanted: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
         let rows: Vec<_> = rows

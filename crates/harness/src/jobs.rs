@@ -17,16 +17,17 @@ use std::sync::mpsc;
 use anyhow::{Context, Result};
 use harness_data::DataCache;
 use harness_results::ResultStore;
-use harness_spec::{Cell, Plan, Relation};
+use harness_spec::{Cell, Plan};
 use harness_train::{TrainEvent, cached_pretrained};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use crate::Paths;
+use crate::ledger::{Parallelism, Ran, Todo};
+use crate::load::load;
 use crate::progress::Display;
-use crate::run::{
-    Parallelism, Ran, Todo, cell_line, cell_title, load, pretrained_line, show_pretrain_event,
-};
+use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
+use crate::scheduler::{self, FeatureKey, Waiting};
 use crate::workbench::Workbench;
 
 /// What the parent asks a worker to do.
@@ -58,38 +59,14 @@ enum Report {
     },
 }
 
-/// The Option 1 cells that share frozen features: same target, tokenizer and frozen network.
-/// Across modalities the fresh stem trains, so such cells cache no features.
-fn affinity(cell: &Cell) -> Option<(String, Option<String>, String)> {
-    (cell.option == 1 && cell.relation != Relation::Mismatched).then(|| {
-        (
-            cell.target.clone(),
-            cell.tokenizer.clone(),
-            match (&cell.pretrain_key, &cell.network) {
-                (Some(key), _) => key.clone(),
-                (None, Some(arm)) => match &arm.weights_sha256 {
-                    Some(sha) => format!("{} {sha} {}", arm.architecture, arm.adapter_label()),
-                    None => format!(
-                        "{} scratch seed {} {}",
-                        arm.architecture,
-                        cell.seed,
-                        arm.adapter_label()
-                    ),
-                },
-                (None, None) => format!("scratch seed {}", cell.seed),
-            },
-        )
-    })
-}
-
 /// One worker as the parent sees it.
 struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
     bar: ProgressBar,
     busy: Option<Busy>,
-    /// The features this worker holds (of the last Option 1 cell it ran).
-    holds: Option<(String, Option<String>, String)>,
+    /// The frozen features this worker holds (of the last Option 1 cell it ran).
+    holds: Option<FeatureKey>,
 }
 
 enum Busy {
@@ -106,52 +83,94 @@ impl Worker {
     }
 }
 
-/// Runs the pre-training jobs `keys` and the cells of `todo` on `parallelism.jobs` worker
-/// processes.
-#[allow(clippy::too_many_arguments)]
-pub fn run_workers(
+/// The workers and the work still to hand out.
+struct Pool<'a> {
+    all: &'a Plan,
+    workers: Vec<Worker>,
+    /// Pre-trainings not started yet, in order.
+    to_pretrain: VecDeque<String>,
+    /// Cells not started yet, with their experiment's index.
+    queue: Vec<(usize, Cell)>,
+    /// Checkpoints in the cache.
+    ready: BTreeSet<String>,
+}
+
+impl Pool<'_> {
+    /// Gives worker `i` its next task: a pre-training first, else the cell [`scheduler::pick`]
+    /// chooses; closes the worker when nothing is left. With cells left that all wait for a
+    /// checkpoint being trained, the worker waits.
+    fn assign(&mut self, i: usize) -> Result<()> {
+        if let Some(key) = self.to_pretrain.pop_front() {
+            let job = self.all.job(&key).context("job of a planned key")?;
+            let w = &mut self.workers[i];
+            w.bar.reset();
+            w.bar.set_message(format!("pre-train {}", job.source));
+            w.send(&Task::Pretrain { key: key.clone() })?;
+            w.busy = Some(Busy::Pretrain(key));
+            return Ok(());
+        }
+        let others: Vec<Option<FeatureKey>> = (self.workers.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, w)| w.holds.clone())
+            .collect();
+        let waiting: Vec<Waiting> = self.queue.iter().map(|(_, c)| Waiting::of(c)).collect();
+        let w = &mut self.workers[i];
+        match scheduler::pick(&waiting, w.holds.as_ref(), &others, &self.ready) {
+            Some(p) => {
+                let (index, cell) = self.queue.remove(p);
+                if let Some(features) = waiting[p].features.clone() {
+                    w.holds = Some(features);
+                }
+                w.bar.reset();
+                w.bar.set_message(cell_title(&cell));
+                w.send(&Task::Cell {
+                    fingerprint: cell.fingerprint.clone(),
+                })?;
+                w.busy = Some(Busy::Cell(index, cell));
+            }
+            None if !self.queue.is_empty() => {}
+            None => {
+                w.stdin = None;
+                w.bar.finish_and_clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every idle, open worker its next task.
+    fn assign_idle(&mut self) -> Result<()> {
+        for i in 0..self.workers.len() {
+            if self.workers[i].busy.is_none() && self.workers[i].stdin.is_some() {
+                self.assign(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn work_left(&self) -> bool {
+        !self.queue.is_empty() || !self.to_pretrain.is_empty()
+    }
+}
+
+/// Starts `n` worker processes of this binary (`harness run --worker`), each reading tasks on
+/// stdin; a thread per worker forwards its reports to `tx` (None when it closes stdout).
+fn spawn_workers(
+    n: usize,
     files: &[PathBuf],
     paths: &Paths,
     parallelism: Parallelism,
-    all: &Plan,
-    keys: &BTreeSet<String>,
-    todo: &Todo,
     display: &Display,
-    ran: &mut Ran,
-) -> Result<()> {
-    let cache = paths.cache_dir();
-
-    // Checkpoints already in the cache need no task.
-    let mut ready: BTreeSet<String> = BTreeSet::new();
-    let mut to_pretrain: VecDeque<String> = VecDeque::new();
-    for key in keys {
-        let job = all.job(key).context("job of a planned key")?;
-        match cached_pretrained(&cache, key)? {
-            Some(outcome) => {
-                display.line(pretrained_line(job, &outcome));
-                ready.insert(key.clone());
-            }
-            None => to_pretrain.push_back(key.clone()),
-        }
-    }
-    let mut queue: Vec<(usize, Cell)> = todo
-        .iter()
-        .flat_map(|(i, cells)| cells.iter().map(move |c| (*i, c.clone())))
-        .collect();
-    let total = queue.len();
-    let overall = display.bar(total as u64, "cells");
-
-    // Start the workers.
-    let n = parallelism.jobs.min(to_pretrain.len() + queue.len()).max(1);
+    tx: &mpsc::Sender<(usize, Option<Report>)>,
+) -> Result<Vec<Worker>> {
     let exe = std::env::current_exe().context("finding the harness binary")?;
-    let (tx, rx) = mpsc::channel::<(usize, Option<Report>)>();
-    let mut workers: Vec<Worker> = Vec::new();
+    let threads = parallelism.threads.to_string();
+    let mut workers = Vec::new();
     for i in 0..n {
         let mut child = Command::new(&exe)
             .arg("run")
             .arg("--worker")
             .arg("--no-report")
-            .args(["--threads", &parallelism.threads.to_string()])
+            .args(["--threads", &threads])
             .args(["--backend", harness_train::backend().as_str()])
             .arg("--manifests")
             .arg(&paths.manifests)
@@ -160,11 +179,11 @@ pub fn run_workers(
             .arg("--reports")
             .arg(&paths.reports)
             .arg("--cache")
-            .arg(&cache)
+            .arg(paths.cache_dir())
             .arg("--")
             .args(files)
-            .env("RAYON_NUM_THREADS", parallelism.threads.to_string())
-            .env("OMP_NUM_THREADS", parallelism.threads.to_string())
+            .env("RAYON_NUM_THREADS", &threads)
+            .env("OMP_NUM_THREADS", &threads)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -186,150 +205,77 @@ pub fn run_workers(
             }
             let _ = tx.send((i, None));
         });
-        let bar = display.bar(0, format!("worker {}", i + 1));
         workers.push(Worker {
             stdin: child.stdin.take(),
             child,
-            bar,
+            bar: display.bar(0, format!("worker {}", i + 1)),
             busy: None,
             holds: None,
         });
     }
+    Ok(workers)
+}
+
+/// The pre-training keys among `keys` whose checkpoint is already cached (each announced on
+/// `display`), and the others, to train, in order.
+fn cached_or_not(
+    all: &Plan,
+    keys: &BTreeSet<String>,
+    paths: &Paths,
+    display: &Display,
+) -> Result<(BTreeSet<String>, VecDeque<String>)> {
+    let mut ready = BTreeSet::new();
+    let mut to_pretrain = VecDeque::new();
+    for key in keys {
+        let job = all.job(key).context("job of a planned key")?;
+        match cached_pretrained(&paths.cache_dir(), key)? {
+            Some(outcome) => {
+                display.line(pretrained_line(job, &outcome));
+                ready.insert(key.clone());
+            }
+            None => to_pretrain.push_back(key.clone()),
+        }
+    }
+    Ok((ready, to_pretrain))
+}
+
+/// Runs the pre-training jobs `keys` and the cells of `todo` on `parallelism.jobs` worker
+/// processes.
+#[allow(clippy::too_many_arguments)]
+pub fn run_workers(
+    files: &[PathBuf],
+    paths: &Paths,
+    parallelism: Parallelism,
+    all: &Plan,
+    keys: &BTreeSet<String>,
+    todo: &Todo,
+    display: &Display,
+    ran: &mut Ran,
+) -> Result<()> {
+    let (ready, to_pretrain) = cached_or_not(all, keys, paths, display)?;
+    let queue: Vec<(usize, Cell)> = todo
+        .iter()
+        .flat_map(|(i, cells)| cells.iter().map(move |c| (*i, c.clone())))
+        .collect();
+    let n = parallelism.jobs.min(to_pretrain.len() + queue.len()).max(1);
+    let (tx, rx) = mpsc::channel::<(usize, Option<Report>)>();
+    let workers = spawn_workers(n, files, paths, parallelism, display, &tx)?;
     drop(tx);
-
-    // Gives worker `w` its next task, or closes it when nothing is left.
-    let assign = |w: &mut Worker,
-                  others: &[Option<(String, Option<String>, String)>],
-                  to_pretrain: &mut VecDeque<String>,
-                  queue: &mut Vec<(usize, Cell)>,
-                  ready: &BTreeSet<String>|
-     -> Result<()> {
-        if let Some(key) = to_pretrain.pop_front() {
-            let job = all.job(&key).context("job of a planned key")?;
-            w.bar.reset();
-            w.bar.set_message(format!("pre-train {}", job.source));
-            w.send(&Task::Pretrain { key: key.clone() })?;
-            w.busy = Some(Busy::Pretrain(key));
-            return Ok(());
-        }
-        let runnable = |c: &Cell| c.pretrain_key.as_ref().is_none_or(|k| ready.contains(k));
-        // Prefer the cells whose frozen features this worker holds, then work that does not
-        // need features another worker holds, then anything that can run.
-        let pick = queue
-            .iter()
-            .position(|(_, c)| runnable(c) && w.holds.is_some() && affinity(c) == w.holds)
-            .or_else(|| {
-                queue.iter().position(|(_, c)| {
-                    runnable(c) && affinity(c).is_none_or(|a| !others.contains(&Some(a)))
-                })
-            })
-            .or_else(|| queue.iter().position(|(_, c)| runnable(c)));
-        match pick {
-            Some(p) => {
-                let (index, cell) = queue.remove(p);
-                if let Some(a) = affinity(&cell) {
-                    w.holds = Some(a);
-                }
-                w.bar.reset();
-                w.bar.set_message(cell_title(&cell));
-                w.send(&Task::Cell {
-                    fingerprint: cell.fingerprint.clone(),
-                })?;
-                w.busy = Some(Busy::Cell(index, cell));
-            }
-            // Cells wait for a checkpoint another worker is training.
-            None if !queue.is_empty() => {}
-            None => {
-                w.stdin = None;
-                w.bar.finish_and_clear();
-            }
-        }
-        Ok(())
+    let mut pool = Pool {
+        all,
+        workers,
+        to_pretrain,
+        queue,
+        ready,
     };
-    let assign_idle = |workers: &mut Vec<Worker>,
-                       to_pretrain: &mut VecDeque<String>,
-                       queue: &mut Vec<(usize, Cell)>,
-                       ready: &BTreeSet<String>|
-     -> Result<()> {
-        for i in 0..workers.len() {
-            if workers[i].busy.is_none() && workers[i].stdin.is_some() {
-                let others: Vec<_> = workers
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, w)| w.holds.clone())
-                    .collect();
-                assign(&mut workers[i], &others, to_pretrain, queue, ready)?;
-            }
-        }
-        Ok(())
+    let mut progress = Progress {
+        total: pool.queue.len(),
+        overall: display.bar(pool.queue.len() as u64, "cells"),
+        display,
     };
-
-    let outcome = (|| -> Result<()> {
-        assign_idle(&mut workers, &mut to_pretrain, &mut queue, &ready)?;
-        let mut open = workers.len();
-        while open > 0 {
-            let (i, report) = rx.recv().context("every worker stopped")?;
-            let Some(report) = report else {
-                open -= 1;
-                if workers[i].busy.is_some() || !queue.is_empty() || !to_pretrain.is_empty() {
-                    let status = workers[i].child.wait().ok();
-                    anyhow::bail!(
-                        "worker {} stopped in the middle of its work ({})",
-                        i + 1,
-                        status.map_or("no exit status".into(), |s| s.to_string())
-                    );
-                }
-                continue;
-            };
-            let w = &mut workers[i];
-            match report {
-                Report::Failed { message } => anyhow::bail!(message),
-                Report::Progress(TrainEvent::CellStep { step, total }) => {
-                    w.bar.set_length(total as u64);
-                    w.bar.set_position(step as u64);
-                }
-                Report::Progress(event) => {
-                    if let Some(Busy::Pretrain(key)) = &w.busy {
-                        let job = all.job(key).context("job of a planned key")?;
-                        show_pretrain_event(&w.bar, display, job, event);
-                    }
-                }
-                Report::Pretrained { trained_now, line } => {
-                    display.line(line);
-                    if let Some(Busy::Pretrain(key)) = w.busy.take() {
-                        ready.insert(key);
-                    }
-                    if trained_now {
-                        ran.pretrainings += 1;
-                    }
-                    assign_idle(&mut workers, &mut to_pretrain, &mut queue, &ready)?;
-                }
-                Report::CellDone {
-                    status,
-                    accuracy,
-                    seconds,
-                } => {
-                    if let Some(Busy::Cell(index, cell)) = w.busy.take() {
-                        ran.cell_finished(index, &status)?;
-                        overall.inc(1);
-                        display.line(cell_line(
-                            overall.position() as usize,
-                            total,
-                            &cell,
-                            &status,
-                            accuracy.unwrap_or(f64::NAN),
-                            seconds,
-                        ));
-                    }
-                    assign_idle(&mut workers, &mut to_pretrain, &mut queue, &ready)?;
-                }
-            }
-        }
-        Ok(())
-    })();
-    overall.finish_and_clear();
-    for w in &mut workers {
+    let outcome = drive(&mut pool, &rx, &mut progress, ran);
+    progress.overall.finish_and_clear();
+    for w in &mut pool.workers {
         w.stdin = None;
         w.bar.finish_and_clear();
         if outcome.is_err() {
@@ -338,6 +284,99 @@ pub fn run_workers(
         let _ = w.child.wait();
     }
     outcome
+}
+
+/// The parent's display of a run: the overall bar and the lines.
+struct Progress<'a> {
+    total: usize,
+    overall: ProgressBar,
+    display: &'a Display,
+}
+
+/// Hands out tasks and handles the workers' reports until every worker has closed.
+fn drive(
+    pool: &mut Pool,
+    rx: &mpsc::Receiver<(usize, Option<Report>)>,
+    progress: &mut Progress,
+    ran: &mut Ran,
+) -> Result<()> {
+    pool.assign_idle()?;
+    let mut open = pool.workers.len();
+    while open > 0 {
+        let (i, report) = rx.recv().context("every worker stopped")?;
+        let Some(report) = report else {
+            open -= 1;
+            if pool.workers[i].busy.is_some() || pool.work_left() {
+                let status = pool.workers[i].child.wait().ok();
+                anyhow::bail!(
+                    "worker {} stopped in the middle of its work ({})",
+                    i + 1,
+                    status.map_or("no exit status".into(), |s| s.to_string())
+                );
+            }
+            continue;
+        };
+        if handle(pool, i, report, progress, ran)? {
+            pool.assign_idle()?;
+        }
+    }
+    Ok(())
+}
+
+/// Handles one report of worker `i`; true when the worker finished its task.
+fn handle(
+    pool: &mut Pool,
+    i: usize,
+    report: Report,
+    progress: &mut Progress,
+    ran: &mut Ran,
+) -> Result<bool> {
+    let all = pool.all;
+    let w = &mut pool.workers[i];
+    match report {
+        Report::Failed { message } => anyhow::bail!(message),
+        Report::Progress(TrainEvent::CellStep { step, total }) => {
+            w.bar.set_length(total as u64);
+            w.bar.set_position(step as u64);
+            Ok(false)
+        }
+        Report::Progress(event) => {
+            if let Some(Busy::Pretrain(key)) = &w.busy {
+                let job = all.job(key).context("job of a planned key")?;
+                show_pretrain_event(&w.bar, progress.display, job, event);
+            }
+            Ok(false)
+        }
+        Report::Pretrained { trained_now, line } => {
+            progress.display.line(line);
+            if let Some(Busy::Pretrain(key)) = w.busy.take() {
+                pool.ready.insert(key);
+            }
+            if trained_now {
+                ran.pretrainings += 1;
+            }
+            Ok(true)
+        }
+        Report::CellDone {
+            status,
+            accuracy,
+            seconds,
+        } => {
+            if let Some(Busy::Cell(index, cell)) = w.busy.take() {
+                ran.cell_finished(index, &status)?;
+                progress.overall.inc(1);
+                progress.display.line(cell_line(
+                    progress.overall.position() as usize,
+                    progress.total,
+                    &cell,
+                    &status,
+                    accuracy.unwrap_or(f64::NAN),
+                    seconds,
+                ));
+            }
+            Ok(true)
+        }
+    }
 }
 
 /// `harness run --worker`: runs the tasks read from stdin, one JSON line each, and reports on

@@ -6,9 +6,12 @@
 
 mod bench;
 mod jobs;
+mod ledger;
+mod load;
 mod progress;
 mod provenance;
 mod run;
+mod scheduler;
 mod workbench;
 
 use std::path::PathBuf;
@@ -235,7 +238,7 @@ fn main() -> ExitCode {
             worker,
             no_report,
         } => {
-            let parallelism = run::Parallelism::resolve(n_jobs, threads);
+            let parallelism = ledger::Parallelism::resolve(n_jobs, threads);
             if let Err(code) = choose_backend(&backend, parallelism.threads) {
                 return code;
             }

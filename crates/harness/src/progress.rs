@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use harness_spec::{Cell, PretrainJob};
+use harness_train::{PretrainOutcome, TrainEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The bars of one `harness run`.
@@ -68,4 +70,76 @@ impl Display {
         bar.set_prefix(prefix.into());
         bar
     }
+}
+
+/// Shows a pre-training event on `bar` (steps) and as a line (epochs).
+pub fn show_pretrain_event(
+    bar: &indicatif::ProgressBar,
+    display: &Display,
+    job: &PretrainJob,
+    event: TrainEvent,
+) {
+    match event {
+        TrainEvent::PretrainStep { step, total, loss } => {
+            bar.set_length(total as u64);
+            bar.set_position(step as u64);
+            if step % 20 == 0 {
+                bar.set_message(format!("loss {loss:.3}"));
+            }
+        }
+        TrainEvent::PretrainEpoch {
+            epoch,
+            epochs,
+            loss,
+        } => display.line(format!(
+            "  pre-training {}: epoch {epoch}/{epochs}, mean loss {loss:.4}",
+            job.source
+        )),
+        TrainEvent::CellStep { .. } => {}
+    }
+}
+
+/// The line that says a checkpoint is ready.
+pub fn pretrained_line(job: &PretrainJob, outcome: &PretrainOutcome) -> String {
+    format!(
+        "pre-trained {} ({}): {} examples × {} epochs, {:.1}% on its own test set, {:.0} s{}",
+        job.source,
+        &job.key[..16],
+        outcome.meta.examples,
+        outcome.meta.epochs,
+        outcome.meta.source_test_accuracy * 100.0,
+        outcome.meta.seconds,
+        if outcome.trained_now { "" } else { " (cached)" }
+    )
+}
+
+/// What a cell is, in a few words.
+pub fn cell_title(cell: &Cell) -> String {
+    format!(
+        "{} ← {} option {} n={} seed {}",
+        cell.target,
+        cell.arm(),
+        cell.option,
+        cell.n_train,
+        cell.seed
+    )
+}
+
+/// The line that says a cell finished.
+pub fn cell_line(
+    position: usize,
+    total: usize,
+    cell: &Cell,
+    status: &str,
+    accuracy: f64,
+    seconds: f64,
+) -> String {
+    format!(
+        "[{position}/{total}] {} ← {:<14} option {} n={:<5} seed {}: {status} test accuracy {accuracy:.3} ({seconds:.1} s)",
+        cell.target,
+        cell.arm(),
+        cell.option,
+        cell.n_train,
+        cell.seed,
+    )
 }

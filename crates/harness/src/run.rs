@@ -2,49 +2,20 @@
 //! write rows and reports, in that order, so that bad input never writes a result.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use harness_data::DataCache;
 use harness_results::{ReportContext, ResultStore, write_report};
-use harness_spec::{Cell, Experiment, ManifestSet, Plan, PretrainJob, expand};
-use harness_train::{CachedCheckpoint, PretrainOutcome, TrainEvent};
-use serde::{Deserialize, Serialize};
+use harness_spec::{Cell, ManifestSet, Plan};
+use harness_train::{CachedCheckpoint, TrainEvent};
 
+use crate::ledger::{Parallelism, Ran, Todo, command_line, recorded_wall_seconds};
+use crate::load::{Loaded, load};
 use crate::progress::Display;
+use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
 use crate::workbench::{Workbench, fetch_datasets, fetch_network};
 use crate::{Paths, jobs, provenance};
-
-/// An experiment file with its expanded plan.
-pub struct Loaded {
-    pub experiment: Experiment,
-    pub plan: Plan,
-}
-
-/// Reads the manifests and every experiment file, and expands them; any error stops here.
-pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded>)> {
-    let manifests = ManifestSet::load_dir(&paths.manifests)?;
-    let mut loaded = Vec::new();
-    let mut names = BTreeMap::new();
-    for file in files {
-        let experiment = Experiment::load(file)?;
-        if let Some(other) = names.insert(experiment.name.clone(), file.clone()) {
-            anyhow::bail!(harness_spec::SpecError::new(
-                file,
-                format!(
-                    "experiment name `{}` is also used by {}; names pick the results folder, so they must differ",
-                    experiment.name,
-                    other.display()
-                )
-            ));
-        }
-        let plan = expand(&experiment, &manifests)?.for_backend(harness_train::backend().as_str());
-        loaded.push(Loaded { experiment, plan });
-    }
-    Ok((manifests, loaded))
-}
 
 /// What the inputs of rows hash to now, to tell finished rows from stale ones.
 #[derive(Default)]
@@ -140,134 +111,6 @@ fn finished(
     }
     Ok((done, stale))
 }
-
-/// One line of `RESULTS/EXPERIMENT/runs.jsonl`: a `harness run` that did work.
-#[derive(Serialize, Deserialize)]
-pub struct RunRecord {
-    pub command: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub wall_seconds: f64,
-    pub cells_run: usize,
-    pub pretrainings_run: usize,
-    /// Worker processes and threads per job (absent in records written before `--jobs`).
-    #[serde(default)]
-    pub jobs: Option<usize>,
-    #[serde(default)]
-    pub threads: Option<usize>,
-    /// Peak resident memory of the `harness run` process itself (workers: see the rows).
-    #[serde(default)]
-    pub peak_rss_mib: Option<f64>,
-    /// One id per `harness run`: a run appends its record after every cell, so that a run
-    /// killed on the way still counts up to its last cell; the last record of an id counts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-    /// Whether the run got to its end (absent in older records, which were written only then).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub complete: Option<bool>,
-}
-
-fn command_line(files: &[PathBuf]) -> String {
-    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    format!("harness run {}", files.join(" "))
-}
-
-/// How `harness run` spreads its work: `jobs` worker processes (1: everything in this
-/// process), each computing with `threads` threads.
-#[derive(Debug, Clone, Copy)]
-pub struct Parallelism {
-    pub jobs: usize,
-    pub threads: usize,
-}
-
-impl Parallelism {
-    /// The defaults, measured on 2 cores (BENCHMARKS.md): one job per core with one thread
-    /// each ran cells about twice as fast as one job with every core.
-    pub fn resolve(jobs: Option<usize>, threads: Option<usize>) -> Parallelism {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let jobs = jobs.unwrap_or(cores).max(1);
-        let threads = threads.unwrap_or(if jobs > 1 { 1 } else { cores }).max(1);
-        Parallelism { jobs, threads }
-    }
-}
-
-/// What one `harness run` did, recorded in each experiment's `runs.jsonl` as it goes.
-pub struct Ran {
-    pub pretrainings: usize,
-    /// Cells run, by experiment index.
-    pub cells: HashMap<usize, usize>,
-    pub failures: usize,
-    log: RunLog,
-}
-
-/// What a run's records share.
-struct RunLog {
-    id: String,
-    started: Instant,
-    started_at: String,
-    parallelism: Parallelism,
-    /// Store and command line of each experiment, by index.
-    experiments: Vec<(ResultStore, String)>,
-}
-
-impl Ran {
-    fn new(loaded: &[Loaded], paths: &Paths, parallelism: Parallelism) -> Ran {
-        let started_at = provenance::now();
-        Ran {
-            pretrainings: 0,
-            cells: HashMap::new(),
-            failures: 0,
-            log: RunLog {
-                id: format!("{started_at}-{}", std::process::id()),
-                started: Instant::now(),
-                started_at,
-                parallelism,
-                experiments: loaded
-                    .iter()
-                    .map(|l| {
-                        (
-                            ResultStore::open(&paths.results, &l.experiment.name),
-                            command_line(&[l.experiment.path.clone()]),
-                        )
-                    })
-                    .collect(),
-            },
-        }
-    }
-
-    /// Counts a finished cell of experiment `index` and records the run so far.
-    pub fn cell_finished(&mut self, index: usize, status: &str) -> Result<()> {
-        if status == "failed" {
-            self.failures += 1;
-        }
-        *self.cells.entry(index).or_default() += 1;
-        self.record(index, false)
-    }
-
-    /// Appends this run's record, so far or complete, to experiment `index`'s `runs.jsonl`.
-    fn record(&self, index: usize, complete: bool) -> Result<()> {
-        let (store, command) = &self.log.experiments[index];
-        append_run_record(
-            store,
-            &RunRecord {
-                command: command.clone(),
-                started_at: self.log.started_at.clone(),
-                finished_at: provenance::now(),
-                wall_seconds: self.log.started.elapsed().as_secs_f64(),
-                cells_run: self.cells.get(&index).copied().unwrap_or(0),
-                pretrainings_run: self.pretrainings,
-                jobs: Some(self.log.parallelism.jobs),
-                threads: Some(self.log.parallelism.threads),
-                peak_rss_mib: harness_train::peak_rss_mib(),
-                run_id: Some(self.log.id.clone()),
-                complete: Some(complete),
-            },
-        )
-    }
-}
-
-/// The cells of each experiment that are not in its store yet.
-pub type Todo = Vec<(usize, Vec<Cell>)>;
 
 /// `harness run`.
 pub fn run(
@@ -393,7 +236,7 @@ pub fn run(
         )?;
     };
 
-    let wall = ran.log.started.elapsed().as_secs_f64();
+    let wall = ran.elapsed_seconds();
     for (index, _) in &todo {
         if ran.cells.get(index).copied().unwrap_or(0) > 0 {
             ran.record(*index, true)?;
@@ -511,119 +354,6 @@ fn run_here(
     }
     overall.finish_and_clear();
     Ok(())
-}
-
-/// Shows a pre-training event on `bar` (steps) and as a line (epochs).
-pub fn show_pretrain_event(
-    bar: &indicatif::ProgressBar,
-    display: &Display,
-    job: &PretrainJob,
-    event: TrainEvent,
-) {
-    match event {
-        TrainEvent::PretrainStep { step, total, loss } => {
-            bar.set_length(total as u64);
-            bar.set_position(step as u64);
-            if step % 20 == 0 {
-                bar.set_message(format!("loss {loss:.3}"));
-            }
-        }
-        TrainEvent::PretrainEpoch {
-            epoch,
-            epochs,
-            loss,
-        } => display.line(format!(
-            "  pre-training {}: epoch {epoch}/{epochs}, mean loss {loss:.4}",
-            job.source
-        )),
-        TrainEvent::CellStep { .. } => {}
-    }
-}
-
-/// The line that says a checkpoint is ready.
-pub fn pretrained_line(job: &PretrainJob, outcome: &PretrainOutcome) -> String {
-    format!(
-        "pre-trained {} ({}): {} examples × {} epochs, {:.1}% on its own test set, {:.0} s{}",
-        job.source,
-        &job.key[..16],
-        outcome.meta.examples,
-        outcome.meta.epochs,
-        outcome.meta.source_test_accuracy * 100.0,
-        outcome.meta.seconds,
-        if outcome.trained_now { "" } else { " (cached)" }
-    )
-}
-
-/// What a cell is, in a few words.
-pub fn cell_title(cell: &Cell) -> String {
-    format!(
-        "{} ← {} option {} n={} seed {}",
-        cell.target,
-        cell.arm(),
-        cell.option,
-        cell.n_train,
-        cell.seed
-    )
-}
-
-/// The line that says a cell finished.
-pub fn cell_line(
-    position: usize,
-    total: usize,
-    cell: &Cell,
-    status: &str,
-    accuracy: f64,
-    seconds: f64,
-) -> String {
-    format!(
-        "[{position}/{total}] {} ← {:<14} option {} n={:<5} seed {}: {status} test accuracy {accuracy:.3} ({seconds:.1} s)",
-        cell.target,
-        cell.arm(),
-        cell.option,
-        cell.n_train,
-        cell.seed,
-    )
-}
-
-fn append_run_record(store: &ResultStore, record: &RunRecord) -> Result<()> {
-    std::fs::create_dir_all(&store.dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(store.dir.join("runs.jsonl"))?;
-    writeln!(file, "{}", serde_json::to_string(record)?)?;
-    Ok(())
-}
-
-/// Total wall time of the runs that did work for this experiment. Runs started by one command
-/// over several experiments are counted once per experiment.
-fn recorded_wall_seconds(store: &ResultStore) -> Option<f64> {
-    let records = run_records(store);
-    (!records.is_empty()).then(|| records.iter().map(|r| r.wall_seconds).sum())
-}
-
-/// The runs recorded in an experiment's store, oldest first: the last record of each run (a
-/// run killed on the way counts up to its last finished cell). A line cut short by a kill is
-/// skipped.
-pub fn run_records(store: &ResultStore) -> Vec<RunRecord> {
-    let records: Vec<RunRecord> = std::fs::read_to_string(store.dir.join("runs.jsonl"))
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out: Vec<RunRecord> = Vec::new();
-    for r in records {
-        match out
-            .iter_mut()
-            .find(|o| o.run_id.is_some() && o.run_id == r.run_id)
-        {
-            Some(earlier) => *earlier = r,
-            None => out.push(r),
-        }
-    }
-    out
 }
 
 fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
