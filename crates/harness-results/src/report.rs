@@ -41,25 +41,32 @@ pub struct ReportContext {
     /// (name, version) of the harness and its main dependencies.
     pub versions: Vec<(String, String)>,
     pub generated_at: String,
-    /// The hypotheses declared in the experiment file, tested in the report. Not stored in
-    /// [`CONTEXT_FILE`]: they are parsed again from `experiment_text`.
-    #[serde(skip)]
+    /// The hypotheses declared in the experiment file, tested in the report.
+    #[serde(default)]
     pub hypotheses: Vec<Hypothesis>,
+    /// The files the experiment file includes, (path, text), in the order read.
+    #[serde(default)]
+    pub included: Vec<(String, String)>,
 }
 
 impl ReportContext {
-    /// The context stored in `report_dir`'s [`CONTEXT_FILE`], with its hypotheses parsed again
-    /// from the experiment text it quotes.
+    /// The context stored in `report_dir`'s [`CONTEXT_FILE`]. A context written before it
+    /// stored the hypotheses has them parsed again from the experiment text it quotes.
     pub fn read(report_dir: &Path) -> Result<ReportContext> {
         let path = report_dir.join(CONTEXT_FILE);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let mut ctx: ReportContext =
+        let json: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let experiment =
-            Experiment::parse(Path::new(&ctx.experiment_file), &ctx.experiment_text)
-                .with_context(|| format!("the experiment text quoted in {}", path.display()))?;
-        ctx.hypotheses = experiment.hypotheses;
+        let stored_hypotheses = json.get("hypotheses").is_some();
+        let mut ctx: ReportContext =
+            serde_json::from_value(json).with_context(|| format!("parsing {}", path.display()))?;
+        if !stored_hypotheses {
+            let experiment =
+                Experiment::parse(Path::new(&ctx.experiment_file), &ctx.experiment_text)
+                    .with_context(|| format!("the experiment text quoted in {}", path.display()))?;
+            ctx.hypotheses = experiment.hypotheses;
+        }
         Ok(ctx)
     }
 }
@@ -731,6 +738,10 @@ fn render_reproduce(md: &mut String, rows: &[ResultRow], ctx: &ReportContext) {
     );
     let _ = writeln!(md, "### Experiment file `{}`\n", ctx.experiment_file);
     let _ = writeln!(md, "```toml\n{}\n```", ctx.experiment_text.trim_end());
+    for (file, text) in &ctx.included {
+        let _ = writeln!(md, "\n### Included file `{file}`\n");
+        let _ = writeln!(md, "```toml\n{}\n```", text.trim_end());
+    }
 }
 
 /// The machines, datasets and tokenizers of the rows, one line each.

@@ -271,7 +271,7 @@ impl Default for TextSpec {
 }
 
 /// One side of a hypothesis's comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arm {
     /// Sources of the target's modality.
     Matched,
@@ -316,7 +316,7 @@ impl Arm {
 }
 
 /// What a hypothesis expects of A − B (test accuracy, paired by seed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Expect {
     /// A − B > margin (superiority; margin usually 0).
     Greater,
@@ -337,7 +337,7 @@ impl Expect {
 }
 
 /// Which training-set sizes a hypothesis covers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SizeScope {
     Smallest,
     Largest,
@@ -408,7 +408,7 @@ struct HypothesisFile {
 
 /// A claim the report tests, declared before the run: arm A against arm B on test accuracy,
 /// paired by seed, one verdict per target it applies to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hypothesis {
     pub name: String,
     /// The claim in words.

@@ -373,6 +373,9 @@ fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
         versions: provenance::versions(),
         generated_at: provenance::now(),
         hypotheses: l.experiment.hypotheses.clone(),
+        included: (l.experiment.included.iter())
+            .map(|f| (f.path.display().to_string(), f.text.clone()))
+            .collect(),
     };
     write_report(&rows, &ctx, &out)?;
     Ok(out)
