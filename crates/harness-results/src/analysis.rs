@@ -4,7 +4,9 @@
 
 use polars::prelude::*;
 
-use crate::row::{ResultRow, scratch_arm, with_arm_names};
+use harness_spec::{CellStatus, Relation};
+
+use crate::row::{FromColumn, ResultRow, scratch_arm, with_arm_names};
 use crate::stats::{ArmSummary, MeanCi, PairedDifference};
 
 /// The rows as one frame the way reports compare them: every scratch row named after its
@@ -27,7 +29,7 @@ pub fn arm_frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
 pub(crate) fn finished(frame: &DataFrame) -> LazyFrame {
     frame.clone().lazy().filter(
         col("status")
-            .eq(lit("ok"))
+            .eq(lit(CellStatus::Ok.as_str()))
             .and(col("test_accuracy").is_not_nan()),
     )
 }
@@ -58,6 +60,11 @@ pub(crate) fn floats(frame: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
         .iter()
         .map(|v| v.unwrap_or(f64::NAN))
         .collect())
+}
+
+/// The `relation` column, each value one of [`Relation`]'s.
+fn relations(frame: &DataFrame) -> PolarsResult<Vec<Relation>> {
+    Relation::read(frame.column("relation")?)
 }
 
 /// Mean, sample standard deviation and count of `value`, named `{prefix}_mean`,
@@ -98,7 +105,7 @@ pub fn arm_summaries(frame: &DataFrame) -> PolarsResult<Vec<ArmSummary>> {
     let (target, source, relation) = (
         strs(&summary, "target")?,
         strs(&summary, "source")?,
-        strs(&summary, "relation")?,
+        relations(&summary)?,
     );
     let (option, n_train) = (ints(&summary, "option")?, ints(&summary, "n_train")?);
     let accuracy = intervals(&summary, "accuracy")?;
@@ -108,7 +115,7 @@ pub fn arm_summaries(frame: &DataFrame) -> PolarsResult<Vec<ArmSummary>> {
         .map(|i| ArmSummary {
             target: target[i].clone(),
             source: source[i].clone(),
-            relation: relation[i].clone(),
+            relation: relation[i],
             option: option[i],
             n_train: n_train[i],
             accuracy: accuracy[i],
@@ -174,7 +181,7 @@ fn side(lf: LazyFrame, keys: &[Expr], side: &str) -> LazyFrame {
 #[derive(Debug, Clone)]
 pub struct ScratchComparison {
     pub source: String,
-    pub relation: String,
+    pub relation: Relation,
     pub option: i64,
     pub difference: PairedDifference,
 }
@@ -185,25 +192,25 @@ pub struct ScratchComparison {
 pub fn against_scratch(frame: &DataFrame) -> PolarsResult<Vec<ScratchComparison>> {
     let on = ["scratch_arm", "option", "target", "n_train", "seed"];
     let pretrained = side(
-        finished(frame).filter(col("relation").neq(lit("none"))),
+        finished(frame).filter(col("relation").neq(lit(Relation::None.as_str()))),
         &[on.map(col).as_slice(), &[col("source"), col("relation")]].concat(),
         "a",
     );
     let scratch = side(
-        finished(frame).filter(col("relation").eq(lit("none"))),
+        finished(frame).filter(col("relation").eq(lit(Relation::None.as_str()))),
         &on.map(col),
         "b",
     );
     let group = ["source", "scratch_arm", "option", "target", "n_train"];
     let table = paired_frame(pretrained, scratch, &on, &group, &["relation"])?;
-    let (source, relation) = (strs(&table, "source")?, strs(&table, "relation")?);
+    let (source, relation) = (strs(&table, "source")?, relations(&table)?);
     let option = ints(&table, "option")?;
     Ok(differences(&table)?
         .into_iter()
         .enumerate()
         .map(|(i, difference)| ScratchComparison {
             source: source[i].clone(),
-            relation: relation[i].clone(),
+            relation: relation[i],
             option: option[i],
             difference,
         })

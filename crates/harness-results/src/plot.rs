@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use harness_spec::Relation;
+
 use crate::stats::ArmSummary;
 
 const PANEL_W: f64 = 420.0;
@@ -82,13 +84,12 @@ fn legend_labels(sources: &[String], arms: &[&ArmSummary]) -> Vec<String> {
             let relation = arms
                 .iter()
                 .find(|a| &a.source == source)
-                .map_or("", |a| a.relation.as_str());
+                .map_or(Relation::None, |a| a.relation);
             match relation {
-                "none" | "" if source == "scratch" => "scratch (no pre-training)".to_string(),
-                "none" | "" => format!("{source}, no pre-training"),
-                "matched" => format!("{source} (same modality)"),
-                "mismatched" => format!("{source} (other modality)"),
-                r => format!("{source} ({r})"),
+                Relation::None if source == "scratch" => "scratch (no pre-training)".to_string(),
+                Relation::None => format!("{source}, no pre-training"),
+                Relation::Matched => format!("{source} (same modality)"),
+                Relation::Mismatched => format!("{source} (other modality)"),
             }
         })
         .collect()
@@ -319,7 +320,7 @@ pub struct GainCell {
     pub target: String,
     pub source: String,
     /// `matched` or `mismatched`.
-    pub relation: String,
+    pub relation: Relation,
     pub option: i64,
     pub n_train: i64,
     /// Mean paired difference in test accuracy, source − scratch.
@@ -457,7 +458,7 @@ fn gain_square(
         r#"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{CELL_H}" fill="{}" stroke="white"/>"#,
         diverging(c.gain / scale)
     );
-    if c.relation == "matched" {
+    if c.relation == Relation::Matched {
         let _ = writeln!(
             svg,
             r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#111" stroke-width="2.5"/>"##,

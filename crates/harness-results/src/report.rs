@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use harness_spec::{Arm, Expect, Experiment, Hypothesis};
+use harness_spec::{Arm, CellStatus, Expect, Experiment, Hypothesis};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{
@@ -234,7 +234,7 @@ fn gains_over_scratch(comparisons: &[ScratchComparison]) -> Vec<GainCell> {
             GainCell {
                 target: d.target.clone(),
                 source: c.source.clone(),
-                relation: c.relation.clone(),
+                relation: c.relation,
                 option: c.option,
                 n_train: d.n_train,
                 gain: d.difference.mean,
@@ -489,7 +489,7 @@ fn render_markdown(
 
 /// Title, description, what the rows are, the time they took, and notes on them.
 fn render_header(md: &mut String, rows: &[ResultRow], notes: &[String], ctx: &ReportContext) {
-    let ok = rows.iter().filter(|r| r.status == "ok").count();
+    let ok = rows.iter().filter(|r| r.status == CellStatus::Ok).count();
     let seeds: BTreeSet<i64> = rows.iter().map(|r| r.seed).collect();
     let _ = writeln!(md, "# Report: `{}`\n", ctx.experiment);
     if !ctx.description.trim().is_empty() {
@@ -598,7 +598,7 @@ fn render_arms(md: &mut String, arms: &[ArmSummary], figures: &[(String, String)
             a.target.clone(),
             a.option.to_string(),
             a.source.clone(),
-            a.relation.clone(),
+            a.relation.to_string(),
             a.n_train.to_string(),
             a.accuracy.n.to_string(),
             pct(a.accuracy.mean),
@@ -678,7 +678,7 @@ fn render_pretraining(md: &mut String, rows: &[ResultRow]) {
 }
 
 fn render_failed(md: &mut String, rows: &[ResultRow]) {
-    let failed: Vec<&ResultRow> = rows.iter().filter(|r| r.status != "ok").collect();
+    let failed: Vec<&ResultRow> = rows.iter().filter(|r| r.status != CellStatus::Ok).collect();
     if failed.is_empty() {
         return;
     }

@@ -1,6 +1,7 @@
 //! The results schema, declared once: the [`ResultRow`] struct, its Polars columns, and the
 //! conversions both ways are all generated from the single list below.
 
+use harness_spec::{CellStatus, Relation};
 use polars::prelude::*;
 
 impl ResultRow {
@@ -23,12 +24,91 @@ pub fn with_arm_names(rows: &[ResultRow]) -> Vec<ResultRow> {
     rows.iter()
         .map(|r| {
             let mut r = r.clone();
-            if r.relation == "none" {
+            if r.relation == Relation::None {
                 r.source = scratch_arm(r.architecture());
             }
             r
         })
         .collect()
+}
+
+/// Makes a whole column from a vector of one Rust type: Polars' own types as they are, the
+/// closed sets of choices ([`CellStatus`], [`Relation`]) as their text.
+pub trait IntoColumn: Sized {
+    fn into_column(name: &str, values: Vec<Self>) -> Column;
+}
+
+macro_rules! native_columns {
+    ($($ty:ty),*) => {$(
+        impl IntoColumn for $ty {
+            fn into_column(name: &str, values: Vec<Self>) -> Column {
+                Column::new(name.into(), values)
+            }
+        }
+    )*};
+}
+native_columns!(
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    f64,
+    Option<f64>,
+    bool,
+    Option<bool>
+);
+
+impl IntoColumn for CellStatus {
+    fn into_column(name: &str, values: Vec<Self>) -> Column {
+        let text: Vec<&str> = values.iter().map(|v| v.as_str()).collect();
+        Column::new(name.into(), text)
+    }
+}
+
+impl IntoColumn for Relation {
+    fn into_column(name: &str, values: Vec<Self>) -> Column {
+        let text: Vec<&str> = values.iter().map(|v| v.as_str()).collect();
+        Column::new(name.into(), text)
+    }
+}
+
+/// Reads a column of text naming one of a closed set of choices; a value outside the set is an
+/// error that names the column, the value and the values allowed.
+fn choices<T: Copy>(
+    c: &Column,
+    all: &[T],
+    parse: impl Fn(&str) -> Option<T>,
+    text: impl Fn(T) -> &'static str,
+) -> PolarsResult<Vec<T>> {
+    c.str()?
+        .iter()
+        .map(|v| {
+            let v = v.ok_or_else(|| missing(c.name()))?;
+            parse(v).ok_or_else(|| {
+                let allowed: Vec<&str> = all.iter().map(|a| text(*a)).collect();
+                PolarsError::ComputeError(
+                    format!(
+                        "column `{}` holds `{v}`, which is none of {}",
+                        c.name(),
+                        allowed.join(", ")
+                    )
+                    .into(),
+                )
+            })
+        })
+        .collect()
+}
+
+impl FromColumn for CellStatus {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        choices(c, &CellStatus::ALL, CellStatus::parse, CellStatus::as_str)
+    }
+}
+
+impl FromColumn for Relation {
+    fn read(c: &Column) -> PolarsResult<Vec<Self>> {
+        choices(c, &Relation::ALL, Relation::parse, Relation::as_str)
+    }
 }
 
 /// Reads a whole column as a vector of one Rust type.
@@ -121,9 +201,9 @@ macro_rules! result_schema {
             /// The rows as a Polars frame with one column per field.
             pub fn to_frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
                 DataFrame::new_infer_height(vec![
-                    $( Column::new(
-                        stringify!($name).into(),
-                        rows.iter().map(|r| r.$name.clone()).collect::<Vec<$ty>>(),
+                    $( <$ty as IntoColumn>::into_column(
+                        stringify!($name),
+                        rows.iter().map(|r| r.$name.clone()).collect(),
                     ), )*
                 ])
             }
@@ -150,7 +230,7 @@ result_schema! {
     /// `scratch` or the source dataset id.
     source: String,
     /// `none` (scratch), `matched` (same modality) or `mismatched`.
-    relation: String,
+    relation: Relation,
     /// 1 = transferred layers frozen, only new layers train; 2 = everything fine-tuned.
     option: i64,
     /// Training examples of the cell (fitting + validation), stratified.
@@ -238,7 +318,7 @@ result_schema! {
     /// Peak resident memory of the process so far, MiB.
     peak_rss_mib: Option<f64>,
     /// `ok`, `diverged` or `failed`.
-    status: String,
+    status: CellStatus,
     /// Why a cell failed or diverged.
     message: Option<String>,
     /// Content hash of the cell's settings and data; the store's key.
@@ -281,5 +361,46 @@ result_schema! {
 impl FromColumn for Option<bool> {
     fn read(c: &Column) -> PolarsResult<Vec<Self>> {
         Ok(c.bool()?.iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_relation_travel_through_parquet_columns_as_their_text() {
+        let row = ResultRow {
+            status: CellStatus::Diverged,
+            relation: Relation::Mismatched,
+            ..ResultRow::default()
+        };
+        let frame = ResultRow::to_frame(std::slice::from_ref(&row)).unwrap();
+        let status: Vec<Option<&str>> = frame
+            .column("status")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(status, [Some("diverged")]);
+        let back = ResultRow::from_frame(&frame).unwrap();
+        assert_eq!(back[0].status, CellStatus::Diverged);
+        assert_eq!(back[0].relation, Relation::Mismatched);
+    }
+
+    #[test]
+    fn an_unknown_status_is_an_error_naming_the_column_the_value_and_the_allowed_values() {
+        let column = Column::new("status".into(), ["ok", "maybe"]);
+        let err = CellStatus::read(&column).unwrap_err().to_string();
+        assert!(
+            err.contains("`status`")
+                && err.contains("`maybe`")
+                && err.contains("ok, diverged, failed"),
+            "{err}"
+        );
+        let column = Column::new("relation".into(), ["same"]);
+        let err = Relation::read(&column).unwrap_err().to_string();
+        assert!(err.contains("none, matched, mismatched"), "{err}");
     }
 }

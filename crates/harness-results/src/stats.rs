@@ -71,7 +71,7 @@ impl MeanCi {
 pub struct ArmSummary {
     pub target: String,
     pub source: String,
-    pub relation: String,
+    pub relation: harness_spec::Relation,
     pub option: i64,
     pub n_train: i64,
     pub accuracy: MeanCi,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harness_spec::{Arm, Expect, Hypothesis};
+use harness_spec::{Arm, CellStatus, Expect, Hypothesis, Relation, SCRATCH};
 
 use polars::prelude::*;
 
@@ -73,7 +73,7 @@ struct Comparison {
 /// The arms of one target as a hypothesis sees them.
 struct TargetArms<'a> {
     /// Each source and its relation (`none`, `matched`, `mismatched`).
-    relation: BTreeMap<&'a str, &'a str>,
+    relation: BTreeMap<&'a str, Relation>,
     /// The architecture of each source: arms are compared only within one.
     architecture: BTreeMap<&'a str, &'a str>,
     options: BTreeSet<i64>,
@@ -83,9 +83,7 @@ impl<'a> TargetArms<'a> {
     fn of(rows: &[&'a ResultRow], target: &str) -> TargetArms<'a> {
         let mine = || rows.iter().filter(move |r| r.target == target);
         TargetArms {
-            relation: mine()
-                .map(|r| (r.source.as_str(), r.relation.as_str()))
-                .collect(),
+            relation: mine().map(|r| (r.source.as_str(), r.relation)).collect(),
             architecture: mine()
                 .map(|r| (r.source.as_str(), r.architecture()))
                 .collect(),
@@ -122,12 +120,14 @@ fn option_comparisons(
     sizes: &[i64],
     (oa, ob): (u8, u8),
 ) -> Vec<Comparison> {
-    let chosen = |source: &str, rel: &str| {
+    let chosen = |source: &str, rel: Relation| {
         arms.in_scope(h, source)
             && (h.sources.is_empty()
-                || h.sources
-                    .iter()
-                    .any(|s| s == source || s == rel || (s == "scratch" && rel == "none")))
+                || h.sources.iter().any(|s| {
+                    s == source
+                        || Relation::parse(s) == Some(rel)
+                        || (s == SCRATCH && rel == Relation::None)
+                }))
     };
     let mut out = Vec::new();
     for &n in sizes {
@@ -312,7 +312,7 @@ pub fn test_hypotheses(
     let frame = arm_frame(rows)?;
     let ok: Vec<&ResultRow> = rows
         .iter()
-        .filter(|r| r.status == "ok" && r.test_accuracy.is_finite())
+        .filter(|r| r.status == CellStatus::Ok && r.test_accuracy.is_finite())
         .collect();
     let targets: BTreeSet<&str> = rows.iter().map(|r| r.target.as_str()).collect();
     let mut tests = Vec::new();
@@ -370,11 +370,11 @@ mod tests {
                         out.push(ResultRow {
                             target: "t".into(),
                             source: source.into(),
-                            relation: relation.into(),
+                            relation: Relation::parse(relation).unwrap(),
                             option,
                             n_train: n,
                             seed,
-                            status: "ok".into(),
+                            status: CellStatus::Ok,
                             test_accuracy: 0.5 + effect(source, option, n) + noise * jitter[k],
                             ..Default::default()
                         });
@@ -463,12 +463,12 @@ mod tests {
                         all.push(ResultRow {
                             target: "t".into(),
                             source: source.into(),
-                            relation: relation.into(),
+                            relation: Relation::parse(relation).unwrap(),
                             architecture: Some("cnn".into()),
                             option,
                             n_train: n,
                             seed,
-                            status: "ok".into(),
+                            status: CellStatus::Ok,
                             test_accuracy: accuracy + 0.001 * seed as f64,
                             ..Default::default()
                         });

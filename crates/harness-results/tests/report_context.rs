@@ -2,7 +2,7 @@
 //! keeps the declared hypotheses and the text of every file the experiment includes.
 
 use harness_results::{CONTEXT_FILE, ReportContext, ResultRow, rewrite_report, write_report};
-use harness_spec::Experiment;
+use harness_spec::{CellStatus, Experiment, Relation};
 
 const EXPERIMENT: &str = r#"
 include = ["base.toml"]
@@ -34,11 +34,11 @@ fn rows() -> Vec<ResultRow> {
                 experiment: "ctx".into(),
                 target: "digits".into(),
                 source: source.into(),
-                relation: relation.into(),
+                relation: Relation::parse(relation).unwrap(),
                 option: 1,
                 n_train: 20,
                 seed,
-                status: "ok".into(),
+                status: CellStatus::Ok,
                 fingerprint: format!("{source}-{seed}"),
                 test_accuracy: accuracy + 0.01 * seed as f64,
                 test_macro_f1: accuracy,

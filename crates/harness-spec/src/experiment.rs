@@ -296,11 +296,12 @@ impl Arm {
     }
 
     /// The relation (`none`, `matched`, `mismatched`) of the sources on this side.
-    pub fn relation(self) -> Option<&'static str> {
+    pub fn relation(self) -> Option<crate::plan::Relation> {
+        use crate::plan::Relation;
         match self {
-            Arm::Matched => Some("matched"),
-            Arm::Mismatched => Some("mismatched"),
-            Arm::Scratch => Some("none"),
+            Arm::Matched => Some(Relation::Matched),
+            Arm::Mismatched => Some(Relation::Mismatched),
+            Arm::Scratch => Some(Relation::None),
             Arm::Option(_) => None,
         }
     }

@@ -40,7 +40,7 @@ pub use network::{
     NetworkManifest, NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
 };
 pub use plan::{
-    AudioAdapter, Cell, FINGERPRINT_VERSION, InputAdapter, LogMelImage, NetworkArm, NetworkBody,
-    PatchAdapter, Plan, PretrainJob, Relation, TRANSFORMER, TextAdapter, TokenizerPlan, arm_name,
-    expand, fingerprint_of,
+    AudioAdapter, Cell, CellStatus, FINGERPRINT_VERSION, InputAdapter, LogMelImage, NetworkArm,
+    NetworkBody, PatchAdapter, Plan, PretrainJob, Relation, TRANSFORMER, TextAdapter,
+    TokenizerPlan, arm_name, expand, fingerprint_of,
 };

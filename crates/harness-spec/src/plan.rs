@@ -18,10 +18,11 @@ use crate::network::{BertShape, EfficientNetShape, Family, NetworkManifest};
 pub const FINGERPRINT_VERSION: u32 = 1;
 
 /// The modality of the source relative to the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Relation {
     /// Trained from scratch.
+    #[default]
     None,
     /// Pre-trained on the same modality as the target.
     Matched,
@@ -30,12 +31,77 @@ pub enum Relation {
 }
 
 impl Relation {
+    pub const ALL: [Relation; 3] = [Relation::None, Relation::Matched, Relation::Mismatched];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Relation::None => "none",
             Relation::Matched => "matched",
             Relation::Mismatched => "mismatched",
         }
+    }
+
+    /// The relation written as [`Relation::as_str`] does; None for any other text.
+    pub fn parse(text: &str) -> Option<Relation> {
+        Relation::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Relation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a cell ended, as its result row records it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CellStatus {
+    /// Trained and tested.
+    #[default]
+    Ok,
+    /// The training loss became NaN or infinite; its metrics are NaN.
+    Diverged,
+    /// The cell stopped with an error (the row's message); the next `harness run` retries it.
+    Failed,
+}
+
+impl CellStatus {
+    pub const ALL: [CellStatus; 3] = [CellStatus::Ok, CellStatus::Diverged, CellStatus::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellStatus::Ok => "ok",
+            CellStatus::Diverged => "diverged",
+            CellStatus::Failed => "failed",
+        }
+    }
+
+    /// The status written as [`CellStatus::as_str`] does; None for any other text.
+    pub fn parse(text: &str) -> Option<CellStatus> {
+        CellStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for CellStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status read as its text, as tests and logs write it (`row.status == "ok"`).
+impl PartialEq<&str> for CellStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A relation read as its text, as tests write it (`row.relation == "matched"`).
+impl PartialEq<&str> for Relation {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -753,10 +819,10 @@ fn check_hypotheses_pair_within_architectures(
         let (Some(ra), Some(rb)) = (h.a.relation(), h.b.relation()) else {
             continue;
         };
-        let side = |relation: &str| -> Vec<&str> {
+        let side = |relation: Relation| -> Vec<&str> {
             arms.iter()
                 .filter(|(r, a)| {
-                    r.as_str() == relation
+                    *r == relation
                         && (h.architectures.is_empty() || h.architectures.iter().any(|n| n == a))
                 })
                 .map(|(_, a)| *a)

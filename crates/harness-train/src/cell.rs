@@ -23,22 +23,9 @@ use crate::eval::{Evaluation, evaluate, evaluate_head};
 use crate::features::FeatureCache;
 use crate::{TrainEvent, train_device};
 
-/// How a cell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CellStatus {
-    Ok,
-    /// The training loss became NaN or infinite.
-    Diverged,
-}
-
-impl CellStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellStatus::Ok => "ok",
-            CellStatus::Diverged => "diverged",
-        }
-    }
-}
+/// How a cell ended: [`CellStatus::Ok`] or [`CellStatus::Diverged`] here; the caller records
+/// [`CellStatus::Failed`] for a cell that stopped with an error.
+pub use harness_spec::CellStatus;
 
 /// The measured result of one cell.
 #[derive(Debug, Clone)]

@@ -13,8 +13,8 @@ use harness_data::DataCache;
 use harness_model::ClassifierConfig;
 use harness_results::ResultStore;
 use harness_spec::{
-    Activation, Cell, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm, NetworkBody, Plan,
-    Relation,
+    Activation, Cell, CellStatus, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm,
+    NetworkBody, Plan, Relation,
 };
 use harness_train::{
     InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features, measure_train,
@@ -1250,7 +1250,7 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
         let wanted: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
         let rows: Vec<_> = rows
             .into_iter()
-            .filter(|r| wanted.contains(&r.fingerprint) && r.status == "ok")
+            .filter(|r| wanted.contains(&r.fingerprint) && r.status == CellStatus::Ok)
             .collect();
         if records.is_empty() || rows.len() < l.plan.cells.len() {
             continue;

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use anyhow::{Context, Result};
 use harness_data::DataCache;
 use harness_results::ResultStore;
-use harness_spec::{Cell, Plan};
+use harness_spec::{Cell, CellStatus, Plan};
 use harness_train::{TrainEvent, cached_pretrained};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ enum Report {
         line: String,
     },
     CellDone {
-        status: String,
+        status: CellStatus,
         accuracy: Option<f64>,
         seconds: f64,
     },
@@ -363,13 +363,13 @@ fn handle(
             seconds,
         } => {
             if let Some(Busy::Cell(index, cell)) = w.busy.take() {
-                ran.cell_finished(index, &status)?;
+                ran.cell_finished(index, status)?;
                 progress.overall.inc(1);
                 progress.display.line(cell_line(
                     progress.overall.position() as usize,
                     progress.total,
                     &cell,
-                    &status,
+                    status,
                     accuracy.unwrap_or(f64::NAN),
                     seconds,
                 ));
@@ -456,7 +456,7 @@ pub fn worker(files: &[PathBuf], paths: &Paths, threads: usize) -> Result<()> {
                     Err(e) => fail(e),
                 };
                 send(&Report::CellDone {
-                    status: row.status.clone(),
+                    status: row.status,
                     accuracy: row.test_accuracy.is_finite().then_some(row.test_accuracy),
                     seconds: row.train_seconds,
                 })?;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use harness_results::ResultStore;
-use harness_spec::Cell;
+use harness_spec::{Cell, CellStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::load::Loaded;
@@ -109,8 +109,8 @@ impl Ran {
     }
 
     /// Counts a finished cell of experiment `index` and records the run so far.
-    pub fn cell_finished(&mut self, index: usize, status: &str) -> Result<()> {
-        if status == "failed" {
+    pub fn cell_finished(&mut self, index: usize, status: CellStatus) -> Result<()> {
+        if status == CellStatus::Failed {
             self.failures += 1;
         }
         *self.cells.entry(index).or_default() += 1;

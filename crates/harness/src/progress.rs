@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use harness_spec::{Cell, PretrainJob};
+use harness_spec::{Cell, CellStatus, PretrainJob};
 use harness_train::{PretrainOutcome, TrainEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -130,7 +130,7 @@ pub fn cell_line(
     position: usize,
     total: usize,
     cell: &Cell,
-    status: &str,
+    status: CellStatus,
     accuracy: f64,
     seconds: f64,
 ) -> String {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use harness_data::DataCache;
 use harness_results::{ReportContext, ResultStore, write_report};
-use harness_spec::{Cell, ManifestSet, Plan};
+use harness_spec::{Cell, CellStatus, ManifestSet, Plan};
 use harness_train::{CachedCheckpoint, TrainEvent};
 
 use crate::ledger::{Parallelism, Ran, Todo, command_line, recorded_wall_seconds};
@@ -99,7 +99,7 @@ fn finished(
     let mut done = BTreeSet::new();
     let mut stale = Vec::new();
     for r in store.rows()? {
-        if r.status == "failed" {
+        if r.status == CellStatus::Failed {
             continue;
         }
         match current.stale(&r) {
@@ -340,13 +340,13 @@ fn run_here(
             };
             let row = bench.run_cell(cell, &store, &mut on_event)?;
             step_bar.finish_and_clear();
-            ran.cell_finished(*index, &row.status)?;
+            ran.cell_finished(*index, row.status)?;
             overall.inc(1);
             display.line(cell_line(
                 overall.position() as usize,
                 total,
                 cell,
-                &row.status,
+                row.status,
                 row.test_accuracy,
                 row.train_seconds,
             ));

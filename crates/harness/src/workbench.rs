@@ -12,8 +12,8 @@ use harness_data::{
 };
 use harness_results::{ResultRow, ResultStore};
 use harness_spec::{
-    Cell, InputAdapter, ManifestSet, NetworkArm, NetworkBody, NetworkManifest, Plan, PretrainJob,
-    TokenizerPlan,
+    Cell, CellStatus, InputAdapter, ManifestSet, NetworkArm, NetworkBody, NetworkManifest, Plan,
+    PretrainJob, TokenizerPlan,
 };
 use harness_train::{
     CachedCheckpoint, CellOutcome, FeatureCache, PretrainOutcome, Source, TrainEvent,
@@ -638,17 +638,18 @@ fn make_row(
     let nan = f64::NAN;
     let (status, message) = match &outcome {
         Ok(o) => (
-            o.status.as_str().to_string(),
-            (o.status.as_str() != "ok").then(|| "training loss became NaN or infinite".to_string()),
+            o.status,
+            (o.status != CellStatus::Ok)
+                .then(|| "training loss became NaN or infinite".to_string()),
         ),
-        Err(e) => ("failed".to_string(), Some(e.clone())),
+        Err(e) => (CellStatus::Failed, Some(e.clone())),
     };
     let o = outcome.as_ref().ok();
     ResultRow {
         experiment: cell.experiment.clone(),
         target: cell.target.clone(),
         source: cell.source.clone(),
-        relation: cell.relation.as_str().into(),
+        relation: cell.relation,
         option: cell.option as i64,
         n_train: cell.n_train as i64,
         seed: cell.seed as i64,
