@@ -47,15 +47,7 @@ impl BertConfig {
     /// all-MiniLM-L6-v2: 6 layers, width 384, 12 heads, feed-forward 1,536, the uncased
     /// WordPiece vocabulary of 30,522 pieces, 512 positions (22.7 M parameters).
     pub fn minilm_l6(classes: usize) -> Self {
-        let shape = BertShape {
-            vocab_size: 30_522,
-            hidden: 384,
-            layers: 6,
-            heads: 12,
-            intermediate: 1_536,
-            max_positions: 512,
-        };
-        BertConfig::new(shape, classes)
+        BertConfig::new(BertShape::MINILM_L6, classes)
     }
 
     /// Builds the network with every parameter drawn now from `seed`: as the original, normal

@@ -278,14 +278,6 @@ pub fn optional_strs(frame: &DataFrame, name: &str) -> PolarsResult<Vec<Option<S
         .collect())
 }
 
-pub fn text_column(frame: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
-    strs(frame, name)
-}
-
-pub fn int_column(frame: &DataFrame, name: &str) -> PolarsResult<Vec<i64>> {
-    ints(frame, name)
-}
-
 /// For each (n_train, validation fraction asked), the smallest and largest fraction the rows
 /// actually held out for validation, ordered by n_train: `(n_train, asked, low, high)`.
 pub fn validation_spread(frame: &DataFrame) -> PolarsResult<Vec<(i64, f64, f64, f64)>> {

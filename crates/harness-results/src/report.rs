@@ -11,8 +11,8 @@ use harness_spec::{Arm, CellStatus, Expect, Experiment, Hypothesis};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{
-    ScratchComparison, against_scratch, arm_frame, arm_summaries, gain_pivot, int_column,
-    optional_strs, options_compared, text_column, validation_spread,
+    ScratchComparison, against_scratch, arm_frame, arm_summaries, gain_pivot, ints, optional_strs,
+    options_compared, strs, validation_spread,
 };
 use crate::plot::{GainCell, accuracy_figure, gain_figure};
 use crate::row::{ResultRow, with_arm_names};
@@ -206,8 +206,8 @@ fn gain_table(comparisons: &[ScratchComparison]) -> Result<Table> {
     ];
     columns.extend(sizes.iter().map(|n| (format!("n = {n}"), Align::Right)));
     let mut table = Table::new(&columns);
-    let (target, source) = (text_column(&wide, "target")?, text_column(&wide, "source")?);
-    let option = int_column(&wide, "option")?;
+    let (target, source) = (strs(&wide, "target")?, strs(&wide, "source")?);
+    let option = ints(&wide, "option")?;
     let cells = sizes
         .iter()
         .map(|n| optional_strs(&wide, &n.to_string()))

@@ -116,6 +116,19 @@ pub struct BertShape {
     pub max_positions: usize,
 }
 
+impl BertShape {
+    /// all-MiniLM-L6-v2: 6 layers, width 384, 12 heads, feed-forward 1,536, the uncased
+    /// WordPiece vocabulary of 30,522 pieces, 512 positions.
+    pub const MINILM_L6: BertShape = BertShape {
+        vocab_size: 30_522,
+        hidden: 384,
+        layers: 6,
+        heads: 12,
+        intermediate: 1_536,
+        max_positions: 512,
+    };
+}
+
 /// An EfficientNet-Lite shape, resolved from a variant name or written out.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct EfficientNetShape {
@@ -147,14 +160,7 @@ impl ArchitectureSpec {
     /// The full BERT shape.
     pub fn bert(&self) -> BertShape {
         match self.variant.as_deref() {
-            Some("minilm-l6") => BertShape {
-                vocab_size: 30_522,
-                hidden: 384,
-                layers: 6,
-                heads: 12,
-                intermediate: 1_536,
-                max_positions: 512,
-            },
+            Some("minilm-l6") => BertShape::MINILM_L6,
             _ => BertShape {
                 vocab_size: self.vocab_size.unwrap_or_default(),
                 hidden: self.hidden.unwrap_or_default(),

@@ -1297,14 +1297,7 @@ seeds = [0, 1, 2]
         let text = NetworkArm {
             architecture: "bert-minilm-l6".into(),
             body: NetworkBody::Text {
-                shape: BertShape {
-                    vocab_size: 30_522,
-                    hidden: 384,
-                    layers: 6,
-                    heads: 12,
-                    intermediate: 1_536,
-                    max_positions: 512,
-                },
+                shape: BertShape::MINILM_L6,
                 input: TextAdapter {
                     max_tokens: 128,
                     tokenizer_sha256: "be50".into(),
