@@ -35,6 +35,7 @@ mod render;
 mod soundfont;
 mod split;
 mod text;
+mod text_plan;
 mod tokenize;
 
 pub use adapt::{adapt_images, adapt_log_mel_images, adapt_texts, log_mel_images, resize_images};
@@ -63,8 +64,9 @@ pub use text::{
     Labelled, Stanza, debian_descriptions, debian_descriptions_csv, parse_csv, parse_deb822,
     parse_orange_tab, parse_text_csv, write_csv_record,
 };
+pub use text_plan::{PlannedTokenizer, encode_dataset, plan_tokenizer};
 pub use tokenize::{
-    CachedTokenizer, PAD, PAD_ID, TextNormalisation, TokenizerSpec, UNK, encode_fixed,
+    CachedTokenizer, Normalise, PAD, PAD_ID, TextNormalisation, TokenizerSpec, UNK, encode_fixed,
     ensure_tokenizer, load_network_tokenizer, load_tokenizer, network_token_ids, tokenise_texts,
     train_tokenizer,
 };

@@ -15,6 +15,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+pub use harness_spec::TextNormalisation;
+
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -251,39 +253,25 @@ pub fn encode_fixed(tokenizer: &Tokenizer, text: &str, length: usize) -> Result<
     Ok(ids)
 }
 
-/// How text is normalised before it reaches the tokenizer (the experiment's `text.normalise`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextNormalisation {
-    /// Lower-case letters a–z and single spaces: accents stripped and letters lower-cased
-    /// (as the tokenizer's BERT normaliser does), every other character a word break. This is
-    /// what the 20 Newsgroups reference package already is, so applying it to every dataset
-    /// makes source and target text alike.
-    Letters,
-    /// Only the tokenizer's own normaliser (lower-casing, accents stripped).
-    Tokenizer,
+/// What a [`TextNormalisation`] (the experiment's `text.normalise`, chosen when the file is
+/// read) does to a text.
+pub trait Normalise {
+    /// `text` as this normalisation leaves it.
+    fn apply(self, text: &str) -> String;
+
+    /// The first `max_words` words of [`Normalise::apply`]'s output (for `Tokenizer`, of the
+    /// text's whitespace-separated words). Every such word becomes at least one token, so a
+    /// document encoded to `n` ids never needs more than its first `n` words: cutting first
+    /// gives the same ids, much faster on long documents.
+    fn apply_words(self, text: &str, max_words: usize) -> String;
 }
 
-impl TextNormalisation {
-    pub fn parse(name: &str) -> Result<TextNormalisation> {
-        match name {
-            "letters" => Ok(TextNormalisation::Letters),
-            "tokenizer" => Ok(TextNormalisation::Tokenizer),
-            other => Err(anyhow!(
-                "unknown text normalisation {other:?} (expected \"letters\" or \"tokenizer\")"
-            )),
-        }
-    }
-
-    /// `text` as this normalisation leaves it.
-    pub fn apply(self, text: &str) -> String {
+impl Normalise for TextNormalisation {
+    fn apply(self, text: &str) -> String {
         self.apply_words(text, usize::MAX)
     }
 
-    /// The first `max_words` words of [`TextNormalisation::apply`]'s output (for
-    /// `Tokenizer`, of the text's whitespace-separated words). Every such word becomes at least
-    /// one token, so a document encoded to `n` ids never needs more than its first `n` words:
-    /// cutting first gives the same ids, much faster on long documents.
-    pub fn apply_words(self, text: &str, max_words: usize) -> String {
+    fn apply_words(self, text: &str, max_words: usize) -> String {
         let mut out = String::new();
         let mut words = 0;
         let push = |out: &mut String, word: &str| {

@@ -282,7 +282,14 @@ fn where_it_applies(h: &Hypothesis) -> String {
         parts.push(if h.sources.is_empty() {
             "every source".into()
         } else {
-            format!("sources: {}", h.sources.join(", "))
+            format!(
+                "sources: {}",
+                h.sources
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         });
     }
     if !h.targets.is_empty() {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harness_spec::{Arm, CellStatus, Expect, Hypothesis, Relation, SCRATCH};
+use harness_spec::{Arm, CellStatus, Expect, Hypothesis, Relation, TransferOption};
 
 use polars::prelude::*;
 
@@ -118,16 +118,11 @@ fn option_comparisons(
     h: &Hypothesis,
     arms: &TargetArms,
     sizes: &[i64],
-    (oa, ob): (u8, u8),
+    (oa, ob): (TransferOption, TransferOption),
 ) -> Vec<Comparison> {
     let chosen = |source: &str, rel: Relation| {
         arms.in_scope(h, source)
-            && (h.sources.is_empty()
-                || h.sources.iter().any(|s| {
-                    s == source
-                        || Relation::parse(s) == Some(rel)
-                        || (s == SCRATCH && rel == Relation::None)
-                }))
+            && (h.sources.is_empty() || h.sources.iter().any(|s| s.covers(source, rel)))
     };
     let mut out = Vec::new();
     for &n in sizes {
@@ -135,8 +130,8 @@ fn option_comparisons(
             if chosen(source, rel) {
                 out.push(Comparison {
                     n,
-                    a: (source.to_string(), oa as i64),
-                    b: (source.to_string(), ob as i64),
+                    a: (source.to_string(), oa.number().into()),
+                    b: (source.to_string(), ob.number().into()),
                 });
             }
         }
@@ -162,7 +157,7 @@ fn relation_comparisons(
     let opts: Vec<i64> = if h.options.is_empty() {
         arms.options.iter().copied().collect()
     } else {
-        h.options.iter().map(|&o| o as i64).collect()
+        h.options.iter().map(|o| o.number().into()).collect()
     };
     let mut out = Vec::new();
     for &n in sizes {
@@ -529,8 +524,8 @@ mod tests {
             0.005,
         );
         let mut small = hypothesis(
-            Arm::Option(1),
-            Arm::Option(2),
+            Arm::Option(TransferOption::Freeze),
+            Arm::Option(TransferOption::FineTune),
             Expect::Greater,
             0.0,
             SizeScope::Smallest,
@@ -543,8 +538,8 @@ mod tests {
         );
         assert_eq!(t.verdict, Verdict::Supported);
         let mut large = small.clone();
-        large.a = Arm::Option(2);
-        large.b = Arm::Option(1);
+        large.a = Arm::Option(TransferOption::FineTune);
+        large.b = Arm::Option(TransferOption::Freeze);
         large.n_train = SizeScope::Largest;
         assert_eq!(one(&r, large).verdict, Verdict::Supported);
         // Over every source, the matched source's gain is diluted by two that show none.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::choices::{SourceChoice, TextNormalisation, TransferOption};
 use crate::error::SpecError;
 use crate::include::{self, SourceFile};
 use crate::manifest::Modality;
@@ -246,7 +247,7 @@ pub struct TextSpec {
     /// a–z and single spaces; accents stripped, everything else a space: what the 20 Newsgroups
     /// reference package already is) or `"tokenizer"` (only the tokenizer's own lower-casing
     /// and accent stripping).
-    pub normalise: String,
+    pub normalise: TextNormalisation,
     /// Dataset whose training pool trains the tokenizer; by default the first text source in
     /// `matrix.sources`, or, with none, the first text target.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,7 +264,7 @@ impl Default for TextSpec {
             max_tokens: 128,
             vocab_size: 8000,
             min_frequency: 2,
-            normalise: "letters".into(),
+            normalise: TextNormalisation::Letters,
             corpus: None,
             tokenizer: None,
         }
@@ -280,7 +281,7 @@ pub enum Arm {
     /// The same network from random initialisation.
     Scratch,
     /// Option 1 or 2, for each source in the hypothesis's `sources`.
-    Option(u8),
+    Option(TransferOption),
 }
 
 impl Arm {
@@ -289,8 +290,8 @@ impl Arm {
             "matched" => Arm::Matched,
             "mismatched" => Arm::Mismatched,
             "scratch" => Arm::Scratch,
-            "option 1" => Arm::Option(1),
-            "option 2" => Arm::Option(2),
+            "option 1" => Arm::Option(TransferOption::Freeze),
+            "option 2" => Arm::Option(TransferOption::FineTune),
             _ => return None,
         })
     }
@@ -398,7 +399,7 @@ struct HypothesisFile {
     #[serde(default)]
     n_train: Option<Spanned<SizeScopeFile>>,
     #[serde(default)]
-    options: Vec<Spanned<u8>>,
+    options: Vec<Spanned<TransferOption>>,
     #[serde(default)]
     sources: Vec<Spanned<String>>,
     #[serde(default)]
@@ -421,10 +422,10 @@ pub struct Hypothesis {
     pub margin: f64,
     pub n_train: SizeScope,
     /// Options compared (relation arms; empty = every option of the matrix).
-    pub options: Vec<u8>,
+    pub options: Vec<TransferOption>,
     /// Sources compared (option arms): relations `matched`, `mismatched`, `scratch`, or
     /// dataset ids; empty = every source.
-    pub sources: Vec<String>,
+    pub sources: Vec<SourceChoice>,
     /// Targets it applies to; empty = every target.
     pub targets: Vec<String>,
     /// Architectures whose arms it compares (`transformer`, or a network's, e.g.
@@ -439,7 +440,7 @@ pub struct MatrixSpec {
     pub targets: Vec<Spanned<String>>,
     pub sources: Vec<Spanned<String>>,
     pub n_train: Vec<Spanned<usize>>,
-    pub options: Vec<Spanned<u8>>,
+    pub options: Vec<Spanned<TransferOption>>,
     pub seeds: Vec<u64>,
     /// `[matrix.sources_by_target]`: a target's own list of sources, in place of `sources`
     /// (e.g. when a network has no adapter to one of the targets).
@@ -574,6 +575,16 @@ impl FinetuneOverride {
             validation_fraction: base.validation_fraction,
             evaluations: self.evaluations.unwrap_or(base.evaluations),
             patience: self.patience.unwrap_or(base.patience),
+        }
+    }
+}
+
+impl FinetuneSpec {
+    /// The learning rate of `option`'s cells.
+    pub fn learning_rate(&self, option: TransferOption) -> f64 {
+        match option {
+            TransferOption::Freeze => self.option1_learning_rate,
+            TransferOption::FineTune => self.option2_learning_rate,
         }
     }
 }
@@ -755,132 +766,12 @@ impl Experiment {
 
     /// Checks one `[[hypothesis]]` table against the matrix.
     fn hypothesis(&self, h: HypothesisFile) -> Result<Hypothesis, SpecError> {
-        let arm = |side: &Spanned<String>| {
-            Arm::parse(side.get_ref()).ok_or_else(|| {
-                self.error_at(
-                    side.span(),
-                    format!(
-                        "unknown arm {:?}: expected \"matched\", \"mismatched\", \"scratch\", \"option 1\" or \"option 2\"",
-                        side.get_ref()
-                    ),
-                )
-            })
-        };
-        let (a, b) = (arm(&h.a)?, arm(&h.b)?);
-        let by_option = matches!(a, Arm::Option(_));
-        if by_option != matches!(b, Arm::Option(_)) || a == b {
-            return Err(self.error_at(
-                h.b.span(),
-                format!(
-                    "`a` = {:?} and `b` = {:?} cannot be compared: compare two kinds of source (matched, mismatched, scratch) or option 1 with option 2",
-                    h.a.get_ref(),
-                    h.b.get_ref()
-                ),
-            ));
-        }
-        let expect = match h.expect.get_ref().as_str() {
-            "greater" => Expect::Greater,
-            "not-worse" => Expect::NotWorse,
-            "equivalent" => Expect::Equivalent,
-            other => {
-                return Err(self.error_at(
-                    h.expect.span(),
-                    format!(
-                        "unknown `expect` {other:?}: expected \"greater\" (A − B > margin), \"not-worse\" (A − B > −margin) or \"equivalent\" (|A − B| < margin)"
-                    ),
-                ));
-            }
-        };
-        let margin = match &h.margin {
-            Some(m) if !(*m.get_ref() >= 0.0 && *m.get_ref() < 1.0) => {
-                return Err(self.error_at(
-                    m.span(),
-                    "`margin` is a difference in accuracy: at least 0 and below 1 (0.02 = 2 points)",
-                ));
-            }
-            Some(m) => *m.get_ref(),
-            None if expect == Expect::Equivalent => {
-                return Err(self.error_at(
-                    h.expect.span(),
-                    "an equivalence needs its `margin`, declared before the run (e.g. margin = 0.02)",
-                ));
-            }
-            None => 0.0,
-        };
-        let sizes: Vec<usize> = self.matrix.all_n_train().map(|n| *n.get_ref()).collect();
-        let n_train = match &h.n_train {
-            None => SizeScope::All,
-            Some(scope) => {
-                let parsed = match scope.get_ref() {
-                    SizeScopeFile::Named(n) => match n.as_str() {
-                        "smallest" => SizeScope::Smallest,
-                        "largest" => SizeScope::Largest,
-                        "all" => SizeScope::All,
-                        _ => {
-                            return Err(self.error_at(
-                                scope.span(),
-                                format!("`n_train` = {n:?}: expected \"smallest\", \"largest\", \"all\" or a list of sizes"),
-                            ));
-                        }
-                    },
-                    SizeScopeFile::Values(v) => SizeScope::Values(v.clone()),
-                };
-                if let SizeScope::Values(v) = &parsed {
-                    if let Some(n) = v.iter().find(|n| !sizes.contains(n)) {
-                        return Err(self.error_at(
-                            scope.span(),
-                            format!("n_train {n} is not in `matrix.n_train`"),
-                        ));
-                    }
-                }
-                parsed
-            }
-        };
-        let options = h.options.iter().map(|o| *o.get_ref()).collect::<Vec<u8>>();
-        for o in &h.options {
-            if !self
-                .matrix
-                .options
-                .iter()
-                .any(|m| m.get_ref() == o.get_ref())
-            {
-                return Err(self.error_at(
-                    o.span(),
-                    format!("option {} is not in `matrix.options`", o.get_ref()),
-                ));
-            }
-        }
-        if by_option && !options.is_empty() {
-            return Err(self.error_near("options", "`options` applies to comparisons of sources; this hypothesis compares the options themselves"));
-        }
-        for (arm, side) in [(a, &h.a), (b, &h.b)] {
-            if let Arm::Option(o) = arm {
-                if !self.matrix.options.iter().any(|m| *m.get_ref() == o) {
-                    return Err(self.error_at(
-                        side.span(),
-                        format!("option {o} is not in `matrix.options`"),
-                    ));
-                }
-            }
-        }
-        let known_source = |s: &str| {
-            matches!(s, "matched" | "mismatched" | "scratch")
-                || self.matrix.all_sources().any(|m| m.get_ref() == s)
-        };
-        for s in &h.sources {
-            if !known_source(s.get_ref()) {
-                return Err(self.error_at(
-                    s.span(),
-                    format!("`sources` entry {:?} is neither matched, mismatched, scratch nor a source of the matrix", s.get_ref()),
-                ));
-            }
-        }
-        if !by_option && !h.sources.is_empty() {
-            return Err(self.error_near(
-                "sources",
-                "`sources` applies to comparisons of options; this hypothesis compares sources",
-            ));
-        }
+        let (a, b) = self.hypothesis_arms(&h)?;
+        let expect = self.hypothesis_expect(&h.expect)?;
+        let margin = self.hypothesis_margin(&h, expect)?;
+        let n_train = self.hypothesis_sizes(&h.n_train)?;
+        let options = self.hypothesis_options(&h, (a, b))?;
+        let sources = self.hypothesis_sources(&h, matches!(a, Arm::Option(_)))?;
         for t in &h.targets {
             if !self
                 .matrix
@@ -903,7 +794,7 @@ impl Experiment {
             margin,
             n_train,
             options,
-            sources: h.sources.iter().map(|s| s.get_ref().clone()).collect(),
+            sources,
             targets: h.targets.iter().map(|t| t.get_ref().clone()).collect(),
             architectures: h
                 .architectures
@@ -913,7 +804,174 @@ impl Experiment {
         })
     }
 
+    /// The two sides of a hypothesis: two kinds of source, or the two options.
+    fn hypothesis_arms(&self, h: &HypothesisFile) -> Result<(Arm, Arm), SpecError> {
+        let arm = |side: &Spanned<String>| {
+            Arm::parse(side.get_ref()).ok_or_else(|| {
+                self.error_at(
+                    side.span(),
+                    format!(
+                        "unknown arm {:?}: expected \"matched\", \"mismatched\", \"scratch\", \"option 1\" or \"option 2\"",
+                        side.get_ref()
+                    ),
+                )
+            })
+        };
+        let (a, b) = (arm(&h.a)?, arm(&h.b)?);
+        if matches!(a, Arm::Option(_)) != matches!(b, Arm::Option(_)) || a == b {
+            return Err(self.error_at(
+                h.b.span(),
+                format!(
+                    "`a` = {:?} and `b` = {:?} cannot be compared: compare two kinds of source (matched, mismatched, scratch) or option 1 with option 2",
+                    h.a.get_ref(),
+                    h.b.get_ref()
+                ),
+            ));
+        }
+        Ok((a, b))
+    }
+
+    /// The hypothesis's `expect`.
+    fn hypothesis_expect(&self, expect: &Spanned<String>) -> Result<Expect, SpecError> {
+        Ok(match expect.get_ref().as_str() {
+            "greater" => Expect::Greater,
+            "not-worse" => Expect::NotWorse,
+            "equivalent" => Expect::Equivalent,
+            other => {
+                return Err(self.error_at(
+                    expect.span(),
+                    format!(
+                        "unknown `expect` {other:?}: expected \"greater\" (A − B > margin), \"not-worse\" (A − B > −margin) or \"equivalent\" (|A − B| < margin)"
+                    ),
+                ));
+            }
+        })
+    }
+
+    /// The hypothesis's margin: required by an equivalence, 0 by default otherwise.
+    fn hypothesis_margin(&self, h: &HypothesisFile, expect: Expect) -> Result<f64, SpecError> {
+        match &h.margin {
+            Some(m) if !(*m.get_ref() >= 0.0 && *m.get_ref() < 1.0) => Err(self.error_at(
+                m.span(),
+                "`margin` is a difference in accuracy: at least 0 and below 1 (0.02 = 2 points)",
+            )),
+            Some(m) => Ok(*m.get_ref()),
+            None if expect == Expect::Equivalent => Err(self.error_at(
+                h.expect.span(),
+                "an equivalence needs its `margin`, declared before the run (e.g. margin = 0.02)",
+            )),
+            None => Ok(0.0),
+        }
+    }
+
+    /// The training-set sizes a hypothesis covers (every size by default); listed sizes must
+    /// be in the matrix.
+    fn hypothesis_sizes(
+        &self,
+        scope: &Option<Spanned<SizeScopeFile>>,
+    ) -> Result<SizeScope, SpecError> {
+        let Some(scope) = scope else {
+            return Ok(SizeScope::All);
+        };
+        let parsed = match scope.get_ref() {
+            SizeScopeFile::Named(n) => match n.as_str() {
+                "smallest" => SizeScope::Smallest,
+                "largest" => SizeScope::Largest,
+                "all" => SizeScope::All,
+                _ => {
+                    return Err(self.error_at(
+                        scope.span(),
+                        format!("`n_train` = {n:?}: expected \"smallest\", \"largest\", \"all\" or a list of sizes"),
+                    ));
+                }
+            },
+            SizeScopeFile::Values(v) => SizeScope::Values(v.clone()),
+        };
+        if let SizeScope::Values(v) = &parsed {
+            let sizes: Vec<usize> = self.matrix.all_n_train().map(|n| *n.get_ref()).collect();
+            if let Some(n) = v.iter().find(|n| !sizes.contains(n)) {
+                return Err(self.error_at(
+                    scope.span(),
+                    format!("n_train {n} is not in `matrix.n_train`"),
+                ));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The options a comparison of sources covers; every option a hypothesis names (in
+    /// `options` or as a side) must be in the matrix.
+    fn hypothesis_options(
+        &self,
+        h: &HypothesisFile,
+        (a, b): (Arm, Arm),
+    ) -> Result<Vec<TransferOption>, SpecError> {
+        let in_matrix = |o: TransferOption| self.matrix.options.iter().any(|m| *m.get_ref() == o);
+        for o in &h.options {
+            if !in_matrix(*o.get_ref()) {
+                return Err(self.error_at(
+                    o.span(),
+                    format!("option {} is not in `matrix.options`", o.get_ref()),
+                ));
+            }
+        }
+        if matches!(a, Arm::Option(_)) && !h.options.is_empty() {
+            return Err(self.error_near("options", "`options` applies to comparisons of sources; this hypothesis compares the options themselves"));
+        }
+        for (arm, side) in [(a, &h.a), (b, &h.b)] {
+            if let Arm::Option(o) = arm {
+                if !in_matrix(o) {
+                    return Err(self.error_at(
+                        side.span(),
+                        format!("option {o} is not in `matrix.options`"),
+                    ));
+                }
+            }
+        }
+        Ok(h.options.iter().map(|o| *o.get_ref()).collect())
+    }
+
+    /// The sources a comparison of options covers: relations or sources of the matrix.
+    fn hypothesis_sources(
+        &self,
+        h: &HypothesisFile,
+        by_option: bool,
+    ) -> Result<Vec<SourceChoice>, SpecError> {
+        let mut sources = Vec::new();
+        for s in &h.sources {
+            let choice = SourceChoice::parse(s.get_ref());
+            let known = match &choice {
+                SourceChoice::Relation(_) => true,
+                SourceChoice::Source(id) => self.matrix.all_sources().any(|m| m.get_ref() == id),
+            };
+            if !known {
+                return Err(self.error_at(
+                    s.span(),
+                    format!("`sources` entry {:?} is neither matched, mismatched, scratch nor a source of the matrix", s.get_ref()),
+                ));
+            }
+            sources.push(choice);
+        }
+        if !by_option && !sources.is_empty() {
+            return Err(self.error_near(
+                "sources",
+                "`sources` applies to comparisons of options; this hypothesis compares sources",
+            ));
+        }
+        Ok(sources)
+    }
+
+    /// Checks the settings against each other, table by table (the hypotheses come after).
     fn validate(&self) -> Result<(), SpecError> {
+        self.validate_name()?;
+        self.validate_matrix()?;
+        self.validate_model()?;
+        self.validate_text()?;
+        self.validate_training()
+    }
+
+    /// The name is a folder name: letters, digits, `-` or `_`.
+    fn validate_name(&self) -> Result<(), SpecError> {
         if self.name.is_empty()
             || !self
                 .name
@@ -928,6 +986,11 @@ impl Experiment {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Every list of the matrix is non-empty and names nothing twice.
+    fn validate_matrix(&self) -> Result<(), SpecError> {
         let m = &self.matrix;
         for (what, empty) in [
             ("targets", m.targets.is_empty()),
@@ -947,14 +1010,6 @@ impl Experiment {
             format!("{s:?}")
         })?;
         self.check_per_target("n_train_by_target", &m.n_train_by_target, |n| n.to_string())?;
-        for option in &m.options {
-            if !matches!(option.get_ref(), 1 | 2) {
-                return Err(self.error_at(option.span(), format!(
-                    "option must be 1 (freeze the transferred layers) or 2 (fine-tune all), found {}",
-                    option.get_ref()
-                )));
-            }
-        }
         // A value listed twice would train the same cells twice.
         let twice = |what: &str, values: Vec<(String, Option<std::ops::Range<usize>>)>| {
             let mut seen = std::collections::BTreeSet::new();
@@ -1000,7 +1055,11 @@ impl Experiment {
         twice(
             "seeds",
             m.seeds.iter().map(|s| (s.to_string(), None)).collect(),
-        )?;
+        )
+    }
+
+    /// The Transformer's shape fits together.
+    fn validate_model(&self) -> Result<(), SpecError> {
         let model = &self.model;
         if model.d_model == 0 || model.n_heads == 0 || model.d_model % model.n_heads != 0 {
             return Err(self.error_near(
@@ -1020,6 +1079,11 @@ impl Experiment {
                 format!("`model.dropout` must be in [0, 1), found {}", model.dropout),
             ));
         }
+        Ok(())
+    }
+
+    /// The tokenizer's sizes leave room for documents and words.
+    fn validate_text(&self) -> Result<(), SpecError> {
         let text = &self.text_spec;
         if text.max_tokens == 0 {
             return Err(self.error_near(
@@ -1033,15 +1097,11 @@ impl Experiment {
                 "`text.vocab_size` must leave room beside the two special tokens (at least 3)",
             ));
         }
-        if !matches!(text.normalise.as_str(), "letters" | "tokenizer") {
-            return Err(self.error_near(
-                "text.normalise",
-                format!(
-                    "`text.normalise` must be \"letters\" or \"tokenizer\", found {:?}",
-                    text.normalise
-                ),
-            ));
-        }
+        Ok(())
+    }
+
+    /// The fine-tuning and pre-training settings, each override merged over its defaults.
+    fn validate_training(&self) -> Result<(), SpecError> {
         let ft = &self.finetune;
         if !(ft.validation_fraction > 0.0 && ft.validation_fraction < 1.0) {
             return Err(self.error_near(
@@ -1212,7 +1272,13 @@ n_train = [200]
         assert_eq!(h.n_train.select(&[200, 50]), vec![50]);
         assert_eq!(h.margin, 0.0);
         let h = &e.hypotheses[1];
-        assert_eq!((h.a, h.b), (Arm::Option(1), Arm::Option(2)));
+        assert_eq!(
+            (h.a, h.b),
+            (
+                Arm::Option(TransferOption::Freeze),
+                Arm::Option(TransferOption::FineTune)
+            )
+        );
         assert_eq!(h.margin, 0.03);
         assert_eq!(h.sources, vec!["matched".to_string()]);
         assert_eq!(h.n_train.select(&[50, 200]), vec![200]);

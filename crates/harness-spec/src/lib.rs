@@ -17,6 +17,7 @@
 //! # Ok::<(), harness_spec::SpecError>(())
 //! ```
 
+mod choices;
 mod error;
 mod experiment;
 pub mod fault;
@@ -25,6 +26,7 @@ mod manifest;
 mod network;
 mod plan;
 
+pub use choices::{RandomInit, SourceChoice, TextNormalisation, TransferOption};
 pub use error::{Location, SpecError};
 pub use experiment::{
     Activation, Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::choices::{RandomInit, TransferOption};
 use crate::error::SpecError;
 use crate::experiment::{
     Arm, Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
@@ -238,7 +239,7 @@ pub struct NetworkArm {
     pub weights_sha256: Option<String>,
     /// How random weights are drawn when there are no published ones: `original` (as the
     /// original implementation draws them). Absent for a pre-trained arm.
-    pub init: Option<String>,
+    pub init: Option<RandomInit>,
 }
 
 impl NetworkArm {
@@ -303,7 +304,7 @@ impl Serialize for NetworkArm {
             weights: &'a Option<String>,
             weights_sha256: &'a Option<String>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            init: &'a Option<String>,
+            init: &'a Option<RandomInit>,
             #[serde(skip_serializing_if = "Option::is_none")]
             input: Option<&'a InputAdapter>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,7 +359,7 @@ pub struct Cell {
     pub target: String,
     pub source: String,
     pub relation: Relation,
-    pub option: u8,
+    pub option: TransferOption,
     pub n_train: usize,
     pub seed: u64,
     pub model: ModelSpec,
@@ -434,13 +435,14 @@ impl Plan {
         self.tokenizers.iter().find(|t| t.key == key)
     }
 
-    /// The plan as it runs on the compute backend `backend`. The default, `flex`, keeps every
-    /// fingerprint and key; another backend gets its own cell fingerprints and pre-training
-    /// keys, so its rows and checkpoints never stand in for Flex ones, or the reverse.
-    pub fn for_backend(mut self, backend: &str) -> Plan {
-        if backend == "flex" {
+    /// The plan as it runs on a compute backend: the default (Flex, `tag` None) keeps every
+    /// fingerprint and key; another backend, named by `tag`, gets its own cell fingerprints and
+    /// pre-training keys, so its rows and checkpoints never stand in for Flex ones, or the
+    /// reverse.
+    pub fn for_backend(mut self, tag: Option<&str>) -> Plan {
+        let Some(backend) = tag else {
             return self;
-        }
+        };
         let tag = |key: &str| fingerprint_of(&(key, "backend", backend));
         for job in &mut self.pretrain_jobs {
             job.key = tag(&job.key);
@@ -462,41 +464,77 @@ pub fn fingerprint_of<T: Serialize>(value: &T) -> String {
 /// Expands an experiment into its pre-training jobs and cells, checking every dataset id, size
 /// and option against the manifests. Cells come in the order they run: small `n_train` first.
 pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, SpecError> {
-    let m = &experiment.matrix;
-    let lookup = |id: &toml::Spanned<String>, role: &str| -> Result<&Manifest, SpecError> {
-        manifests.get(id.get_ref()).ok_or_else(|| {
-            experiment
+    let mut plan = Plan::default();
+    let tokenizer = tokenizer_plan(experiment, manifests)?;
+    if let Some(t) = &tokenizer {
+        plan.tokenizers.push(t.clone());
+    }
+    let expansion = Expansion {
+        experiment,
+        manifests,
+        tokenizer,
+    };
+    for target_id in &experiment.matrix.targets {
+        let target = expansion.lookup(target_id, "target")?;
+        check_model_fits(experiment, target, target_id.span())?;
+        expansion.check_sizes(target, target_id.get_ref())?;
+        let sources = expansion.sources(target, target_id.get_ref(), &mut plan)?;
+        let arms: Vec<(Relation, &str)> = sources
+            .iter()
+            .map(|s| {
+                (
+                    s.relation,
+                    s.network
+                        .as_ref()
+                        .map_or(TRANSFORMER, |n| n.architecture.as_str()),
+                )
+            })
+            .collect();
+        check_hypotheses_pair_within_architectures(experiment, &target.id, &arms)?;
+        expansion.push_cells(target, target_id.get_ref(), &sources, &mut plan);
+    }
+    Ok(plan)
+}
+
+/// What [`expand`] reads while it goes through the targets.
+struct Expansion<'a> {
+    experiment: &'a Experiment,
+    manifests: &'a ManifestSet,
+    tokenizer: Option<TokenizerPlan>,
+}
+
+impl<'a> Expansion<'a> {
+    /// The manifest of dataset `id`, or an error at its line listing the known ones.
+    fn lookup(&self, id: &toml::Spanned<String>, role: &str) -> Result<&'a Manifest, SpecError> {
+        self.manifests.get(id.get_ref()).ok_or_else(|| {
+            self.experiment
                 .error_at(
                     id.span(),
                     format!("unknown {role} dataset id `{}`", id.get_ref()),
                 )
                 .with_help(format!(
                     "known datasets in {}: {}",
-                    manifests.dir.display(),
-                    manifests.known_ids()
+                    self.manifests.dir.display(),
+                    self.manifests.known_ids()
                 ))
         })
-    };
-
-    let mut plan = Plan::default();
-    let tokenizer = tokenizer_plan(experiment, manifests)?;
-    if let Some(t) = &tokenizer {
-        plan.tokenizers.push(t.clone());
     }
-    let tokenizer_of = |dataset: &Manifest| {
+
+    /// The experiment's tokenizer for a text dataset; none for the other modalities.
+    fn tokenizer_of(&self, dataset: &Manifest) -> Option<String> {
         (dataset.modality == Modality::Text)
-            .then(|| tokenizer.as_ref().map(|t| t.key.clone()))
+            .then(|| self.tokenizer.as_ref().map(|t| t.key.clone()))
             .flatten()
-    };
-    for target_id in &m.targets {
-        let target = lookup(target_id, "target")?;
-        check_model_fits(experiment, target, target_id.span())?;
+    }
+
+    /// Every `n_train` of `target` fits its pool and leaves examples to validate.
+    fn check_sizes(&self, target: &Manifest, target_id: &str) -> Result<(), SpecError> {
         let pool = target.train_pool_size();
         let classes = target.classes.len();
-        for n in m.n_train_of(target_id.get_ref()) {
+        for n in self.experiment.matrix.n_train_of(target_id) {
             let n_value = *n.get_ref();
             if n_value > pool {
-                return Err(experiment
+                return Err(self.experiment
                     .error_at(n.span(), format!(
                         "n_train = {n_value} is larger than the training pool of `{}` ({pool} examples)",
                         target.id
@@ -504,7 +542,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                     .with_help(format!("use at most {pool}")));
             }
             if n_value <= classes {
-                return Err(experiment.error_at(n.span(), format!(
+                return Err(self.experiment.error_at(n.span(), format!(
                     "n_train = {n_value} is too small for `{}`: it needs more than one example per class \
                      ({} in all) so that every class is fitted and some are left to validate",
                     target.id,
@@ -512,105 +550,132 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
                 )));
             }
         }
+        Ok(())
+    }
 
+    /// The arms of `target`, in the order of its sources, each network's architecture from
+    /// random weights last (when the matrix has `scratch`); the pre-training jobs they need
+    /// join `plan`.
+    fn sources(
+        &self,
+        target: &Manifest,
+        target_id: &str,
+        plan: &mut Plan,
+    ) -> Result<Vec<CellStart>, SpecError> {
         let mut sources = Vec::new();
         // Each network's architecture from random weights: its scratch arm.
         let mut scratch_networks: Vec<NetworkArm> = Vec::new();
-        for source_id in m.sources_of(target_id.get_ref()) {
+        for source_id in self.experiment.matrix.sources_of(target_id) {
             if source_id.get_ref() == SCRATCH {
-                sources.push((SCRATCH.to_string(), Relation::None, None, None));
-                continue;
-            }
-            if let Some(network) = manifests.network(source_id.get_ref()) {
-                let (arm, relation) = network_arm(experiment, network, target, source_id.span())?;
+                sources.push(CellStart::scratch(None));
+            } else if let Some(network) = self.manifests.network(source_id.get_ref()) {
+                let (arm, relation) =
+                    network_arm(self.experiment, network, target, source_id.span())?;
                 let scratch = NetworkArm {
                     weights: None,
                     weights_sha256: None,
-                    init: Some("original".into()),
+                    init: Some(RandomInit::Original),
                     ..arm.clone()
                 };
                 if !scratch_networks.contains(&scratch) {
                     scratch_networks.push(scratch);
                 }
-                sources.push((network.id.clone(), relation, None, Some(arm)));
-                continue;
-            }
-            let source = lookup(source_id, "source")?;
-            if source.id == target.id {
-                return Err(experiment.error_at(
-                    source_id.span(),
-                    format!(
-                        "`{}` is the target itself; a source must be another dataset",
-                        source.id
-                    ),
-                ));
-            }
-            check_model_fits(experiment, source, source_id.span())?;
-            let relation = if source.modality == target.modality {
-                if source.input_shape() != target.input_shape() {
-                    return Err(experiment.error_at(source_id.span(), format!(
-                        "source `{}` and target `{}` give inputs of different shapes ({:?} and {:?}); the stem is copied, so they must match",
-                        source.id, target.id, source.input_shape(), target.input_shape()
-                    )).with_help("give both manifests the same `[image]` or `[audio]` settings"));
-                }
-                Relation::Matched
+                sources.push(CellStart {
+                    source: network.id.clone(),
+                    relation,
+                    pretrain_key: None,
+                    network: Some(arm),
+                });
             } else {
-                Relation::Mismatched
-            };
-            let job = pretrain_job(experiment, source, tokenizer_of(source));
-            let key = job.key.clone();
-            if !plan
-                .pretrain_jobs
-                .iter()
-                .any(|j: &PretrainJob| j.key == key)
-            {
-                plan.pretrain_jobs.push(job);
-            }
-            sources.push((source.id.clone(), relation, Some(key), None));
-        }
-        if sources.iter().any(|(s, ..)| s == SCRATCH) {
-            for arm in scratch_networks {
-                sources.push((SCRATCH.to_string(), Relation::None, None, Some(arm)));
+                sources.push(self.dataset_source(target, source_id, plan)?);
             }
         }
-        let arms: Vec<(Relation, &str)> = sources
-            .iter()
-            .map(|(_, relation, _, network)| {
-                (
-                    *relation,
-                    network
-                        .as_ref()
-                        .map_or(TRANSFORMER, |n| n.architecture.as_str()),
-                )
-            })
-            .collect();
-        check_hypotheses_pair_within_architectures(experiment, &target.id, &arms)?;
+        if sources.iter().any(|s| s.source == SCRATCH) {
+            sources.extend(
+                scratch_networks
+                    .into_iter()
+                    .map(|arm| CellStart::scratch(Some(arm))),
+            );
+        }
+        Ok(sources)
+    }
 
-        for n in m.n_train_of(target_id.get_ref()) {
+    /// The arm of a source dataset the harness pre-trains on; its job joins `plan` once.
+    fn dataset_source(
+        &self,
+        target: &Manifest,
+        source_id: &toml::Spanned<String>,
+        plan: &mut Plan,
+    ) -> Result<CellStart, SpecError> {
+        let experiment = self.experiment;
+        let source = self.lookup(source_id, "source")?;
+        if source.id == target.id {
+            return Err(experiment.error_at(
+                source_id.span(),
+                format!(
+                    "`{}` is the target itself; a source must be another dataset",
+                    source.id
+                ),
+            ));
+        }
+        check_model_fits(experiment, source, source_id.span())?;
+        let relation = if source.modality == target.modality {
+            if source.input_shape() != target.input_shape() {
+                return Err(experiment.error_at(source_id.span(), format!(
+                    "source `{}` and target `{}` give inputs of different shapes ({:?} and {:?}); the stem is copied, so they must match",
+                    source.id, target.id, source.input_shape(), target.input_shape()
+                )).with_help("give both manifests the same `[image]` or `[audio]` settings"));
+            }
+            Relation::Matched
+        } else {
+            Relation::Mismatched
+        };
+        let job = pretrain_job(experiment, source, self.tokenizer_of(source));
+        let key = job.key.clone();
+        if !plan
+            .pretrain_jobs
+            .iter()
+            .any(|j: &PretrainJob| j.key == key)
+        {
+            plan.pretrain_jobs.push(job);
+        }
+        Ok(CellStart {
+            source: source.id.clone(),
+            relation,
+            pretrain_key: Some(key),
+            network: None,
+        })
+    }
+
+    /// One cell per size, seed, arm and option of `target`, in that order of nesting.
+    fn push_cells(
+        &self,
+        target: &Manifest,
+        target_id: &str,
+        sources: &[CellStart],
+        plan: &mut Plan,
+    ) {
+        let m = &self.experiment.matrix;
+        for n in m.n_train_of(target_id) {
             for &seed in &m.seeds {
-                for (source, relation, pretrain_key, network) in &sources {
+                for start in sources {
                     for option in &m.options {
                         plan.cells.push(cell(
-                            experiment,
+                            self.experiment,
                             target,
-                            CellStart {
-                                source,
-                                relation: *relation,
-                                pretrain_key: pretrain_key.clone(),
-                                network: network.clone(),
-                            },
+                            start.clone(),
                             *option.get_ref(),
                             *n.get_ref(),
                             seed,
                             // A network reads the target through its own tokenizer.
-                            tokenizer_of(target).filter(|_| network.is_none()),
+                            self.tokenizer_of(target)
+                                .filter(|_| start.network.is_none()),
                         ));
                     }
                 }
             }
         }
     }
-    Ok(plan)
 }
 
 fn check_model_fits(
@@ -685,49 +750,14 @@ fn tokenizer_plan(
     let text = experiment.text_spec.clone();
     let (mut corpus, mut corpus_content, mut file, mut file_sha256) = (None, None, None, None);
     if let Some(path) = &text.tokenizer {
-        // Relative to the file that names it, which may be an included one.
-        let base = experiment
-            .origin("text.tokenizer")
-            .0
-            .parent()
-            .unwrap_or(Path::new("."));
-        let resolved = base.join(path);
-        let bytes = std::fs::read(&resolved).map_err(|e| {
-            experiment.error_near(
-                "text.tokenizer",
-                format!("cannot read `text.tokenizer` {}: {e}", resolved.display()),
-            )
-        })?;
-        file_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+        let (resolved, sha256) = users_tokenizer(experiment, path)?;
+        file_sha256 = Some(sha256);
         file = Some(resolved);
     } else {
-        let id = match &text.corpus {
-            Some(id) => id.clone(),
-            None => sources
-                .into_iter()
-                .chain(targets)
-                .next()
-                .expect("a text dataset"),
-        };
-        let Some(dataset) = manifests.get(&id) else {
-            return Err(experiment
-                .error_near(
-                    "text.corpus",
-                    format!("unknown `text.corpus` dataset id `{id}`"),
-                )
-                .with_help(format!("known datasets: {}", manifests.known_ids())));
-        };
-        if dataset.modality != Modality::Text {
-            return Err(experiment.error_near(
-                "text.corpus",
-                format!(
-                    "`text.corpus` = `{id}` is {} data, not text",
-                    dataset.modality.as_str()
-                ),
-            ));
-        }
+        let first = sources.into_iter().chain(targets).next();
+        let dataset = tokenizer_corpus(experiment, manifests, first)?;
         corpus_content = Some(dataset.content_key());
-        corpus = Some(id);
+        corpus = Some(dataset.id.clone());
     }
     let mut plan = TokenizerPlan {
         text,
@@ -749,6 +779,55 @@ fn tokenizer_plan(
     });
     plan.file = file;
     Ok(Some(plan))
+}
+
+/// The user's `text.tokenizer` file, resolved against the file that names it (which may be an
+/// included one), and its SHA256.
+fn users_tokenizer(experiment: &Experiment, path: &str) -> Result<(PathBuf, String), SpecError> {
+    let base = experiment
+        .origin("text.tokenizer")
+        .0
+        .parent()
+        .unwrap_or(Path::new("."));
+    let resolved = base.join(path);
+    let bytes = std::fs::read(&resolved).map_err(|e| {
+        experiment.error_near(
+            "text.tokenizer",
+            format!("cannot read `text.tokenizer` {}: {e}", resolved.display()),
+        )
+    })?;
+    Ok((resolved, hex::encode(Sha256::digest(&bytes))))
+}
+
+/// The text dataset the tokenizer learns from: `text.corpus`, or else `first` (the first text
+/// source, or with none the first text target).
+fn tokenizer_corpus<'a>(
+    experiment: &Experiment,
+    manifests: &'a ManifestSet,
+    first: Option<String>,
+) -> Result<&'a Manifest, SpecError> {
+    let id = match &experiment.text_spec.corpus {
+        Some(id) => id.clone(),
+        None => first.expect("a text dataset"),
+    };
+    let Some(dataset) = manifests.get(&id) else {
+        return Err(experiment
+            .error_near(
+                "text.corpus",
+                format!("unknown `text.corpus` dataset id `{id}`"),
+            )
+            .with_help(format!("known datasets: {}", manifests.known_ids())));
+    };
+    if dataset.modality != Modality::Text {
+        return Err(experiment.error_near(
+            "text.corpus",
+            format!(
+                "`text.corpus` = `{id}` is {} data, not text",
+                dataset.modality.as_str()
+            ),
+        ));
+    }
+    Ok(dataset)
 }
 
 fn pretrain_job(
@@ -874,7 +953,6 @@ fn network_arm(
     span: std::ops::Range<usize>,
 ) -> Result<(NetworkArm, Relation), SpecError> {
     let arch = &network.architecture;
-    let settings = &experiment.networks;
     let relation = if target.modality == network.modality {
         Relation::Matched
     } else {
@@ -903,80 +981,13 @@ fn network_arm(
             ));
     }
     let body = match arch.family {
-        Family::EfficientNetLite => {
-            let input = network
-                .image_input()
-                .expect("image networks have [input] (validated)");
-            let side = settings.side.unwrap_or(input.side);
-            if side < 8 {
-                return Err(experiment.error_near(
-                    "networks.side",
-                    format!("`networks.side` = {side} is too small; use at least 8 pixels (e.g. 64 or 96)"),
-                ));
-            }
-            NetworkBody::Image {
-                shape: arch.efficientnet(),
-                input: InputAdapter {
-                    side,
-                    channels: input.channels,
-                    offset: input.offset,
-                    scale: input.scale,
-                    log_mel: target
-                        .audio
-                        .as_ref()
-                        .map(|a| LogMelImage { top_db: a.top_db }),
-                },
-            }
-        }
+        Family::EfficientNetLite => image_body(experiment, network, target)?,
         Family::Bert if target.modality != Modality::Text => NetworkBody::Patches {
             shape: arch.bert(),
             stem: patch_adapter(experiment, target),
         },
-        Family::Bert => {
-            let text = network
-                .text_input
-                .as_ref()
-                .expect("text networks have [text] (validated)");
-            let shape = arch.bert();
-            let max_tokens = settings.max_tokens.unwrap_or(text.max_tokens);
-            if !(3..=shape.max_positions).contains(&max_tokens) {
-                return Err(experiment.error_near(
-                    "networks.max_tokens",
-                    format!(
-                        "`networks.max_tokens` = {max_tokens} is outside what `{}` takes: 3 to {} tokens ([CLS] and [SEP] included)",
-                        network.id, shape.max_positions
-                    ),
-                ));
-            }
-            NetworkBody::Text {
-                shape,
-                input: TextAdapter {
-                    max_tokens,
-                    tokenizer_sha256: text.tokenizer_sha256.get_ref().to_ascii_lowercase(),
-                },
-            }
-        }
-        Family::Crepe => {
-            let audio = network
-                .audio_input
-                .as_ref()
-                .expect("audio networks have [audio] (validated)");
-            let hop = settings.hop.unwrap_or(audio.sample_rate as usize / 10);
-            if hop == 0 {
-                return Err(experiment.error_near(
-                    "networks.hop",
-                    "`networks.hop` must be at least one sample (e.g. 1600: 100 ms at 16 kHz)",
-                ));
-            }
-            NetworkBody::Audio {
-                channels: arch.crepe_channels(),
-                input: AudioAdapter {
-                    sample_rate: audio.sample_rate,
-                    window: audio.window,
-                    hop,
-                },
-            }
-        }
+        Family::Bert => text_body(experiment, network)?,
+        Family::Crepe => audio_body(experiment, network)?,
     };
     let architecture = match body {
         NetworkBody::Patches { .. } => format!("{} + patch stem", arch.name()),
@@ -992,6 +1003,93 @@ fn network_arm(
         },
         relation,
     ))
+}
+
+/// An image network's input: the target's images (or log-mel spectrograms as images) at
+/// `networks.side`, or the network's own side.
+fn image_body(
+    experiment: &Experiment,
+    network: &NetworkManifest,
+    target: &Manifest,
+) -> Result<NetworkBody, SpecError> {
+    let (arch, settings) = (&network.architecture, &experiment.networks);
+    let input = network
+        .image_input()
+        .expect("image networks have [input] (validated)");
+    let side = settings.side.unwrap_or(input.side);
+    if side < 8 {
+        return Err(experiment.error_near(
+            "networks.side",
+            format!("`networks.side` = {side} is too small; use at least 8 pixels (e.g. 64 or 96)"),
+        ));
+    }
+    Ok(NetworkBody::Image {
+        shape: arch.efficientnet(),
+        input: InputAdapter {
+            side,
+            channels: input.channels,
+            offset: input.offset,
+            scale: input.scale,
+            log_mel: target
+                .audio
+                .as_ref()
+                .map(|a| LogMelImage { top_db: a.top_db }),
+        },
+    })
+}
+
+/// A text network's input: documents through its own tokenizer, cut to `networks.max_tokens`.
+fn text_body(experiment: &Experiment, network: &NetworkManifest) -> Result<NetworkBody, SpecError> {
+    let (arch, settings) = (&network.architecture, &experiment.networks);
+    let text = network
+        .text_input
+        .as_ref()
+        .expect("text networks have [text] (validated)");
+    let shape = arch.bert();
+    let max_tokens = settings.max_tokens.unwrap_or(text.max_tokens);
+    if !(3..=shape.max_positions).contains(&max_tokens) {
+        return Err(experiment.error_near(
+            "networks.max_tokens",
+            format!(
+                "`networks.max_tokens` = {max_tokens} is outside what `{}` takes: 3 to {} tokens ([CLS] and [SEP] included)",
+                network.id, shape.max_positions
+            ),
+        ));
+    }
+    Ok(NetworkBody::Text {
+        shape,
+        input: TextAdapter {
+            max_tokens,
+            tokenizer_sha256: text.tokenizer_sha256.get_ref().to_ascii_lowercase(),
+        },
+    })
+}
+
+/// An audio network's input: waveforms at its sample rate, framed every `networks.hop`.
+fn audio_body(
+    experiment: &Experiment,
+    network: &NetworkManifest,
+) -> Result<NetworkBody, SpecError> {
+    let (arch, settings) = (&network.architecture, &experiment.networks);
+    let audio = network
+        .audio_input
+        .as_ref()
+        .expect("audio networks have [audio] (validated)");
+    let hop = settings.hop.unwrap_or(audio.sample_rate as usize / 10);
+    if hop == 0 {
+        return Err(experiment.error_near(
+            "networks.hop",
+            "`networks.hop` must be at least one sample (e.g. 1600: 100 ms at 16 kHz)",
+        ));
+    }
+    Ok(NetworkBody::Audio {
+        channels: arch.crepe_channels(),
+        input: AudioAdapter {
+            sample_rate: audio.sample_rate,
+            window: audio.window,
+            hop,
+        },
+    })
 }
 
 /// The fresh stem of a Transformer network on an image or audio target: the patches of the
@@ -1016,18 +1114,31 @@ fn patch_adapter(experiment: &Experiment, target: &Manifest) -> PatchAdapter {
 }
 
 /// Where a cell's starting weights come from.
-struct CellStart<'a> {
-    source: &'a str,
+#[derive(Clone)]
+struct CellStart {
+    source: String,
     relation: Relation,
     pretrain_key: Option<String>,
     network: Option<NetworkArm>,
+}
+
+impl CellStart {
+    /// Random weights: the experiment's Transformer, or `network`'s architecture.
+    fn scratch(network: Option<NetworkArm>) -> CellStart {
+        CellStart {
+            source: SCRATCH.to_string(),
+            relation: Relation::None,
+            pretrain_key: None,
+            network,
+        }
+    }
 }
 
 fn cell(
     experiment: &Experiment,
     target: &Manifest,
     arm: CellStart,
-    option: u8,
+    option: TransferOption,
     n_train: usize,
     seed: u64,
     tokenizer: Option<String>,
@@ -1035,7 +1146,7 @@ fn cell(
     let mut cell = Cell {
         experiment: experiment.name.clone(),
         target: target.id.clone(),
-        source: arm.source.to_string(),
+        source: arm.source,
         relation: arm.relation,
         option,
         n_train,
@@ -1045,7 +1156,7 @@ fn cell(
             Some(network) => {
                 let networks = &experiment.networks;
                 let budget = networks.finetune.apply(&experiment.finetune);
-                if option == 1 && !network.has_fresh_stem() {
+                if option.freezes() && !network.has_fresh_stem() {
                     networks.frozen_features.apply(&budget)
                 } else {
                     budget
@@ -1153,7 +1264,7 @@ seeds = [0, 1, 2]
     #[test]
     fn another_backend_gets_its_own_fingerprints_and_keys_and_flex_keeps_them() {
         let flex = expand(&experiment(MATRIX), &set()).unwrap();
-        let same = flex.clone().for_backend("flex");
+        let same = flex.clone().for_backend(None);
         assert_eq!(
             flex.cells
                 .iter()
@@ -1164,7 +1275,7 @@ seeds = [0, 1, 2]
                 .map(|c| &c.fingerprint)
                 .collect::<Vec<_>>()
         );
-        let tch = flex.clone().for_backend("tch");
+        let tch = flex.clone().for_backend(Some("tch"));
         let tch_key = &tch.pretrain_jobs[0].key;
         assert_ne!(tch_key, &flex.pretrain_jobs[0].key);
         for (a, b) in flex.cells.iter().zip(&tch.cells) {
@@ -1288,7 +1399,7 @@ seeds = [0, 1, 2]
             },
             weights: None,
             weights_sha256: None,
-            init: Some("original".into()),
+            init: Some(RandomInit::Original),
         };
         assert_eq!(
             serde_json::to_string(&arm).unwrap(),
@@ -1327,15 +1438,23 @@ seeds = [0, 1, 2]
         assert_eq!(err.location.unwrap().line, 3);
     }
 
+    /// The manifests the project ships.
+    fn reference_manifests() -> ManifestSet {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data-manifests");
+        ManifestSet::load_dir(&root).unwrap()
+    }
+
+    /// A one-size, one-seed matrix of `targets` × `sources` (quoted TOML lists' contents).
+    fn cross_modal_matrix(targets: &str, sources: &str) -> Experiment {
+        experiment(&format!(
+            "[matrix]\ntargets = [{targets}]\nsources = [{sources}]\nn_train = [50]\noptions = [1, 2]\nseeds = [0]\n\n[model]\npatch = 7\nframes_per_token = 4\n\n[networks]\nside = 64\n"
+        ))
+    }
+
     #[test]
     fn across_modalities_only_the_established_adapters_are_planned() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data-manifests");
-        let manifests = ManifestSet::load_dir(&root).unwrap();
-        let matrix = |targets: &str, sources: &str| {
-            experiment(&format!(
-                "[matrix]\ntargets = [{targets}]\nsources = [{sources}]\nn_train = [50]\noptions = [1, 2]\nseeds = [0]\n\n[model]\npatch = 7\nframes_per_token = 4\n\n[networks]\nside = 64\n"
-            ))
-        };
+        let manifests = reference_manifests();
+        let matrix = cross_modal_matrix;
         let plan = expand(
             &matrix(
                 "\"mnist\", \"hedgewars-speakers\"",
@@ -1409,7 +1528,11 @@ seeds = [0, 1, 2]
             ),
         ];
         assert_eq!(arms.into_iter().collect::<Vec<_>>(), expected);
+    }
 
+    #[test]
+    fn a_network_without_an_established_adapter_to_the_target_is_refused() {
+        let (manifests, matrix) = (reference_manifests(), cross_modal_matrix);
         // No established adapter: an audio network on images, an image network on text.
         for (target, source) in [
             ("mnist", "crepe-tiny"),
@@ -1426,7 +1549,11 @@ seeds = [0, 1, 2]
             assert!(err.message.contains("no established adapter"), "{err}");
             assert_eq!(err.location.unwrap().line, 3, "{err}");
         }
+    }
 
+    #[test]
+    fn a_target_can_have_its_own_sources_and_sizes() {
+        let manifests = reference_manifests();
         // A target can have its own sources, so that one matrix holds every adapted pair.
         let own = experiment(
             "[matrix]\ntargets = [\"mnist\", \"20newsgroups-2k\"]\nsources = [\"scratch\", \"efficientnet-lite0-imagenet\"]\nn_train = [50]\noptions = [1]\nseeds = [0]\n\n[matrix.sources_by_target]\n20newsgroups-2k = [\"scratch\", \"all-minilm-l6-v2\"]\n\n[model]\npatch = 7\n",

@@ -72,7 +72,7 @@ pub fn initial_model<'a>(
     source: impl Into<Source<'a>>,
 ) -> Result<Network> {
     let source = source.into();
-    let freeze = cell.option == 1;
+    let freeze = cell.option.freezes();
     if let Some(arm) = &cell.network {
         return initial_network(cell, arm, target, source, freeze);
     }
@@ -154,79 +154,27 @@ pub fn network_with_weights(
     weights: Option<&Path>,
     freeze: bool,
 ) -> Result<Network> {
-    let device = train_device();
-    let loading = |path: &Path, e: harness_model::efficientnet::WeightMismatch| {
-        anyhow::anyhow!("loading {}: {e}", path.display())
+    let start = Start {
+        classes,
+        seed,
+        weights,
+        freeze,
+        device: train_device(),
     };
-    Ok(match &arm.body {
-        NetworkBody::Image { shape, input } => {
-            let fresh = crate::init_efficientnet(shape, classes, &device, seed, false);
-            let mut net: EfficientNet = match weights {
-                // The body drawn as the original draws it, the output layer as the pre-trained arm's.
-                None if arm.init.as_deref() == Some("original") => {
-                    let mut body = crate::init_efficientnet(shape, classes, &device, seed, true);
-                    body.fc = fresh.fc;
-                    body
-                }
-                None => fresh,
-                Some(path) => {
-                    let published =
-                        crate::init_efficientnet(shape, shape.classes, &device, seed, false);
-                    let mut loaded = published.load_pytorch(path).map_err(|e| loading(path, e))?;
-                    loaded.fc = fresh.fc;
-                    loaded
-                }
-            };
-            if freeze {
-                net = net.freeze_body();
-            }
-            Network::EfficientNet(GreyImageNet {
-                net,
-                side: input.side,
-            })
-        }
-        // Drawn as the original draws BERT; the published body then replaces the drawn one,
-        // so both arms of a seed start from the same output layer.
-        NetworkBody::Text { shape, .. } => {
-            let mut net = crate::init_bert(shape, classes, &device, seed);
-            if let Some(path) = weights {
-                net = net.load_safetensors(path).map_err(|e| loading(path, e))?;
-            }
-            if freeze {
-                net = net.freeze_body();
-            }
-            Network::Bert(net)
-        }
-        NetworkBody::Audio { channels, input } => {
-            let fresh = crate::init_crepe(*channels, classes, &device, seed);
-            let mut net = match weights {
-                None => fresh,
-                Some(path) => {
-                    let published = crate::init_crepe(*channels, CREPE_BINS, &device, seed);
-                    let mut loaded = published.load_pytorch(path).map_err(|e| loading(path, e))?;
-                    loaded.classifier = fresh.classifier;
-                    loaded
-                }
-            };
-            if freeze {
-                net = net.freeze_body();
-            }
-            Network::Crepe(FramedCrepe {
-                net,
-                hop: input.hop,
-            })
-        }
-        // BERT drawn and loaded as for text; the stem drawn from the seed on its own stream,
-        // so both arms of a seed start from the same stem and output layer.
+    match &arm.body {
+        NetworkBody::Image { shape, input } => image_network(
+            &start,
+            shape,
+            arm.init == Some(harness_spec::RandomInit::Original),
+            input.side,
+        ),
+        NetworkBody::Text { shape, .. } => Ok(Network::Bert(bert_network(&start, shape)?)),
+        NetworkBody::Audio { channels, input } => crepe_network(&start, *channels, input.hop),
         NetworkBody::Patches { shape, stem } => {
-            let mut bert = crate::init_bert(shape, classes, &device, seed);
-            if let Some(path) = weights {
-                bert = bert.load_safetensors(path).map_err(|e| loading(path, e))?;
-            }
-            if freeze {
-                bert = bert.freeze_body();
-            }
-            let stem = crate::drawn_on_flex(&device, |flex| {
+            // BERT drawn and loaded as for text; the stem drawn from the seed on its own
+            // stream, so both arms of a seed start from the same stem and output layer.
+            let bert = bert_network(&start, shape)?;
+            let stem = crate::drawn_on_flex(&start.device, |flex| {
                 flex.seed(seed ^ PATCH_STEM_STREAM);
                 let position = PatchStem::draw_position(stem.tokens(), shape.hidden, flex);
                 let drawn = PatchStem::new(
@@ -238,9 +186,89 @@ pub fn network_with_weights(
                 harness_model::materialise(&drawn);
                 drawn
             });
-            Network::PatchBert(PatchBert { stem, bert })
+            Ok(Network::PatchBert(PatchBert { stem, bert }))
         }
-    })
+    }
+}
+
+/// How [`network_with_weights`] starts a network: classes of the new output layer, the seed
+/// it is drawn from, the published weights (none: random), and whether the body is frozen.
+struct Start<'a> {
+    classes: usize,
+    seed: u64,
+    weights: Option<&'a Path>,
+    freeze: bool,
+    device: Device,
+}
+
+fn loading(path: &Path, e: harness_model::efficientnet::WeightMismatch) -> anyhow::Error {
+    anyhow::anyhow!("loading {}: {e}", path.display())
+}
+
+/// EfficientNet: the published body (or a random one, drawn as the original draws it when
+/// `original_init`) behind an output layer drawn from the seed.
+fn image_network(
+    start: &Start,
+    shape: &harness_spec::EfficientNetShape,
+    original_init: bool,
+    side: usize,
+) -> Result<Network> {
+    let (device, seed) = (&start.device, start.seed);
+    let fresh = crate::init_efficientnet(shape, start.classes, device, seed, false);
+    let mut net: EfficientNet = match start.weights {
+        // The body drawn as the original draws it, the output layer as the pre-trained arm's.
+        None if original_init => {
+            let mut body = crate::init_efficientnet(shape, start.classes, device, seed, true);
+            body.fc = fresh.fc;
+            body
+        }
+        None => fresh,
+        Some(path) => {
+            let published = crate::init_efficientnet(shape, shape.classes, device, seed, false);
+            let mut loaded = published.load_pytorch(path).map_err(|e| loading(path, e))?;
+            loaded.fc = fresh.fc;
+            loaded
+        }
+    };
+    if start.freeze {
+        net = net.freeze_body();
+    }
+    Ok(Network::EfficientNet(GreyImageNet { net, side }))
+}
+
+/// BERT drawn as the original draws it; the published body then replaces the drawn one, so
+/// both arms of a seed start from the same output layer.
+fn bert_network(
+    start: &Start,
+    shape: &harness_spec::BertShape,
+) -> Result<harness_model::bert::Bert> {
+    let mut net = crate::init_bert(shape, start.classes, &start.device, start.seed);
+    if let Some(path) = start.weights {
+        net = net.load_safetensors(path).map_err(|e| loading(path, e))?;
+    }
+    if start.freeze {
+        net = net.freeze_body();
+    }
+    Ok(net)
+}
+
+/// CREPE: the published body (or a random one) behind a classifier drawn from the seed.
+fn crepe_network(start: &Start, channels: [usize; 6], hop: usize) -> Result<Network> {
+    let (device, seed) = (&start.device, start.seed);
+    let fresh = crate::init_crepe(channels, start.classes, device, seed);
+    let mut net = match start.weights {
+        None => fresh,
+        Some(path) => {
+            let published = crate::init_crepe(channels, CREPE_BINS, device, seed);
+            let mut loaded = published.load_pytorch(path).map_err(|e| loading(path, e))?;
+            loaded.classifier = fresh.classifier;
+            loaded
+        }
+    };
+    if start.freeze {
+        net = net.freeze_body();
+    }
+    Ok(Network::Crepe(FramedCrepe { net, hop }))
 }
 
 /// Mixed into a cell's seed to draw a fresh patch stem apart from the network it feeds.
@@ -309,6 +337,44 @@ fn run(
     cache: Option<&mut FeatureCache>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
+    check_source(cell, source)?;
+    let started = Instant::now();
+    let subset = cell_subset(cell, target)?;
+    let setup = Setup {
+        cell,
+        target,
+        norm: normalisation(cell, target),
+        plan: Schedule::new(cell, subset.fit.len()),
+        subset: &subset,
+    };
+    let model = initial_model(cell, target, source)?;
+    let fitted = match cache {
+        Some(cache) if trains_on_cached_features(cell) => {
+            fit_on_features(&setup, model, cache, events)
+        }
+        _ => fit_through_network(&setup, model, events),
+    };
+    let fit_seconds = started.elapsed().as_secs_f64();
+    Ok(CellOutcome {
+        status: fitted.status,
+        test: fitted.test,
+        test_accuracy: fitted.test.accuracy,
+        validation_accuracy: fitted.validation.accuracy,
+        best_step: fitted.best_step,
+        best_epoch: fitted.best_step as f64 / setup.plan.steps_per_epoch as f64,
+        steps_run: fitted.steps_run,
+        n_fit: subset.fit.len(),
+        n_validation: subset.validation.len(),
+        train_seconds: started.elapsed().as_secs_f64(),
+        examples_per_second: fitted.examples_seen as f64 / fit_seconds.max(1e-9),
+        subset: subset.all(),
+        model: fitted.model,
+    })
+}
+
+/// An error unless `source` is what the cell asks for: a checkpoint for a pre-trained source,
+/// published weights for a network arm that has them, nothing for scratch.
+fn check_source(cell: &Cell, source: Source) -> Result<()> {
     let needs_checkpoint = cell.pretrain_key.is_some();
     let needs_weights = cell.network.as_ref().is_some_and(|n| n.weights.is_some());
     let agrees = match source {
@@ -322,107 +388,134 @@ fn run(
         cell.fingerprint,
         cell.source
     );
-    let started = Instant::now();
-    let classes = target.classes.len();
-    let subset = cell_subset(cell, target)?;
-    let norm = normalisation(cell, target);
-    let device = train_device();
-    let model = initial_model(cell, target, source)?;
-    let plan = Schedule::new(cell, subset.fit.len());
-    let test_indices: Vec<usize> = (0..target.test.len()).collect();
+    Ok(())
+}
 
-    // Option 1 with frozen layers that behave the same in training and evaluation (no
-    // dropout): train the output layer alone on cached features. Across modalities the fresh
-    // stem trains under Option 1, so the frozen backbone's input changes at every step: no cache.
-    let cached = cell.option == 1
+/// Option 1 with frozen layers that behave the same in training and evaluation (no
+/// dropout) trains the output layer alone on cached features. Across modalities the fresh
+/// stem trains under Option 1, so the frozen backbone's input changes at every step: no cache.
+fn trains_on_cached_features(cell: &Cell) -> bool {
+    cell.option.freezes()
         && match &cell.network {
             Some(arm) => !arm.has_fresh_stem(),
             None => cell.model.dropout == 0.0 && cell.relation != Relation::Mismatched,
-        };
-    let (status, best_step, steps_run, examples_seen, validation, test, best_model) = match cache {
-        Some(cache) if cached => {
-            let used: Vec<usize> = subset
-                .fit
-                .iter()
-                .chain(&subset.validation)
-                .copied()
-                .collect();
-            let frozen =
-                cache.get_or_compute(cell, &model, (&target.train, &target.test), &used, &norm);
-            let labels = target.train.labels();
-            let trained = fine_tune(
-                model.head().clone(),
-                &plan,
-                &subset.fit,
-                |head: &Linear, chunk: &[usize]| {
-                    let y = label_tensor(labels, chunk, &device);
-                    (head.forward(frozen.pool.batch(chunk, &device)), y)
-                },
-                |head: &Linear| {
-                    evaluate_head(head, &frozen.pool, labels, &subset.validation, classes)
-                },
-                events,
-            );
-            let test = evaluate_head(
-                &trained.best,
-                &frozen.test,
-                target.test.labels(),
-                &test_indices,
-                classes,
-            );
-            let best_model = model.with_head(trained.best);
-            (
-                trained.status,
-                trained.best_step,
-                trained.steps_run,
-                trained.examples_seen,
-                trained.best_eval,
-                test,
-                best_model,
-            )
         }
-        _ => {
-            let trained = fine_tune(
-                model,
-                &plan,
-                &subset.fit,
-                |model: &Network, chunk: &[usize]| {
-                    let (x, y) = batch(&target.train, &norm, chunk, &device);
-                    (model.forward(x), y)
-                },
-                |model: &Network| {
-                    evaluate(model, &target.train, &norm, &subset.validation, classes)
-                },
-                events,
-            );
-            let test = evaluate(&trained.best, &target.test, &norm, &test_indices, classes);
-            (
-                trained.status,
-                trained.best_step,
-                trained.steps_run,
-                trained.examples_seen,
-                trained.best_eval,
-                test,
-                trained.best,
-            )
-        }
-    };
-    let fit_seconds = started.elapsed().as_secs_f64();
-    Ok(CellOutcome {
-        status,
+}
+
+/// What one cell trains on: its target, input scaling, step budget and subset.
+struct Setup<'a> {
+    cell: &'a Cell,
+    target: &'a Dataset,
+    norm: Normalisation,
+    plan: Schedule,
+    subset: &'a harness_data::Subset,
+}
+
+impl Setup<'_> {
+    fn test_indices(&self) -> Vec<usize> {
+        (0..self.target.test.len()).collect()
+    }
+}
+
+/// A cell's trained network with its validation and test evaluations.
+struct Fitted {
+    status: CellStatus,
+    best_step: usize,
+    steps_run: usize,
+    examples_seen: usize,
+    validation: Evaluation,
+    test: Evaluation,
+    model: Network,
+}
+
+/// Trains the output layer alone on the frozen network's features of the subset and the test
+/// set, computed once and kept in `cache`.
+fn fit_on_features(
+    setup: &Setup,
+    model: Network,
+    cache: &mut FeatureCache,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Fitted {
+    let (target, subset) = (setup.target, setup.subset);
+    let (classes, device) = (target.classes.len(), train_device());
+    let used: Vec<usize> = subset
+        .fit
+        .iter()
+        .chain(&subset.validation)
+        .copied()
+        .collect();
+    let frozen = cache.get_or_compute(
+        setup.cell,
+        &model,
+        (&target.train, &target.test),
+        &used,
+        &setup.norm,
+    );
+    let labels = target.train.labels();
+    let trained = fine_tune(
+        model.head().clone(),
+        &setup.plan,
+        &subset.fit,
+        |head: &Linear, chunk: &[usize]| {
+            let y = label_tensor(labels, chunk, &device);
+            (head.forward(frozen.pool.batch(chunk, &device)), y)
+        },
+        |head: &Linear| evaluate_head(head, &frozen.pool, labels, &subset.validation, classes),
+        events,
+    );
+    let test = evaluate_head(
+        &trained.best,
+        &frozen.test,
+        target.test.labels(),
+        &setup.test_indices(),
+        classes,
+    );
+    Fitted {
+        status: trained.status,
+        best_step: trained.best_step,
+        steps_run: trained.steps_run,
+        examples_seen: trained.examples_seen,
+        validation: trained.best_eval,
         test,
-        test_accuracy: test.accuracy,
-        validation_accuracy: validation.accuracy,
-        best_step,
-        best_epoch: best_step as f64 / plan.steps_per_epoch as f64,
-        steps_run,
-        n_fit: subset.fit.len(),
-        n_validation: subset.validation.len(),
-        train_seconds: started.elapsed().as_secs_f64(),
-        examples_per_second: examples_seen as f64 / fit_seconds.max(1e-9),
-        subset: subset.all(),
-        model: best_model,
-    })
+        model: model.with_head(trained.best),
+    }
+}
+
+/// Trains the network as the option says, every batch through all of it.
+fn fit_through_network(
+    setup: &Setup,
+    model: Network,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Fitted {
+    let (target, subset, norm) = (setup.target, setup.subset, &setup.norm);
+    let (classes, device) = (target.classes.len(), train_device());
+    let trained = fine_tune(
+        model,
+        &setup.plan,
+        &subset.fit,
+        |model: &Network, chunk: &[usize]| {
+            let (x, y) = batch(&target.train, norm, chunk, &device);
+            (model.forward(x), y)
+        },
+        |model: &Network| evaluate(model, &target.train, norm, &subset.validation, classes),
+        events,
+    );
+    let test = evaluate(
+        &trained.best,
+        &target.test,
+        norm,
+        &setup.test_indices(),
+        classes,
+    );
+    Fitted {
+        status: trained.status,
+        best_step: trained.best_step,
+        steps_run: trained.steps_run,
+        examples_seen: trained.examples_seen,
+        validation: trained.best_eval,
+        test,
+        model: trained.best,
+    }
 }
 
 /// The cell's stratified subset of the target's pool, split into fit and validation: the same
@@ -503,11 +596,7 @@ impl Schedule {
             total,
             eval_every: total.div_ceil(ft.evaluations).max(1),
             batch_size: ft.batch_size,
-            learning_rate: if cell.option == 1 {
-                ft.option1_learning_rate
-            } else {
-                ft.option2_learning_rate
-            },
+            learning_rate: ft.learning_rate(cell.option),
             patience: ft.patience,
             seed: cell.seed,
         }

@@ -5,7 +5,8 @@
 //! cell — draw the paired subset, build the network (scratch or transferred, frozen or not),
 //! fine-tune with early stopping on the validation split, and evaluate once on the fixed test set.
 //!
-//! It reads datasets and writes checkpoints; it never writes results or reports.
+//! It reads datasets, writes checkpoints and builds each cell's result row (in the schema of
+//! `harness-results`); it never writes results or reports.
 //!
 //! ```no_run
 //! # fn demo(cell: &harness_spec::Cell, target: &harness_data::Dataset) -> anyhow::Result<()> {
@@ -21,6 +22,7 @@ mod eval;
 mod features;
 mod pretrain;
 mod pretrained;
+mod row;
 
 pub use bench::{
     BENCH_CLIP_SECONDS, measure_features, measure_network_features, measure_network_train,
@@ -37,6 +39,7 @@ pub use pretrain::{
     clean_partial_checkpoints, ensure_pretrained,
 };
 pub use pretrained::{VerifiedWeights, efficientnet_config, ensure_weights};
+pub use row::{CellInputs, RowContext, Timing, result_row};
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
@@ -149,6 +152,12 @@ impl Backend {
             Backend::Flex => "flex",
             Backend::Tch => "tch",
         }
+    }
+
+    /// What tells this backend's fingerprints and keys from Flex's (see
+    /// `harness_spec::Plan::for_backend`): none for Flex, whose fingerprints came first.
+    pub fn fingerprint_tag(self) -> Option<&'static str> {
+        (self != Backend::Flex).then(|| self.as_str())
     }
 
     /// `flex` or `tch`; `tch` only in a build with the `tch` feature.

@@ -115,7 +115,7 @@ fn bert_arm(weights: bool) -> NetworkArm {
         },
         weights: weights.then(|| "tiny-bert".to_string()),
         weights_sha256: weights.then(|| "unchecked here".to_string()),
-        init: (!weights).then(|| "original".to_string()),
+        init: (!weights).then_some(harness_spec::RandomInit::Original),
     }
 }
 
@@ -133,7 +133,7 @@ fn crepe_arm(weights: bool) -> NetworkArm {
         },
         weights: weights.then(|| "small-crepe".to_string()),
         weights_sha256: weights.then(|| "unchecked here".to_string()),
-        init: (!weights).then(|| "original".to_string()),
+        init: (!weights).then_some(harness_spec::RandomInit::Original),
     }
 }
 
@@ -148,7 +148,7 @@ fn cell(arm: NetworkArm, option: u8, n_train: usize) -> Cell {
         } else {
             Relation::None
         },
-        option,
+        option: option.try_into().unwrap(),
         n_train,
         seed: 3,
         model: ModelSpec::default(),

@@ -121,7 +121,7 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
         } else {
             Relation::None
         },
-        option,
+        option: option.try_into().unwrap(),
         n_train: 30,
         seed: 3,
         model: model_spec(),
@@ -654,7 +654,7 @@ fn network_arm(weights: bool) -> harness_spec::NetworkArm {
         },
         weights: weights.then(|| "tiny".to_string()),
         weights_sha256: weights.then(|| "unchecked here".to_string()),
-        init: (!weights).then(|| "original".to_string()),
+        init: (!weights).then_some(harness_spec::RandomInit::Original),
     }
 }
 

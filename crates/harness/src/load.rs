@@ -31,7 +31,8 @@ pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded
                 )
             ));
         }
-        let plan = expand(&experiment, &manifests)?.for_backend(harness_train::backend().as_str());
+        let plan = expand(&experiment, &manifests)?
+            .for_backend(harness_train::backend().fingerprint_tag());
         loaded.push(Loaded { experiment, plan });
     }
     Ok((manifests, loaded))

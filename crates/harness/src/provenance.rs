@@ -94,3 +94,19 @@ pub fn versions() -> Vec<(String, String)> {
         ),
     ]
 }
+
+/// This process's view for its result rows: the build's version, commit and state, the
+/// machine and the thread count.
+pub fn row_context() -> harness_train::RowContext {
+    let (git_commit, git_dirty) = git_state();
+    let (cpu, simd) = machine();
+    harness_train::RowContext {
+        harness_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit,
+        git_dirty,
+        host: host(),
+        cpu,
+        simd,
+        threads: rayon::current_num_threads(),
+    }
+}

@@ -39,7 +39,7 @@ impl FeatureKey {
     /// The features `cell` reads, if it caches any: only Option 1 cells do, and not across
     /// modalities, where the fresh stem in front of the frozen network trains.
     pub fn of(cell: &Cell) -> Option<FeatureKey> {
-        if cell.option != 1 || cell.relation == Relation::Mismatched {
+        if !cell.option.freezes() || cell.relation == Relation::Mismatched {
             return None;
         }
         let network = match (&cell.pretrain_key, &cell.network) {

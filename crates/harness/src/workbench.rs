@@ -6,18 +6,17 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Context, Result};
 use harness_data::{
-    DataCache, Dataset, FetchEvent, Inputs, PAD_ID, TextNormalisation, Tokenizer, TokenizerSpec,
-    adapt_images, adapt_log_mel_images, adapt_texts, ensure_tokenizer, load_tokenizer, prepare,
-    prepare_waveforms, tokenise_texts,
+    DataCache, Dataset, FetchEvent, Inputs, PAD_ID, PlannedTokenizer, Tokenizer, adapt_images,
+    adapt_log_mel_images, adapt_texts, encode_dataset, plan_tokenizer, prepare, prepare_waveforms,
 };
 use harness_results::{ResultRow, ResultStore};
 use harness_spec::{
-    Cell, CellStatus, InputAdapter, ManifestSet, NetworkArm, NetworkBody, NetworkManifest, Plan,
-    PretrainJob, TokenizerPlan,
+    Cell, InputAdapter, ManifestSet, NetworkArm, NetworkBody, NetworkManifest, Plan, PretrainJob,
+    TokenizerPlan,
 };
 use harness_train::{
-    CachedCheckpoint, CellOutcome, FeatureCache, PretrainOutcome, Source, TrainEvent,
-    VerifiedWeights, check_pretrained, ensure_pretrained, run_cell_cached,
+    CachedCheckpoint, CellInputs, FeatureCache, PretrainOutcome, RowContext, Source, Timing,
+    TrainEvent, VerifiedWeights, check_pretrained, ensure_pretrained, result_row, run_cell_cached,
 };
 
 use crate::progress::Display;
@@ -215,10 +214,16 @@ impl<'a> Workbench<'a> {
             self.weights.insert(id.clone(), weights);
         }
         let key = (cell.target.clone(), arm.adapter_label());
-        if self.adapted.contains_key(&key) {
-            return Ok(());
+        if !self.adapted.contains_key(&key) {
+            let adapted = self.adapted_target(cell, arm)?;
+            self.adapted.insert(key, adapted);
         }
-        let adapted = match &arm.body {
+        Ok(())
+    }
+
+    /// The cell's target through `arm`'s input adapter, with a line saying what was done.
+    fn adapted_target(&mut self, cell: &Cell, arm: &NetworkArm) -> Result<Dataset> {
+        Ok(match &arm.body {
             NetworkBody::Image {
                 input:
                     InputAdapter {
@@ -256,24 +261,7 @@ impl<'a> Workbench<'a> {
                 adapted
             }
             NetworkBody::Audio { input, .. } => {
-                let raw = &self.raw[&cell.target];
-                let manifest = self
-                    .manifests
-                    .get(&cell.target)
-                    .with_context(|| format!("dataset `{}` has no manifest", cell.target))?;
-                let adapted = prepare_waveforms(
-                    manifest,
-                    &self.cache,
-                    input.sample_rate,
-                    &raw.content_sha256,
-                    &mut |_| {},
-                )?;
-                anyhow::ensure!(
-                    adapted.train.labels() == raw.train.labels()
-                        && adapted.test.labels() == raw.test.labels(),
-                    "dataset `{}`: its waveforms do not come in the order of its spectrograms",
-                    cell.target
-                );
+                let adapted = self.waveforms(&cell.target, input.sample_rate)?;
                 self.display.line(format!(
                     "dataset {}: clips as {} Hz waveforms for {} (frames of {} samples every {})",
                     cell.target, input.sample_rate, arm.architecture, input.window, input.hop
@@ -292,9 +280,29 @@ impl<'a> Workbench<'a> {
                 ));
                 self.raw[&cell.target].clone()
             }
-        };
-        self.adapted.insert(key, adapted);
-        Ok(())
+        })
+    }
+
+    /// Audio dataset `id` as waveforms at `sample_rate`, in the order of its spectrograms.
+    fn waveforms(&self, id: &str, sample_rate: u32) -> Result<Dataset> {
+        let raw = &self.raw[id];
+        let manifest = self
+            .manifests
+            .get(id)
+            .with_context(|| format!("dataset `{id}` has no manifest"))?;
+        let adapted = prepare_waveforms(
+            manifest,
+            &self.cache,
+            sample_rate,
+            &raw.content_sha256,
+            &mut |_| {},
+        )?;
+        anyhow::ensure!(
+            adapted.train.labels() == raw.train.labels()
+                && adapted.test.labels() == raw.test.labels(),
+            "dataset `{id}`: its waveforms do not come in the order of its spectrograms",
+        );
+        Ok(adapted)
     }
 
     /// The verified weights of network `id`, fetched if they are not in the cache.
@@ -350,7 +358,7 @@ impl<'a> Workbench<'a> {
         if let Some(arm) = &cell.network {
             self.prepare_network(cell, arm)?;
         }
-        let context = self.context.get_or_insert_with(RowContext::here);
+        let context = self.context.get_or_insert_with(provenance::row_context);
         let started_at = provenance::now();
         let target = match &cell.network {
             Some(arm) => &self.adapted[&(cell.target.clone(), arm.adapter_label())],
@@ -376,16 +384,23 @@ impl<'a> Workbench<'a> {
                 .map(|k| self.tokenizers[k].1.clone()),
         };
         let job = cell.pretrain_key.as_ref().and_then(|k| self.all.job(k));
-        let row = make_row(
+        let inputs = CellInputs {
             cell,
             job,
             target,
             pretrained,
             weights,
+            tokenizer_sha256: tokenizer_sha,
+        };
+        let timing = Timing {
+            started_at,
+            finished_at: provenance::now(),
+        };
+        let row = result_row(
+            &inputs,
             outcome.as_ref().map_err(|e| format!("{e:#}")),
             context,
-            started_at,
-            tokenizer_sha,
+            timing,
         );
         store
             .write(&row)
@@ -481,64 +496,24 @@ fn tokenise_datasets(
     let mut out = HashMap::new();
     for &key in keys {
         let plan = all.tokenizer(key).context("tokenizer of a planned key")?;
-        let (tokenizer, sha, what) = if let Some(path) = &plan.file {
-            let tokenizer = load_tokenizer(path)?;
-            let sha = plan.file_sha256.clone().unwrap_or_default();
-            (
-                tokenizer,
-                sha,
-                format!("{} (the experiment's own)", path.display()),
-            )
-        } else {
-            let id = plan
-                .corpus
-                .as_ref()
-                .context("a tokenizer without a corpus or a file")?;
-            let corpus = &raw[id];
-            let Inputs::Texts(texts) = &corpus.train else {
-                anyhow::bail!("`text.corpus` = `{id}` is not a text dataset");
-            };
-            let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
-            let spinner = display.spinner(format!(
-                "tokenizer: learning a {}-token vocabulary from {id}",
-                plan.text.vocab_size
-            ));
-            // Normalised only if the tokenizer is not in the cache yet.
-            let docs = std::cell::OnceCell::new();
-            let cached = ensure_tokenizer(
-                &cache.root,
-                &format!(
-                    "{}:normalise={}",
-                    corpus.content_sha256, plan.text.normalise
-                ),
-                &TokenizerSpec {
-                    vocab_size: plan.text.vocab_size,
-                    min_frequency: plan.text.min_frequency,
-                },
-                || {
-                    docs.get_or_init(|| {
-                        texts
-                            .docs
-                            .iter()
-                            .map(|d| normalisation.apply(d))
-                            .collect::<Vec<String>>()
-                    })
-                    .iter()
-                    .map(String::as_str)
-                },
-            );
+        let corpus = plan.corpus.as_ref().map(|id| &raw[id]);
+        let spinner = corpus.filter(|_| plan.file.is_none()).map(|c| {
+            display.spinner(format!(
+                "tokenizer: learning a {}-token vocabulary from {}",
+                plan.text.vocab_size, c.id
+            ))
+        });
+        let planned = plan_tokenizer(plan, corpus, &cache.root);
+        if let Some(spinner) = spinner {
             spinner.finish_and_clear();
-            let cached = cached.with_context(|| format!("training the tokenizer on `{id}`"))?;
-            let what = format!(
-                "trained on the {} training-pool documents of {id}{}, {}",
-                texts.docs.len(),
-                if cached.trained_now { "" } else { " (cached)" },
-                cached.path.display()
-            );
-            (cached.tokenizer, cached.sha256, what)
-        };
+        }
+        let PlannedTokenizer {
+            tokenizer,
+            sha256: sha,
+            origin,
+        } = planned?;
         display.line(format!(
-            "tokenizer {}: {} tokens, {what}, sha256 {}",
+            "tokenizer {}: {} tokens, {origin}, sha256 {}",
             &key[..16],
             tokenizer.get_vocab_size(true),
             &sha[..16.min(sha.len())]
@@ -546,34 +521,6 @@ fn tokenise_datasets(
         out.insert(key.clone(), (tokenizer, sha));
     }
     Ok(out)
-}
-
-/// `dataset` with its documents as token ids.
-fn encode_dataset(
-    dataset: &Dataset,
-    tokenizer: &Tokenizer,
-    plan: &TokenizerPlan,
-) -> Result<Dataset> {
-    let normalisation = TextNormalisation::parse(&plan.text.normalise)?;
-    let encode = |inputs: &Inputs| -> Result<Inputs> {
-        match inputs {
-            Inputs::Texts(texts) => Ok(Inputs::Tokens(tokenise_texts(
-                tokenizer,
-                texts,
-                plan.text.max_tokens,
-                normalisation,
-            )?)),
-            _ => anyhow::bail!("`{}` is not a text dataset", dataset.id),
-        }
-    };
-    Ok(Dataset {
-        id: dataset.id.clone(),
-        classes: dataset.classes.clone(),
-        train: encode(&dataset.train)?,
-        test: encode(&dataset.test)?,
-        content_sha256: dataset.content_sha256.clone(),
-        origin: dataset.origin.clone(),
-    })
 }
 
 /// One line on how documents fit `max_tokens`: the mean length and the share that is cut.
@@ -594,140 +541,4 @@ fn token_summary(dataset: &Dataset, plan: &TokenizerPlan) -> String {
         100.0 * full as f64 / n as f64,
         t.tokens
     )
-}
-
-pub struct RowContext {
-    pub git_commit: Option<String>,
-    pub git_dirty: Option<bool>,
-    pub host: String,
-    pub cpu: String,
-    pub simd: String,
-    pub threads: usize,
-}
-
-impl RowContext {
-    /// This process's view: the build's commit and state, the machine and the thread count.
-    pub fn here() -> RowContext {
-        let (git_commit, git_dirty) = provenance::git_state();
-        let (cpu, simd) = provenance::machine();
-        RowContext {
-            git_commit,
-            git_dirty,
-            host: provenance::host(),
-            cpu,
-            simd,
-            threads: rayon::current_num_threads(),
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn make_row(
-    cell: &Cell,
-    job: Option<&PretrainJob>,
-    target: &Dataset,
-    pretrained: Option<&(PretrainOutcome, Option<String>)>,
-    weights: Option<&VerifiedWeights>,
-    outcome: std::result::Result<&CellOutcome, String>,
-    ctx: &RowContext,
-    started_at: String,
-    tokenizer_sha256: Option<String>,
-) -> ResultRow {
-    let m = &cell.model;
-    let ft = &cell.finetune;
-    let nan = f64::NAN;
-    let (status, message) = match &outcome {
-        Ok(o) => (
-            o.status,
-            (o.status != CellStatus::Ok)
-                .then(|| "training loss became NaN or infinite".to_string()),
-        ),
-        Err(e) => (CellStatus::Failed, Some(e.clone())),
-    };
-    let o = outcome.as_ref().ok();
-    ResultRow {
-        experiment: cell.experiment.clone(),
-        target: cell.target.clone(),
-        source: cell.source.clone(),
-        relation: cell.relation,
-        option: cell.option as i64,
-        n_train: cell.n_train as i64,
-        seed: cell.seed as i64,
-        architecture: Some(cell.architecture().to_string()),
-        input_side: cell
-            .network
-            .as_ref()
-            .and_then(|n| n.image_input())
-            .map(|i| i.side as i64),
-        patch: m.patch as i64,
-        d_model: m.d_model as i64,
-        n_layers: m.n_layers as i64,
-        n_heads: m.n_heads as i64,
-        d_ff: m.d_ff as i64,
-        activation: m.activation.to_string(),
-        dropout: m.dropout,
-        frames_per_token: matches!(target.train, Inputs::Spectrograms(_))
-            .then(|| m.frames_per_token.map(|f| f as i64))
-            .flatten(),
-        max_tokens: match &target.train {
-            Inputs::Tokens(t) => Some(t.tokens as i64),
-            _ => None,
-        },
-        vocab_size: match &target.train {
-            Inputs::Tokens(t) => Some(t.vocab_size as i64),
-            _ => None,
-        },
-        batch_size: ft.batch_size as i64,
-        learning_rate: if cell.option == 1 {
-            ft.option1_learning_rate
-        } else {
-            ft.option2_learning_rate
-        },
-        epochs: ft.epochs as i64,
-        min_steps: ft.min_steps as i64,
-        validation_fraction: ft.validation_fraction,
-        validation_fraction_applied: o
-            .filter(|o| o.n_fit + o.n_validation > 0)
-            .map(|o| o.n_validation as f64 / (o.n_fit + o.n_validation) as f64),
-        evaluations: ft.evaluations as i64,
-        patience: ft.patience as i64,
-        pretrain_epochs: job.map(|j| j.pretrain.epochs as i64),
-        pretrain_batch_size: job.map(|j| j.pretrain.batch_size as i64),
-        pretrain_learning_rate: job.map(|j| j.pretrain.learning_rate),
-        pretrain_seed: job.map(|j| j.pretrain.seed as i64),
-        pretrain_max_examples: job.map(|j| j.pretrain.max_examples as i64),
-        source_test_accuracy: pretrained.map(|p| p.0.meta.source_test_accuracy),
-        test_accuracy: o.map_or(nan, |o| o.test.accuracy),
-        test_macro_f1: o.map_or(nan, |o| o.test.macro_f1),
-        test_loss: o.map_or(nan, |o| o.test.loss),
-        validation_accuracy: o.map_or(nan, |o| o.validation_accuracy),
-        best_step: o.map_or(0, |o| o.best_step as i64),
-        best_epoch: o.map_or(nan, |o| o.best_epoch),
-        steps_run: o.map_or(0, |o| o.steps_run as i64),
-        n_fit: o.map_or(0, |o| o.n_fit as i64),
-        n_validation: o.map_or(0, |o| o.n_validation as i64),
-        train_seconds: o.map_or(0.0, |o| o.train_seconds),
-        examples_per_second: o.map_or(nan, |o| o.examples_per_second),
-        peak_rss_mib: harness_train::peak_rss_mib(),
-        status,
-        message,
-        fingerprint: cell.fingerprint.clone(),
-        pretrain_key: cell.pretrain_key.clone(),
-        checkpoint_sha256: pretrained
-            .and_then(|p| p.1.clone())
-            .or_else(|| weights.map(|w| w.sha256.clone())),
-        tokenizer_sha256,
-        target_sha256: target.content_sha256.clone(),
-        source_sha256: pretrained.map(|p| p.0.meta.source_sha256.clone()),
-        harness_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: ctx.git_commit.clone(),
-        git_dirty: ctx.git_dirty,
-        backend: harness_train::backend().as_str().into(),
-        threads: ctx.threads as i64,
-        host: ctx.host.clone(),
-        cpu: Some(ctx.cpu.clone()),
-        simd: Some(ctx.simd.clone()),
-        started_at,
-        finished_at: provenance::now(),
-    }
 }
