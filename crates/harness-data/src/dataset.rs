@@ -1,6 +1,7 @@
 //! A decoded dataset (training pool + fixed test set), its content hash, and the
 //! content-addressed cache that lets a second run read tensors instead of archives.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -289,6 +290,8 @@ pub fn prepare_waveforms(
     })
 }
 
+/// The training pool and the test set of fetched data, decoded by format and split as the
+/// manifest's `[split]` says, with the sizes it declares.
 fn decode_and_split(
     manifest: &Manifest,
     fetched: Fetched,
@@ -307,55 +310,10 @@ fn decode_and_split(
             )
         }
         Fetched::Files(files) if manifest.format == Format::TextTab => {
-            let mut sets = Vec::new();
-            for role in ["train", "test"] {
-                let bytes = files
-                    .get(role)
-                    .with_context(|| format!("no `{role}` file"))?;
-                let name = format!("{} ({role})", describe_role(manifest, role));
-                let (classes, docs) = parse_orange_tab(bytes, &name, None, None)?;
-                ensure!(
-                    classes == manifest.classes,
-                    "`{role}` has the classes {classes:?}; the manifest lists {:?}",
-                    manifest.classes
-                );
-                let (labels, docs) = docs.into_iter().unzip();
-                sets.push(Inputs::Texts(TextSet { docs, labels }));
-            }
-            let test = sets.pop().context("no test set")?;
-            let train = sets.pop().context("no training set")?;
-            (train, test)
+            decode_orange_tab(manifest, &files)?
         }
         Fetched::Files(files) if manifest.format == Format::TextCsv => {
-            let csv = manifest.csv.clone().unwrap_or_default();
-            let delimiter = csv.delimiter.chars().next().unwrap_or(',');
-            let read = |role: &str| -> Result<Vec<(u16, String)>> {
-                let bytes = files
-                    .get(role)
-                    .with_context(|| format!("no `{role}` file"))?;
-                let name = format!("{} ({role})", describe_role(manifest, role));
-                parse_text_csv(
-                    bytes,
-                    &name,
-                    delimiter,
-                    csv.header,
-                    csv.label_column == "first",
-                    csv.labels == "one-based",
-                    &manifest.classes,
-                )
-            };
-            let texts = |docs: Vec<(u16, String)>| {
-                let (labels, docs) = docs.into_iter().unzip();
-                Inputs::Texts(TextSet { docs, labels })
-            };
-            if manifest.split.method == SplitMethod::Official {
-                (texts(read("train")?), texts(read("test")?))
-            } else {
-                let all = texts(read("data")?);
-                let (pool, test) =
-                    manifest_test_split(manifest, all.labels(), "single `text-csv` files")?;
-                (all.select(&pool), all.select(&test))
-            }
+            decode_text_csv(manifest, &files)?
         }
         fetched => {
             let (train, test) = decode_images(manifest, fetched)?;
@@ -384,6 +342,67 @@ fn decode_and_split(
         manifest.split.test
     );
     Ok((train, test))
+}
+
+/// The `train` and `test` files of an Orange `.tab` dataset, each with the manifest's classes.
+fn decode_orange_tab(
+    manifest: &Manifest,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<(Inputs, Inputs)> {
+    let mut sets = Vec::new();
+    for role in ["train", "test"] {
+        let bytes = files
+            .get(role)
+            .with_context(|| format!("no `{role}` file"))?;
+        let name = format!("{} ({role})", describe_role(manifest, role));
+        let (classes, docs) = parse_orange_tab(bytes, &name, None, None)?;
+        ensure!(
+            classes == manifest.classes,
+            "`{role}` has the classes {classes:?}; the manifest lists {:?}",
+            manifest.classes
+        );
+        let (labels, docs) = docs.into_iter().unzip();
+        sets.push(Inputs::Texts(TextSet { docs, labels }));
+    }
+    let test = sets.pop().context("no test set")?;
+    let train = sets.pop().context("no training set")?;
+    Ok((train, test))
+}
+
+/// The documents of a `text-csv` dataset: its official `train` and `test` files, or its one
+/// `data` file split by the manifest.
+fn decode_text_csv(
+    manifest: &Manifest,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<(Inputs, Inputs)> {
+    let csv = manifest.csv.clone().unwrap_or_default();
+    let delimiter = csv.delimiter.chars().next().unwrap_or(',');
+    let read = |role: &str| -> Result<Vec<(u16, String)>> {
+        let bytes = files
+            .get(role)
+            .with_context(|| format!("no `{role}` file"))?;
+        let name = format!("{} ({role})", describe_role(manifest, role));
+        parse_text_csv(
+            bytes,
+            &name,
+            delimiter,
+            csv.header,
+            csv.label_column == "first",
+            csv.labels == "one-based",
+            &manifest.classes,
+        )
+    };
+    let texts = |docs: Vec<(u16, String)>| {
+        let (labels, docs) = docs.into_iter().unzip();
+        Inputs::Texts(TextSet { docs, labels })
+    };
+    if manifest.split.method == SplitMethod::Official {
+        Ok((texts(read("train")?), texts(read("test")?)))
+    } else {
+        let all = texts(read("data")?);
+        let (pool, test) = manifest_test_split(manifest, all.labels(), "single `text-csv` files")?;
+        Ok((all.select(&pool), all.select(&test)))
+    }
 }
 
 /// (training pool, test set) indices by the manifest's stratified `[split]`; `what` names the

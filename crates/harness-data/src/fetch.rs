@@ -263,6 +263,7 @@ fn in_order<T>(
     Err(anyhow!(message))
 }
 
+/// The data of `manifest` from one of its sources, checked against its checksums.
 fn try_source(
     manifest: &Manifest,
     spec: &SourceSpec,
@@ -270,22 +271,7 @@ fn try_source(
     events: &mut dyn FnMut(FetchEvent),
 ) -> Result<Fetched> {
     if spec.kind == SourceKind::Render {
-        let mut progress = |done, total| {
-            events(FetchEvent::Rendering {
-                dataset: manifest.id.clone(),
-                done,
-                total,
-            })
-        };
-        let (clips, sha) = if manifest.format == Format::SoundfontNotes {
-            let soundfont = render_asset(manifest, spec, downloads, "soundfont")?;
-            crate::render::render_notes(manifest, &soundfont, &mut progress)?
-        } else {
-            let (library, data) = espeak_assets(manifest, spec, downloads)?;
-            crate::render::render_words(manifest, &library, &data, &mut progress)?
-        };
-        verify_rendered(manifest, &sha)?;
-        return Ok(Fetched::Clips(clips));
+        return render_source(manifest, spec, downloads, events);
     }
     if spec.kind == SourceKind::AptLists {
         let csv = apt_lists_descriptions(spec, &downloads.join("apt-lists"))?;
@@ -304,25 +290,75 @@ fn try_source(
         return Ok(Fetched::Tree { origin, files });
     }
     if spec.kind == SourceKind::Local && manifest.format == Format::ImageFolder {
-        let root = local_root(&manifest.path, spec);
-        let folder = match spec.files.get("root") {
-            Some(rel) => root.join(rel),
-            None => root,
-        };
-        if !folder.is_dir() {
-            bail!("{} is not a folder", folder.display());
-        }
-        if manifest
-            .files
-            .get("root")
-            .is_some_and(|f| f.sha256.is_some())
-        {
-            let mut files = BTreeMap::new();
-            read_folder(&folder, &folder, &mut files)?;
-            verify_tree(manifest, &files)?;
-        }
-        return Ok(Fetched::Folder(folder));
+        return local_image_folder(manifest, spec);
     }
+    let files = source_files(manifest, spec, downloads)?;
+    let mut verified = BTreeMap::new();
+    for (role, bytes) in files {
+        let bytes =
+            gunzip_if_compressed(bytes).with_context(|| format!("`{role}` is corrupt gzip"))?;
+        verify(manifest, &role, &bytes)?;
+        verified.insert(role, bytes);
+    }
+    Ok(Fetched::Files(verified))
+}
+
+/// Renders the clips of a `render` source (spoken words or instrument notes) from its assets,
+/// and checks them against `[render]`'s or `[notes]`' hash.
+fn render_source(
+    manifest: &Manifest,
+    spec: &SourceSpec,
+    downloads: &Path,
+    events: &mut dyn FnMut(FetchEvent),
+) -> Result<Fetched> {
+    let mut progress = |done, total| {
+        events(FetchEvent::Rendering {
+            dataset: manifest.id.clone(),
+            done,
+            total,
+        })
+    };
+    let (clips, sha) = if manifest.format == Format::SoundfontNotes {
+        let soundfont = render_asset(manifest, spec, downloads, "soundfont")?;
+        crate::render::render_notes(manifest, &soundfont, &mut progress)?
+    } else {
+        let (library, data) = espeak_assets(manifest, spec, downloads)?;
+        crate::render::render_words(manifest, &library, &data, &mut progress)?
+    };
+    verify_rendered(manifest, &sha)?;
+    Ok(Fetched::Clips(clips))
+}
+
+/// A local image folder, read in place; its files are hashed only when the manifest gives
+/// `[files.root] sha256`.
+fn local_image_folder(manifest: &Manifest, spec: &SourceSpec) -> Result<Fetched> {
+    let root = local_root(&manifest.path, spec);
+    let folder = match spec.files.get("root") {
+        Some(rel) => root.join(rel),
+        None => root,
+    };
+    if !folder.is_dir() {
+        bail!("{} is not a folder", folder.display());
+    }
+    if manifest
+        .files
+        .get("root")
+        .is_some_and(|f| f.sha256.is_some())
+    {
+        let mut files = BTreeMap::new();
+        read_folder(&folder, &folder, &mut files)?;
+        verify_tree(manifest, &files)?;
+    }
+    Ok(Fetched::Folder(folder))
+}
+
+/// The bytes of each file role of a `url`, `pip`, `apt` or `local` source, as delivered
+/// (possibly gzipped).
+fn source_files(
+    manifest: &Manifest,
+    spec: &SourceSpec,
+    downloads: &Path,
+) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     match spec.kind {
         SourceKind::Url => {
@@ -354,14 +390,7 @@ fn try_source(
         }
         SourceKind::Render | SourceKind::AptLists => unreachable!("handled above"),
     }
-    let mut verified = BTreeMap::new();
-    for (role, bytes) in files {
-        let bytes =
-            gunzip_if_compressed(bytes).with_context(|| format!("`{role}` is corrupt gzip"))?;
-        verify(manifest, &role, &bytes)?;
-        verified.insert(role, bytes);
-    }
-    Ok(Fetched::Files(verified))
+    Ok(files)
 }
 
 /// Checks decompressed bytes against the manifest's `[files.ROLE] sha256`.

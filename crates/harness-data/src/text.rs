@@ -258,19 +258,7 @@ pub fn parse_orange_tab(
         !bytes.is_empty(),
         "{file}: empty file, expected an Orange .tab header"
     );
-    let mut lines = bytes.split(|&b| b == b'\n').enumerate().map(|(idx, raw)| {
-        let line_no = idx + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        std::str::from_utf8(raw)
-            .map(|line| (line_no, line))
-            .map_err(|e| {
-                anyhow!(
-                    "{file}:{line_no}: invalid UTF-8 at byte {} of the line",
-                    e.valid_up_to() + 1
-                )
-            })
-    });
-
+    let mut lines = orange_lines(bytes, file);
     let mut header = Vec::with_capacity(3);
     for _ in 0..3 {
         match lines.next().transpose()? {
@@ -282,89 +270,116 @@ pub fn parse_orange_tab(
             ),
         }
     }
-    let header = OrangeHeader::new(&header, file)?;
-    let label_col = match label_column {
-        Some(name) => header.column_named(name)?,
-        None => header.class_column()?,
-    };
-    let text_col = match text_column {
-        Some(name) => header.column_named(name)?,
-        None => header.text_column(label_col)?,
-    };
-    let OrangeHeader { names, types, .. } = header;
-    ensure!(
-        text_col != label_col,
-        "{file}:1: column {:?} cannot be both the text and the label",
-        names[label_col]
-    );
-    let declared: Option<Vec<&str>> = match types[label_col] {
-        "" | "discrete" | "d" | "string" | "s" => None,
-        "continuous" | "c" | "time" | "t" => bail!(
-            "{file}:2: label column {:?} is typed {:?}, not discrete",
-            names[label_col],
-            types[label_col]
-        ),
-        values => Some(values.split_whitespace().collect()),
-    };
+    let columns = OrangeHeader::new(&header, file)?.columns(text_column, label_column)?;
+    let rows = columns.rows(lines)?;
+    columns.number_classes(rows)
+}
 
-    let mut rows: Vec<(&str, String)> = Vec::new();
-    for line in lines {
-        let (line_no, line) = line?;
-        if line.is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split('\t').collect();
-        ensure!(
-            fields.len() == names.len(),
-            "{file}:{line_no}: expected {} tab-separated fields, found {}",
-            names.len(),
-            fields.len()
-        );
-        let label = fields[label_col].trim();
-        ensure!(
-            !label.is_empty() && label != "?",
-            "{file}:{line_no}: missing label in column {:?}",
-            names[label_col]
-        );
-        if let Some(values) = &declared {
+/// The lines of an Orange `.tab` file with their 1-based numbers, each without a final CR;
+/// invalid UTF-8 is an error at its line.
+fn orange_lines<'a>(
+    bytes: &'a [u8],
+    file: &'a str,
+) -> impl Iterator<Item = Result<(usize, &'a str)>> + 'a {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(move |(idx, raw)| {
+            let line_no = idx + 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            std::str::from_utf8(raw)
+                .map(|line| (line_no, line))
+                .map_err(|e| {
+                    anyhow!(
+                        "{file}:{line_no}: invalid UTF-8 at byte {} of the line",
+                        e.valid_up_to() + 1
+                    )
+                })
+        })
+}
+
+/// The columns of an Orange `.tab` file that [`parse_orange_tab`] reads: the label's and the
+/// document's, with the label's values when its types field declares them.
+struct OrangeColumns<'a> {
+    file: &'a str,
+    names: Vec<&'a str>,
+    label: usize,
+    text: usize,
+    declared: Option<Vec<&'a str>>,
+}
+
+impl<'a> OrangeColumns<'a> {
+    /// Every non-empty line after the header as `(label, document)`, each checked.
+    fn rows(
+        &self,
+        lines: impl Iterator<Item = Result<(usize, &'a str)>>,
+    ) -> Result<Vec<(&'a str, String)>> {
+        let (file, names) = (self.file, &self.names);
+        let mut rows: Vec<(&str, String)> = Vec::new();
+        for line in lines {
+            let (line_no, line) = line?;
+            if line.is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = line.split('\t').collect();
             ensure!(
-                values.contains(&label),
-                "{file}:{line_no}: label {label:?} is not among the declared values {values:?}"
+                fields.len() == names.len(),
+                "{file}:{line_no}: expected {} tab-separated fields, found {}",
+                names.len(),
+                fields.len()
             );
+            let label = fields[self.label].trim();
+            ensure!(
+                !label.is_empty() && label != "?",
+                "{file}:{line_no}: missing label in column {:?}",
+                names[self.label]
+            );
+            if let Some(values) = &self.declared {
+                ensure!(
+                    values.contains(&label),
+                    "{file}:{line_no}: label {label:?} is not among the declared values {values:?}"
+                );
+            }
+            let document = fields[self.text].trim();
+            ensure!(
+                !document.is_empty(),
+                "{file}:{line_no}: empty document in column {:?}",
+                names[self.text]
+            );
+            rows.push((label, document.to_owned()));
         }
-        let document = fields[text_col].trim();
-        ensure!(
-            !document.is_empty(),
-            "{file}:{line_no}: empty document in column {:?}",
-            names[text_col]
-        );
-        rows.push((label, document.to_owned()));
+        Ok(rows)
     }
 
-    let classes: Vec<&str> = match declared {
-        Some(values) => values,
-        None => rows
+    /// The classes (the declared values, else the sorted set of labels seen) and each row
+    /// with its label's index among them.
+    fn number_classes(self, rows: Vec<(&'a str, String)>) -> Result<Labelled> {
+        let file = self.file;
+        let classes: Vec<&str> = match self.declared {
+            Some(values) => values,
+            None => rows
+                .iter()
+                .map(|&(label, _)| label)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        ensure!(
+            classes.len() <= usize::from(u16::MAX) + 1,
+            "{file}: {} classes do not fit a u16 index",
+            classes.len()
+        );
+        let index: HashMap<&str, u16> = classes
             .iter()
-            .map(|&(label, _)| label)
-            .collect::<BTreeSet<_>>()
+            .enumerate()
+            .map(|(i, &c)| (c, u16::try_from(i).expect("checked above")))
+            .collect();
+        let examples = rows
             .into_iter()
-            .collect(),
-    };
-    ensure!(
-        classes.len() <= usize::from(u16::MAX) + 1,
-        "{file}: {} classes do not fit a u16 index",
-        classes.len()
-    );
-    let index: HashMap<&str, u16> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| (c, u16::try_from(i).expect("checked above")))
-        .collect();
-    let examples = rows
-        .into_iter()
-        .map(|(label, document)| (index[label], document))
-        .collect();
-    Ok((classes.into_iter().map(str::to_owned).collect(), examples))
+            .map(|(label, document)| (index[label], document))
+            .collect();
+        Ok((classes.into_iter().map(str::to_owned).collect(), examples))
+    }
 }
 
 /// The three header lines of an Orange `.tab` file, split into fields and padded to the
@@ -398,6 +413,47 @@ impl<'a> OrangeHeader<'a> {
             names,
             types,
             flags,
+        })
+    }
+
+    /// The label column (named, else the one flagged `class`) and the text column (named,
+    /// else found by [`OrangeHeader::text_column`]), with the label's declared values.
+    fn columns(
+        self,
+        text_column: Option<&str>,
+        label_column: Option<&str>,
+    ) -> Result<OrangeColumns<'a>> {
+        let label_col = match label_column {
+            Some(name) => self.column_named(name)?,
+            None => self.class_column()?,
+        };
+        let text_col = match text_column {
+            Some(name) => self.column_named(name)?,
+            None => self.text_column(label_col)?,
+        };
+        let OrangeHeader {
+            file, names, types, ..
+        } = self;
+        ensure!(
+            text_col != label_col,
+            "{file}:1: column {:?} cannot be both the text and the label",
+            names[label_col]
+        );
+        let declared: Option<Vec<&str>> = match types[label_col] {
+            "" | "discrete" | "d" | "string" | "s" => None,
+            "continuous" | "c" | "time" | "t" => bail!(
+                "{file}:2: label column {:?} is typed {:?}, not discrete",
+                names[label_col],
+                types[label_col]
+            ),
+            values => Some(values.split_whitespace().collect()),
+        };
+        Ok(OrangeColumns {
+            file,
+            names,
+            label: label_col,
+            text: text_col,
+            declared,
         })
     }
 

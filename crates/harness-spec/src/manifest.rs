@@ -534,74 +534,84 @@ impl Manifest {
         }
     }
 
+    /// Checks the manifest, reporting the first problem in the order a reader meets it.
     fn validate(&self) -> Result<(), SpecError> {
-        let whole = |msg: String| SpecError::new(&self.path, msg);
         check_id(&self.path, &self.id)?;
         if self.classes.len() < 2 {
-            return Err(whole(
-                "field `classes` must list at least two classes".into(),
-            ));
+            return Err(self.error("field `classes` must list at least two classes"));
         }
         if self.modality == Modality::Image && self.image.is_none() {
-            return Err(
-                whole("an image dataset needs an `[image]` table with `side`".into())
-                    .with_help("add `[image]` and `side = 28` (the side in pixels)"),
-            );
+            return Err(self
+                .error("an image dataset needs an `[image]` table with `side`")
+                .with_help("add `[image]` and `side = 28` (the side in pixels)"));
         }
         if let Some(image) = &self.image
             && image.side == 0
         {
-            return Err(whole("`image.side` must be positive".into()));
+            return Err(self.error("`image.side` must be positive"));
         }
         self.validate_audio()?;
         if let Some(csv) = &self.csv {
-            if csv.label_column != "first" && csv.label_column != "last" {
-                return Err(self.error_near(
-                    "csv.label_column",
-                    format!(
-                        "`csv.label_column` must be \"first\" or \"last\", found {:?}",
-                        csv.label_column
-                    ),
-                ));
-            }
-            if csv.delimiter.chars().count() != 1 || csv.delimiter == "\"" {
-                return Err(self.error_near(
-                    "csv.delimiter",
-                    format!(
-                        "`csv.delimiter` must be one character other than `\"`, found {:?}",
-                        csv.delimiter
-                    ),
-                ));
-            }
-            if csv.labels != "names" && csv.labels != "one-based" {
-                return Err(self.error_near(
-                    "csv.labels",
-                    format!(
-                        "`csv.labels` must be \"names\" or \"one-based\", found {:?}",
-                        csv.labels
-                    ),
-                ));
-            }
+            self.check_csv(csv)?;
         }
+        self.check_split()?;
+        self.check_files()?;
+        self.check_sources()
+    }
+
+    /// `[csv]` names a label column, a one-character delimiter and a label style it knows.
+    fn check_csv(&self, csv: &CsvSpec) -> Result<(), SpecError> {
+        if csv.label_column != "first" && csv.label_column != "last" {
+            return Err(self.error_near(
+                "csv.label_column",
+                format!(
+                    "`csv.label_column` must be \"first\" or \"last\", found {:?}",
+                    csv.label_column
+                ),
+            ));
+        }
+        if csv.delimiter.chars().count() != 1 || csv.delimiter == "\"" {
+            return Err(self.error_near(
+                "csv.delimiter",
+                format!(
+                    "`csv.delimiter` must be one character other than `\"`, found {:?}",
+                    csv.delimiter
+                ),
+            ));
+        }
+        if csv.labels != "names" && csv.labels != "one-based" {
+            return Err(self.error_near(
+                "csv.labels",
+                format!(
+                    "`csv.labels` must be \"names\" or \"one-based\", found {:?}",
+                    csv.labels
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[split]` has what its method needs: a seed to draw with, held-out groups to test on.
+    fn check_split(&self) -> Result<(), SpecError> {
         if self.split.method == SplitMethod::Stratified
             && (self.split.test_per_class.is_none() || self.split.seed.is_none())
         {
-            return Err(whole(
-                "a stratified split needs `test_per_class` and `seed` in `[split]`".into(),
-            ));
+            return Err(
+                self.error("a stratified split needs `test_per_class` and `seed` in `[split]`")
+            );
         }
         if self.split.method == SplitMethod::Official
             && self.split.test_per_class.is_some()
             && self.split.seed.is_none()
         {
-            return Err(whole(
-                "an official split sampled with `test_per_class` needs the `seed` it is drawn with in `[split]`".into(),
+            return Err(self.error(
+                "an official split sampled with `test_per_class` needs the `seed` it is drawn with in `[split]`",
             ));
         }
         if self.split.method == SplitMethod::Groups {
             if self.split.test_groups.is_empty() {
-                return Err(whole(
-                    "a `groups` split needs `test_groups` in `[split]` (the groups held out for testing)".into(),
+                return Err(self.error(
+                    "a `groups` split needs `test_groups` in `[split]` (the groups held out for testing)",
                 ));
             }
             if !self
@@ -610,14 +620,19 @@ impl Manifest {
                 .and_then(|a| a.layout)
                 .is_some_and(ClipLayout::has_groups)
             {
-                return Err(whole(
-                    "a `groups` split needs `[audio] layout = \"group/class\"` or `\"class/group\"`".into(),
+                return Err(self.error(
+                    "a `groups` split needs `[audio] layout = \"group/class\"` or `\"class/group\"`",
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Every `[files.ROLE]` is a role of the format, with a well-formed checksum.
+    fn check_files(&self) -> Result<(), SpecError> {
         for (role, file) in &self.files {
             if !self.roles().contains(&role.as_str()) {
-                return Err(whole(format!(
+                return Err(self.error(format!(
                     "`[files.{role}]` is not a role of format {:?}; expected one of {:?}",
                     self.format,
                     self.roles()
@@ -625,85 +640,105 @@ impl Manifest {
             }
             self.check_sha256(file.sha256.as_ref(), &format!("`sha256` of `{role}`"))?;
         }
+        Ok(())
+    }
+
+    /// There is a source, and each one is complete and fits the format.
+    fn check_sources(&self) -> Result<(), SpecError> {
         if self.sources.is_empty() {
-            return Err(whole("a manifest needs at least one `[[source]]`".into()));
+            return Err(self.error("a manifest needs at least one `[[source]]`"));
         }
         for source in &self.sources {
-            let spec = source.get_ref();
-            let at = |msg: String| self.error_at(source.span(), msg);
-            match spec.kind {
-                SourceKind::Pip | SourceKind::Apt if spec.package.is_none() => {
-                    return Err(at(format!(
-                        "a `{}` source needs `package`",
-                        spec.kind.as_str()
-                    )));
-                }
-                SourceKind::Local if spec.path.is_none() => {
-                    return Err(at("a `local` source needs `path`".into()));
-                }
-                _ => {}
-            }
-            if (spec.kind == SourceKind::Render) != self.format.is_rendered() {
+            self.check_source_kind(source)?;
+            self.check_source_files(source)?;
+        }
+        Ok(())
+    }
+
+    /// A source has what its kind needs (`package`, `path`, `assets`) and its kind fits the
+    /// format (`render` for rendered data only, `apt-lists` for `text-csv` only).
+    fn check_source_kind(&self, source: &Spanned<SourceSpec>) -> Result<(), SpecError> {
+        let spec = source.get_ref();
+        let at = |msg: String| self.error_at(source.span(), msg);
+        match spec.kind {
+            SourceKind::Pip | SourceKind::Apt if spec.package.is_none() => {
                 return Err(at(format!(
-                    "a `render` source goes with format `espeak-ng` or `soundfont-notes` (and only with them); this manifest's format is {:?} and the source's kind `{}`",
-                    self.format,
+                    "a `{}` source needs `package`",
                     spec.kind.as_str()
                 )));
             }
-            if spec.kind == SourceKind::Render {
-                match spec.fetch_kind() {
-                    SourceKind::Pip | SourceKind::Apt if spec.package.is_none() => {
-                        return Err(at(
-                            "a `render` source with `pip` or `apt` assets needs `package`".into(),
-                        ));
-                    }
-                    SourceKind::Local if spec.path.is_none() => {
-                        return Err(at(
-                            "a `render` source with `local` assets needs `path`".into()
-                        ));
-                    }
-                    SourceKind::Url | SourceKind::Render | SourceKind::AptLists => {
-                        return Err(at("`assets` must be \"pip\", \"apt\" or \"local\"".into()));
-                    }
-                    _ => {}
+            SourceKind::Local if spec.path.is_none() => {
+                return Err(at("a `local` source needs `path`".into()));
+            }
+            _ => {}
+        }
+        if (spec.kind == SourceKind::Render) != self.format.is_rendered() {
+            return Err(at(format!(
+                "a `render` source goes with format `espeak-ng` or `soundfont-notes` (and only with them); this manifest's format is {:?} and the source's kind `{}`",
+                self.format,
+                spec.kind.as_str()
+            )));
+        }
+        if spec.kind == SourceKind::Render {
+            match spec.fetch_kind() {
+                SourceKind::Pip | SourceKind::Apt if spec.package.is_none() => {
+                    return Err(at(
+                        "a `render` source with `pip` or `apt` assets needs `package`".into(),
+                    ));
                 }
-            } else if spec.assets.is_some() {
-                return Err(at("`assets` belongs to `render` sources only".into()));
-            }
-            if spec.kind == SourceKind::AptLists && self.format != Format::TextCsv {
-                return Err(at(format!(
-                    "an `apt-lists` source delivers a `text-csv` file; this manifest's format is {:?}",
-                    self.format
-                )));
-            }
-            // What the source's `files` must name: for `apt-lists`, the two index files it
-            // derives `data` from; otherwise the format's roles.
-            let roles: &[&str] = if spec.kind == SourceKind::AptLists {
-                &["packages", "translations"]
-            } else {
-                self.roles()
-            };
-            let needs_files = !(spec.kind == SourceKind::Local
-                && matches!(self.format, Format::ImageFolder | Format::AudioFolder));
-            if needs_files {
-                for role in roles {
-                    if !spec.files.contains_key(*role) {
-                        return Err(at(format!(
-                            "this `{}` source does not say where file `{role}` is",
-                            spec.kind.as_str()
-                        ))
-                        .with_help(format!("add `{role} = \"...\"` to its `files`")));
-                    }
+                SourceKind::Local if spec.path.is_none() => {
+                    return Err(at(
+                        "a `render` source with `local` assets needs `path`".into()
+                    ));
                 }
+                SourceKind::Url | SourceKind::Render | SourceKind::AptLists => {
+                    return Err(at("`assets` must be \"pip\", \"apt\" or \"local\"".into()));
+                }
+                _ => {}
             }
-            for role in spec.files.keys() {
-                if !roles.contains(&role.as_str()) {
+        } else if spec.assets.is_some() {
+            return Err(at("`assets` belongs to `render` sources only".into()));
+        }
+        if spec.kind == SourceKind::AptLists && self.format != Format::TextCsv {
+            return Err(at(format!(
+                "an `apt-lists` source delivers a `text-csv` file; this manifest's format is {:?}",
+                self.format
+            )));
+        }
+        Ok(())
+    }
+
+    /// A source's `files` names every file it must provide and nothing else.
+    fn check_source_files(&self, source: &Spanned<SourceSpec>) -> Result<(), SpecError> {
+        let spec = source.get_ref();
+        let at = |msg: String| self.error_at(source.span(), msg);
+        // What the source's `files` must name: for `apt-lists`, the two index files it
+        // derives `data` from; otherwise the format's roles.
+        let roles: &[&str] = if spec.kind == SourceKind::AptLists {
+            &["packages", "translations"]
+        } else {
+            self.roles()
+        };
+        let needs_files = !(spec.kind == SourceKind::Local
+            && matches!(self.format, Format::ImageFolder | Format::AudioFolder));
+        if needs_files {
+            for role in roles {
+                if !spec.files.contains_key(*role) {
                     return Err(at(format!(
-                        "`files.{role}` is not a file this `{}` source provides for format {:?}; expected one of {roles:?}",
-                        spec.kind.as_str(),
-                        self.format,
-                    )));
+                        "this `{}` source does not say where file `{role}` is",
+                        spec.kind.as_str()
+                    ))
+                    .with_help(format!("add `{role} = \"...\"` to its `files`")));
                 }
+            }
+        }
+        for role in spec.files.keys() {
+            if !roles.contains(&role.as_str()) {
+                return Err(at(format!(
+                    "`files.{role}` is not a file this `{}` source provides for format {:?}; expected one of {roles:?}",
+                    spec.kind.as_str(),
+                    self.format,
+                )));
             }
         }
         Ok(())
@@ -713,14 +748,14 @@ impl Manifest {
         check_sha256_literal(&self.path, &self.text, sha, what)
     }
 
+    /// The format holds the declared modality, and an audio dataset's tables are complete.
     fn validate_audio(&self) -> Result<(), SpecError> {
-        let whole = |msg: String| SpecError::new(&self.path, msg);
         let audio_format = matches!(
             self.format,
             Format::AudioFolder | Format::EspeakNg | Format::SoundfontNotes
         );
         if audio_format != (self.modality == Modality::Audio) {
-            return Err(whole(format!(
+            return Err(self.error(format!(
                 "format {:?} does not hold {} data",
                 self.format,
                 self.modality.as_str()
@@ -729,7 +764,7 @@ impl Manifest {
         if matches!(self.format, Format::TextTab | Format::TextCsv)
             != (self.modality == Modality::Text)
         {
-            return Err(whole(format!(
+            return Err(self.error(format!(
                 "format {:?} does not hold {} data",
                 self.format,
                 self.modality.as_str()
@@ -739,10 +774,18 @@ impl Manifest {
             return Ok(());
         }
         let Some(audio) = &self.audio else {
-            return Err(whole("an audio dataset needs an `[audio]` table".into()).with_help(
+            return Err(self.error("an audio dataset needs an `[audio]` table").with_help(
                 "add `[audio]` with sample_rate, seconds, n_fft, hop, n_mels, fmin, fmax, top_db",
             ));
         };
+        self.check_spectrogram(audio)?;
+        self.check_clip_layout(audio)?;
+        self.check_render()?;
+        self.check_notes()
+    }
+
+    /// The spectrogram settings are positive, the band fits under Nyquist, the reference is known.
+    fn check_spectrogram(&self, audio: &AudioSpec) -> Result<(), SpecError> {
         let positive = [
             ("sample_rate", audio.sample_rate as f64),
             ("seconds", audio.seconds),
@@ -753,96 +796,99 @@ impl Manifest {
         ];
         for (name, value) in positive {
             if !(value > 0.0 && value.is_finite()) {
-                return Err(whole(format!(
-                    "`audio.{name}` must be positive, found {value}"
-                )));
+                return Err(self.error(format!("`audio.{name}` must be positive, found {value}")));
             }
         }
         let nyquist = audio.sample_rate as f64 / 2.0;
         if !(audio.fmin >= 0.0 && audio.fmin < audio.fmax && audio.fmax <= nyquist) {
-            return Err(whole(format!(
+            return Err(self.error(format!(
                 "`audio.fmin` = {} and `audio.fmax` = {} must satisfy 0 ≤ fmin < fmax ≤ {nyquist} (half the sample rate)",
                 audio.fmin, audio.fmax
             )));
         }
         if audio.reference != "max" && audio.reference != "one" {
-            return Err(whole(format!(
+            return Err(self.error(format!(
                 "`audio.reference` must be \"max\" or \"one\", found {:?}",
                 audio.reference
             )));
         }
+        Ok(())
+    }
+
+    /// `audio.layout` and `audio.duplicates` are given for an audio folder, and only for one.
+    fn check_clip_layout(&self, audio: &AudioSpec) -> Result<(), SpecError> {
         match (self.format, audio.layout) {
             (Format::AudioFolder, Some(_)) | (Format::EspeakNg | Format::SoundfontNotes, None) => {}
             (Format::AudioFolder, None) => {
-                return Err(whole(
-                    "an audio folder needs `audio.layout`: \"class/clip\", \"group/class\" or \"class/group\"".into(),
+                return Err(self.error(
+                    "an audio folder needs `audio.layout`: \"class/clip\", \"group/class\" or \"class/group\"",
                 ));
             }
             (_, Some(_)) => {
-                return Err(whole(
-                    "`audio.layout` applies to format `audio-folder` only".into(),
-                ));
+                return Err(self.error("`audio.layout` applies to format `audio-folder` only"));
             }
             _ => {}
         }
         if audio.duplicates == Duplicates::Drop && self.format != Format::AudioFolder {
-            return Err(whole(
-                "`audio.duplicates` applies to format `audio-folder` only".into(),
-            ));
-        }
-        if self.format == Format::EspeakNg {
-            let Some(render) = &self.render else {
-                return Err(whole("format `espeak-ng` needs a `[render]` table".into()));
-            };
-            if render.clips_per_class == 0 || render.voices.is_empty() || render.variants.is_empty()
-            {
-                return Err(whole(
-                    "`[render]` needs clips_per_class > 0 and at least one voice and one variant"
-                        .into(),
-                ));
-            }
-            if render.pitch[0] > render.pitch[1]
-                || render.rate[0] > render.rate[1]
-                || render.pitch[0] < 0
-                || render.pitch[1] > 100
-                || render.rate[0] < 80
-            {
-                return Err(whole(
-                    "`render.pitch` must be [low, high] within 0–100 and `render.rate` [low, high] words per minute from 80 up".into(),
-                ));
-            }
-            self.check_sha256(render.sha256.as_ref(), "`render.sha256`")?;
-        } else if self.render.is_some() {
-            return Err(whole(
-                "`[render]` applies to format `espeak-ng` only".into(),
-            ));
-        }
-        if self.format == Format::SoundfontNotes {
-            let Some(notes) = &self.notes else {
-                return Err(whole(
-                    "format `soundfont-notes` needs a `[notes]` table".into(),
-                ));
-            };
-            if self.classes != GM_FAMILIES {
-                return Err(whole(format!(
-                    "format `soundfont-notes` labels notes by General MIDI family: `classes` must be {GM_FAMILIES:?}"
-                )));
-            }
-            let keys_ok = !notes.keys.is_empty() && notes.keys.iter().all(|&k| k <= 127);
-            let velocities_ok = !notes.velocities.is_empty()
-                && notes.velocities.iter().all(|&v| (1..=127).contains(&v));
-            if !keys_ok || !velocities_ok || !(notes.hold_seconds > 0.0) {
-                return Err(whole(
-                    "`[notes]` needs MIDI keys 0–127, velocities 1–127 and hold_seconds > 0".into(),
-                ));
-            }
-            self.check_sha256(notes.sha256.as_ref(), "`notes.sha256`")?;
-        } else if self.notes.is_some() {
-            return Err(whole(
-                "`[notes]` applies to format `soundfont-notes` only".into(),
-            ));
+            return Err(self.error("`audio.duplicates` applies to format `audio-folder` only"));
         }
         Ok(())
+    }
+
+    /// Format `espeak-ng` has a complete `[render]` table; other formats have none.
+    fn check_render(&self) -> Result<(), SpecError> {
+        if self.format != Format::EspeakNg {
+            if self.render.is_some() {
+                return Err(self.error("`[render]` applies to format `espeak-ng` only"));
+            }
+            return Ok(());
+        }
+        let Some(render) = &self.render else {
+            return Err(self.error("format `espeak-ng` needs a `[render]` table"));
+        };
+        if render.clips_per_class == 0 || render.voices.is_empty() || render.variants.is_empty() {
+            return Err(self.error(
+                "`[render]` needs clips_per_class > 0 and at least one voice and one variant",
+            ));
+        }
+        if render.pitch[0] > render.pitch[1]
+            || render.rate[0] > render.rate[1]
+            || render.pitch[0] < 0
+            || render.pitch[1] > 100
+            || render.rate[0] < 80
+        {
+            return Err(self.error(
+                "`render.pitch` must be [low, high] within 0–100 and `render.rate` [low, high] words per minute from 80 up",
+            ));
+        }
+        self.check_sha256(render.sha256.as_ref(), "`render.sha256`")
+    }
+
+    /// Format `soundfont-notes` has a valid `[notes]` table and the General MIDI family
+    /// classes; other formats have no `[notes]`.
+    fn check_notes(&self) -> Result<(), SpecError> {
+        if self.format != Format::SoundfontNotes {
+            if self.notes.is_some() {
+                return Err(self.error("`[notes]` applies to format `soundfont-notes` only"));
+            }
+            return Ok(());
+        }
+        let Some(notes) = &self.notes else {
+            return Err(self.error("format `soundfont-notes` needs a `[notes]` table"));
+        };
+        if self.classes != GM_FAMILIES {
+            return Err(self.error(format!(
+                "format `soundfont-notes` labels notes by General MIDI family: `classes` must be {GM_FAMILIES:?}"
+            )));
+        }
+        let keys_ok = !notes.keys.is_empty() && notes.keys.iter().all(|&k| k <= 127);
+        let velocities_ok = !notes.velocities.is_empty()
+            && notes.velocities.iter().all(|&v| (1..=127).contains(&v));
+        if !keys_ok || !velocities_ok || !(notes.hold_seconds > 0.0) {
+            return Err(self
+                .error("`[notes]` needs MIDI keys 0–127, velocities 1–127 and hold_seconds > 0"));
+        }
+        self.check_sha256(notes.sha256.as_ref(), "`notes.sha256`")
     }
 }
 

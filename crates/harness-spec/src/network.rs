@@ -172,6 +172,27 @@ impl ArchitectureSpec {
         }
     }
 
+    /// BERT's shape keys as written, in the order the error message names them.
+    fn bert_fields(&self) -> [Option<usize>; 6] {
+        [
+            self.vocab_size,
+            self.hidden,
+            self.layers,
+            self.heads,
+            self.intermediate,
+            self.max_positions,
+        ]
+    }
+
+    /// Which families' shape keys this table writes out.
+    fn written_shape(&self) -> WrittenShape {
+        WrittenShape {
+            efficientnet: self.stem.is_some() || self.stages.is_some() || self.head.is_some(),
+            bert: self.bert_fields().iter().any(Option::is_some),
+            crepe: self.channels.is_some(),
+        }
+    }
+
     /// The output channels of CREPE's six convolutions.
     pub fn crepe_channels(&self) -> [usize; 6] {
         match self.variant.as_deref() {
@@ -190,6 +211,20 @@ impl ArchitectureSpec {
             (Some(v), Family::Crepe) => format!("crepe-{v}"),
             (None, family) => format!("{}(custom)", family.as_str()),
         }
+    }
+}
+
+/// Which families' shape keys an `[architecture]` table writes out instead of a variant.
+struct WrittenShape {
+    efficientnet: bool,
+    bert: bool,
+    crepe: bool,
+}
+
+impl WrittenShape {
+    /// Whether any shape key is written out.
+    fn any(&self) -> bool {
+        self.efficientnet || self.bert || self.crepe
     }
 }
 
@@ -345,15 +380,30 @@ impl NetworkManifest {
         self.input.as_ref()
     }
 
+    /// Checks the manifest, reporting the first problem in the order a reader meets it.
     fn validate(&self) -> Result<(), SpecError> {
-        let whole = |msg: String| SpecError::new(&self.path, msg);
         if self.kind != "network" {
-            return Err(whole(format!(
+            return Err(self.whole(format!(
                 "`kind` must be \"network\" (a dataset manifest has no `kind`), found {:?}",
                 self.kind
             )));
         }
         crate::manifest::check_id(&self.path, &self.id)?;
+        self.check_family()?;
+        self.check_shape()?;
+        if self.architecture.classes == 1 {
+            return Err(self.near(
+                "architecture.classes",
+                "`architecture.classes` must be 0 (no output layer) or at least 2, found 1",
+            ));
+        }
+        self.check_input()?;
+        self.check_weights()?;
+        self.check_sources()
+    }
+
+    /// The modality is the family's, and `[architecture]` has no keys of another family.
+    fn check_family(&self) -> Result<(), SpecError> {
         let arch = &self.architecture;
         if self.modality != arch.family.modality() {
             return Err(self.near(
@@ -366,22 +416,11 @@ impl NetworkManifest {
                 ),
             ));
         }
-        let efficientnet_shape =
-            arch.stem.is_some() || arch.stages.is_some() || arch.head.is_some();
-        let bert_fields = [
-            arch.vocab_size,
-            arch.hidden,
-            arch.layers,
-            arch.heads,
-            arch.intermediate,
-            arch.max_positions,
-        ];
-        let bert_shape = bert_fields.iter().any(Option::is_some);
-        let crepe_shape = arch.channels.is_some();
+        let written = arch.written_shape();
         let other_family = match arch.family {
-            Family::EfficientNetLite => bert_shape || crepe_shape,
-            Family::Bert => efficientnet_shape || crepe_shape,
-            Family::Crepe => efficientnet_shape || bert_shape,
+            Family::EfficientNetLite => written.bert || written.crepe,
+            Family::Bert => written.efficientnet || written.crepe,
+            Family::Crepe => written.efficientnet || written.bert,
         };
         if other_family {
             return Err(self.near(
@@ -392,19 +431,37 @@ impl NetworkManifest {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// `[architecture]` names a known variant or writes out its family's shape, not both.
+    fn check_shape(&self) -> Result<(), SpecError> {
+        let arch = &self.architecture;
         let known = arch.family.variants();
-        match (
-            &arch.variant,
-            efficientnet_shape || bert_shape || crepe_shape,
-        ) {
-            (Some(v), false) if known.contains(&v.as_str()) => {}
-            (Some(v), false) => {
-                return Err(self.near(
-                    "architecture.variant",
-                    format!("unknown `architecture.variant` {v:?}; known: {known:?}"),
-                ));
-            }
-            (None, true) if arch.family == Family::EfficientNetLite => {
+        match (&arch.variant, arch.written_shape().any()) {
+            (Some(v), false) if known.contains(&v.as_str()) => Ok(()),
+            (Some(v), false) => Err(self.near(
+                "architecture.variant",
+                format!("unknown `architecture.variant` {v:?}; known: {known:?}"),
+            )),
+            (None, true) => self.check_written_shape(),
+            _ => Err(self
+                .near(
+                    "[architecture]",
+                    format!(
+                        "`[architecture]` needs either `variant` ({known:?}) or the {} shape written out",
+                        arch.family.as_str()
+                    ),
+                )
+                .with_help(format!("for the published network write `variant = {:?}`", known[0]))),
+        }
+    }
+
+    /// A shape written out instead of a variant is complete and positive.
+    fn check_written_shape(&self) -> Result<(), SpecError> {
+        let arch = &self.architecture;
+        match arch.family {
+            Family::EfficientNetLite => {
                 let (Some(stem), Some(stages), Some(head)) = (&arch.stem, &arch.stages, &arch.head)
                 else {
                     return Err(self.near(
@@ -422,7 +479,7 @@ impl NetworkManifest {
                     ));
                 }
             }
-            (None, true) if arch.family == Family::Crepe => {
+            Family::Crepe => {
                 if arch.crepe_channels().contains(&0) {
                     return Err(self.near(
                         "architecture.channels",
@@ -430,9 +487,9 @@ impl NetworkManifest {
                     ));
                 }
             }
-            (None, true) => {
+            Family::Bert => {
                 let shape = arch.bert();
-                if bert_fields.iter().any(|f| f.is_none_or(|v| v == 0))
+                if arch.bert_fields().iter().any(|f| f.is_none_or(|v| v == 0))
                     || shape.hidden % shape.heads != 0
                 {
                     return Err(self.near(
@@ -441,24 +498,12 @@ impl NetworkManifest {
                     ));
                 }
             }
-            _ => {
-                return Err(self
-                    .near(
-                        "[architecture]",
-                        format!(
-                            "`[architecture]` needs either `variant` ({known:?}) or the {} shape written out",
-                            arch.family.as_str()
-                        ),
-                    )
-                    .with_help(format!("for the published network write `variant = {:?}`", known[0])));
-            }
         }
-        if arch.classes == 1 {
-            return Err(self.near(
-                "architecture.classes",
-                "`architecture.classes` must be 0 (no output layer) or at least 2, found 1",
-            ));
-        }
+        Ok(())
+    }
+
+    /// The input table fits the modality: `[audio]`, `[input]` or `[text]`, and only that one.
+    fn check_input(&self) -> Result<(), SpecError> {
         if let Some(audio) = &self.audio_input
             && (self.modality != Modality::Audio || audio.sample_rate == 0 || audio.window == 0)
         {
@@ -470,7 +515,7 @@ impl NetworkManifest {
         match (self.modality, &self.input, &self.text_input) {
             (Modality::Audio, None, None) if self.audio_input.is_some() => {}
             (Modality::Audio, _, _) => {
-                return Err(whole(
+                return Err(self.whole(
                     "an audio network needs `[audio]` (sample_rate, window) and no `[input]` or `[text]`"
                         .into(),
                 ));
@@ -484,13 +529,13 @@ impl NetworkManifest {
                 }
             }
             (Modality::Text, None, Some(text)) => {
-                if text.max_tokens == 0 || text.max_tokens > arch.bert().max_positions {
+                let positions = self.architecture.bert().max_positions;
+                if text.max_tokens == 0 || text.max_tokens > positions {
                     return Err(self.near(
                         "text.max_tokens",
                         format!(
                             "`text.max_tokens` must be between 1 and the network's {} positions, found {}",
-                            arch.bert().max_positions,
-                            text.max_tokens
+                            positions, text.max_tokens
                         ),
                     ));
                 }
@@ -502,19 +547,25 @@ impl NetworkManifest {
                 )?;
             }
             (Modality::Image, _, _) => {
-                return Err(whole(
+                return Err(self.whole(
                     "an image network needs `[input]` (side, channels, offset, scale) and no `[text]`"
                         .into(),
                 ));
             }
             _ => {
-                return Err(whole(
+                return Err(self.whole(
                     "a text network needs `[text]` (max_tokens, tokenizer_sha256) and no `[input]`"
                         .into(),
                 ));
             }
         }
-        let format = match arch.family {
+        Ok(())
+    }
+
+    /// The weight file is in the family's format and its checksum is a SHA256 literal.
+    fn check_weights(&self) -> Result<(), SpecError> {
+        let family = self.architecture.family;
+        let format = match family {
             Family::EfficientNetLite | Family::Crepe => WeightFormat::Pytorch,
             Family::Bert => WeightFormat::Safetensors,
         };
@@ -523,7 +574,7 @@ impl NetworkManifest {
                 "weights.format",
                 format!(
                     "a {} network's weights are read as {:?}, not {:?}",
-                    arch.family.as_str(),
+                    family.as_str(),
                     format.as_str(),
                     self.weights.format.as_str()
                 ),
@@ -534,9 +585,14 @@ impl NetworkManifest {
             &self.text,
             Some(&self.weights.sha256),
             "`weights.sha256`",
-        )?;
+        )
+    }
+
+    /// There is a source, and each is a `pip` or `local` one naming exactly the files of
+    /// [`NetworkManifest::roles`].
+    fn check_sources(&self) -> Result<(), SpecError> {
         if self.sources.is_empty() {
-            return Err(whole("a manifest needs at least one `[[source]]`".into()));
+            return Err(self.whole("a manifest needs at least one `[[source]]`".into()));
         }
         for source in &self.sources {
             let spec = source.get_ref();
@@ -571,6 +627,11 @@ impl NetworkManifest {
             }
         }
         Ok(())
+    }
+
+    /// An error about the manifest as a whole, with no line to point at.
+    fn whole(&self, message: String) -> SpecError {
+        SpecError::new(&self.path, message)
     }
 
     fn near(&self, key: &str, message: impl Into<String>) -> SpecError {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use harness_spec::{Experiment, INHERITED_TABLES, ManifestSet, Modality, expand};
+use harness_spec::{Experiment, INHERITED_TABLES, ManifestSet, Modality, Plan, expand};
 
 fn root() -> PathBuf {
     Path::new(&manifest_dir()).join("../..")
@@ -29,11 +29,34 @@ fn every_committed_experiment_expands_against_the_committed_manifests() {
 #[test]
 fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretraining() {
     let manifests = ManifestSet::load_dir(&root().join("data-manifests")).unwrap();
-    let plan_of = |file: &str| {
-        let e = Experiment::load(&root().join("experiments").join(file)).unwrap();
-        (expand(&e, &manifests).unwrap_or_else(|e| panic!("{e}")), e)
-    };
-    let (matrix, experiment) = plan_of("transfer-matrix.toml");
+    let (matrix, experiment) = plan_of(&manifests, "transfer-matrix.toml");
+    crosses_every_target_with_every_source(&matrix, &experiment);
+    pretrains_each_source_once_with_the_single_modality_experiments(&manifests, &matrix);
+    takes_each_modality_s_settings_from_its_own_experiment(&manifests, &experiment);
+    let names: Vec<&str> = experiment
+        .hypotheses
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "matched-helps",
+            "mismatched-does-not-help",
+            "option1-wins-small",
+            "option2-wins-large"
+        ]
+    );
+}
+
+/// The committed experiment `file`, expanded against `manifests`.
+fn plan_of(manifests: &ManifestSet, file: &str) -> (Plan, Experiment) {
+    let e = Experiment::load(&root().join("experiments").join(file)).unwrap();
+    (expand(&e, manifests).unwrap_or_else(|e| panic!("{e}")), e)
+}
+
+/// The matrix's size, and each target meets one source of its own modality and two of others.
+fn crosses_every_target_with_every_source(matrix: &Plan, experiment: &Experiment) {
     let m = &experiment.matrix;
     assert_eq!(m.targets.len(), 3);
     assert_eq!(m.sources.len(), 4);
@@ -56,14 +79,20 @@ fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretrai
             "{relations:?}"
         );
     }
-    // The same checkpoints as the single-modality experiments.
+}
+
+/// The same checkpoints as the single-modality experiments.
+fn pretrains_each_source_once_with_the_single_modality_experiments(
+    manifests: &ManifestSet,
+    matrix: &Plan,
+) {
     for (file, source) in [
         ("image.toml", "fashion-mnist"),
         ("audio.toml", "espeak-words"),
         ("text.toml", "debian-descriptions"),
     ] {
-        let (single, _) = plan_of(file);
-        let key = |p: &harness_spec::Plan| {
+        let (single, _) = plan_of(manifests, file);
+        let key = |p: &Plan| {
             p.pretrain_jobs
                 .iter()
                 .find(|j| j.source == source)
@@ -72,19 +101,25 @@ fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretrai
         };
         assert_eq!(
             key(&single),
-            key(&matrix),
+            key(matrix),
             "{source} pre-trains once for {file} and the matrix"
         );
     }
-    // Each source pre-trains with its own experiment's settings, and every cell of a target
-    // has that experiment's model (the other modalities' stem settings aside), text and
-    // fine-tuning settings.
+}
+
+/// Each source pre-trains with its own experiment's settings, and every cell of a target
+/// has that experiment's model (the other modalities' stem settings aside), text and
+/// fine-tuning settings.
+fn takes_each_modality_s_settings_from_its_own_experiment(
+    manifests: &ManifestSet,
+    experiment: &Experiment,
+) {
     for (file, modality) in [
         ("image.toml", Modality::Image),
         ("audio.toml", Modality::Audio),
         ("text.toml", Modality::Text),
     ] {
-        let (_, single) = plan_of(file);
+        let (_, single) = plan_of(manifests, file);
         assert_eq!(
             experiment.pretrain.for_modality(modality),
             single.pretrain.for_modality(modality),
@@ -97,20 +132,9 @@ fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretrai
         );
         assert_eq!(experiment.finetune, single.finetune, "{file}");
     }
-    assert_eq!(experiment.text_spec, plan_of("text.toml").1.text_spec);
-    let names: Vec<&str> = experiment
-        .hypotheses
-        .iter()
-        .map(|h| h.name.as_str())
-        .collect();
     assert_eq!(
-        names,
-        [
-            "matched-helps",
-            "mismatched-does-not-help",
-            "option1-wins-small",
-            "option2-wins-large"
-        ]
+        experiment.text_spec,
+        plan_of(manifests, "text.toml").1.text_spec
     );
 }
 

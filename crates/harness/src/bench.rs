@@ -9,9 +9,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, bail};
-use harness_data::DataCache;
+use harness_data::{DataCache, Dataset};
 use harness_model::ClassifierConfig;
-use harness_results::ResultStore;
+use harness_results::{ResultRow, ResultStore};
 use harness_spec::{
     Activation, Cell, CellStatus, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm,
     NetworkBody, Plan, Relation,
@@ -22,7 +22,7 @@ use harness_train::{
 };
 
 use crate::ledger::run_records;
-use crate::load::load;
+use crate::load::{Loaded, load};
 use crate::progress::Display;
 use crate::progress::cell_title;
 use crate::workbench::Workbench;
@@ -86,62 +86,105 @@ fn bench_config(experiment: &Experiment, manifests: &ManifestSet) -> Result<Benc
     })
 }
 
+/// One model choice to measure: its label, its input, its network and its batch if not the
+/// default one.
+struct Candidate {
+    label: String,
+    shape: InputShape,
+    model: ModelSpec,
+    batch: Option<usize>,
+}
+
+impl Candidate {
+    /// `model` on `shape` at the default batch.
+    fn new(label: String, shape: InputShape, model: ModelSpec) -> Self {
+        Self {
+            label,
+            shape,
+            model,
+            batch: None,
+        }
+    }
+
+    /// What this candidate changes against `b`'s model.
+    fn kind(&self, b: &Bench) -> VariantKind {
+        if self.label == "default" {
+            VariantKind::Default
+        } else if self.batch.is_some() {
+            VariantKind::Batch
+        } else if self.model.d_model != b.model.d_model
+            || self.model.activation != b.model.activation
+        {
+            VariantKind::Network
+        } else {
+            VariantKind::Tokens
+        }
+    }
+}
+
 /// The model choices measured against the default: another activation, twice the width, a
 /// smaller training batch, and fewer or more tokens per example. Each is (label, network,
 /// batch size if not the default).
 fn variants(b: &Bench) -> Vec<(String, VariantKind, ClassifierConfig, Option<usize>)> {
-    let mut out = Vec::new();
-    let mut add = |label: String, shape: InputShape, m: ModelSpec, batch: Option<usize>| {
-        let kind = if label == "default" {
-            VariantKind::Default
-        } else if batch.is_some() {
-            VariantKind::Batch
-        } else if m.d_model != b.model.d_model || m.activation != b.model.activation {
-            VariantKind::Network
-        } else {
-            VariantKind::Tokens
-        };
-        if let Ok(c) = classifier_config(shape, &m, b.classes) {
-            out.push((label, kind, c, batch));
-        }
-    };
-    add("default".into(), b.shape, b.model.clone(), None);
+    let mut candidates = setting_candidates(b);
+    candidates.extend(token_candidates(b));
+    candidates
+        .into_iter()
+        .filter_map(|c| {
+            let kind = c.kind(b);
+            let config = classifier_config(c.shape, &c.model, b.classes).ok()?;
+            Some((c.label, kind, config, c.batch))
+        })
+        .collect()
+}
+
+/// The default, another activation, twice the width, and the default at batch 32.
+fn setting_candidates(b: &Bench) -> Vec<Candidate> {
     let other = match b.model.activation {
         Activation::Gelu => Activation::Relu,
         Activation::Relu => Activation::Gelu,
     };
-    add(
-        format!("activation {other}"),
-        b.shape,
-        ModelSpec {
-            activation: other,
-            ..b.model.clone()
+    vec![
+        Candidate::new("default".into(), b.shape, b.model.clone()),
+        Candidate::new(
+            format!("activation {other}"),
+            b.shape,
+            ModelSpec {
+                activation: other,
+                ..b.model.clone()
+            },
+        ),
+        Candidate::new(
+            format!("d_model {}, d_ff {}", b.model.d_model * 2, b.model.d_ff * 2),
+            b.shape,
+            ModelSpec {
+                d_model: b.model.d_model * 2,
+                d_ff: b.model.d_ff * 2,
+                ..b.model.clone()
+            },
+        ),
+        Candidate {
+            batch: Some(32),
+            ..Candidate::new("batch 32".into(), b.shape, b.model.clone())
         },
-        None,
-    );
-    add(
-        format!("d_model {}, d_ff {}", b.model.d_model * 2, b.model.d_ff * 2),
-        b.shape,
-        ModelSpec {
-            d_model: b.model.d_model * 2,
-            d_ff: b.model.d_ff * 2,
-            ..b.model.clone()
-        },
-        None,
-    );
-    add("batch 32".into(), b.shape, b.model.clone(), Some(32));
+    ]
+}
+
+/// Fewer and more tokens per example: half and twice the text length, or the nearest patch
+/// sizes and frame stretches that tile the input.
+fn token_candidates(b: &Bench) -> Vec<Candidate> {
+    let mut out = Vec::new();
     match b.shape {
         InputShape::Text { vocab_size, tokens } => {
             for t in [tokens / 2, tokens * 2] {
-                add(
+                out.push(Candidate::new(
                     format!("max_tokens {t}"),
                     InputShape::Text {
                         vocab_size,
                         tokens: t,
                     },
                     b.model.clone(),
-                    None,
-                );
+                ));
             }
         }
         InputShape::Image { side } => {
@@ -149,15 +192,14 @@ fn variants(b: &Bench) -> Vec<(String, VariantKind, ClassifierConfig, Option<usi
             let larger = (p + 1..=side).find(|q| side % q == 0);
             let smaller = (1..p).rev().find(|q| side % q == 0);
             for q in [larger, smaller].into_iter().flatten() {
-                add(
+                out.push(Candidate::new(
                     format!("patch {q}"),
                     b.shape,
                     ModelSpec {
                         patch: q,
                         ..b.model.clone()
                     },
-                    None,
-                );
+                ));
             }
         }
         InputShape::Audio { frames, .. } => {
@@ -166,15 +208,14 @@ fn variants(b: &Bench) -> Vec<(String, VariantKind, ClassifierConfig, Option<usi
                 let larger = (f + 1..=frames).find(|g| frames % g == 0);
                 let smaller = (1..f).rev().find(|g| frames % g == 0);
                 for g in [larger, smaller].into_iter().flatten() {
-                    add(
+                    out.push(Candidate::new(
                         format!("frames_per_token {g}"),
                         b.shape,
                         ModelSpec {
                             frames_per_token: Some(g),
                             ..b.model.clone()
                         },
-                        None,
-                    );
+                    ));
                 }
             }
         }
@@ -490,78 +531,92 @@ fn defaults_text(benches: &[Bench], rows: &[VariantRow], target: f64) -> String 
         let Some(default) = mine.iter().find(|r| r.kind == VariantKind::Default) else {
             continue;
         };
-        let speed = default.train.ours();
-        let against = |r: &VariantRow| r.train.ours() / speed;
-        let m = &b.model;
+        md.push_str(&default_speed_text(b, default, target));
+        md.push_str(&other_choices_text(&mine, default));
+        md.push('\n');
+    }
+    md
+}
+
+/// The default model's settings and speed, and whether it meets the target against PyTorch.
+fn default_speed_text(b: &Bench, default: &VariantRow, target: f64) -> String {
+    let mut md = String::new();
+    let m = &b.model;
+    let _ = write!(
+        md,
+        "- **{}** ({}, d_model {}, d_ff {}, {} layers, {} tokens, batch {}): {:.0} training examples/s",
+        b.name,
+        m.activation,
+        m.d_model,
+        m.d_ff,
+        m.n_layers,
+        default.tokens,
+        default.batch,
+        default.train.ours(),
+    );
+    match default.train.ratio() {
+        Some(x) => {
+            let _ = write!(
+                md,
+                ", {x:.2}× PyTorch eager ({} the target of {target}×).",
+                if x >= target { "meets" } else { "misses" }
+            );
+        }
+        None => md.push('.'),
+    }
+    md
+}
+
+/// What the other networks, token counts and batches of one experiment do to its speed.
+fn other_choices_text(mine: &[&VariantRow], default: &VariantRow) -> String {
+    let mut md = String::new();
+    let speed = default.train.ours();
+    let against = |r: &VariantRow| r.train.ours() / speed;
+    let network: Vec<&&VariantRow> = mine
+        .iter()
+        .filter(|r| r.kind == VariantKind::Network)
+        .collect();
+    let faster: Vec<String> = network
+        .iter()
+        .filter(|r| against(r) > 1.0)
+        .map(|r| format!("{} ({:.2}×)", r.label, against(r)))
+        .collect();
+    let listed: Vec<String> = network
+        .iter()
+        .map(|r| format!("{} runs at {:.2}× its speed", r.label, against(r)))
+        .collect();
+    if !listed.is_empty() {
+        let _ = write!(md, " With the same input, {}", listed.join("; "));
+        if faster.is_empty() {
+            md.push_str(": the default is the fastest of these networks.");
+        } else {
+            let _ = write!(
+                md,
+                ": faster than the default here: {}; consider it.",
+                faster.join(", ")
+            );
+        }
+    }
+    let token_effects: Vec<String> = mine
+        .iter()
+        .filter(|r| r.kind == VariantKind::Tokens)
+        .map(|r| format!("{} ({} tokens) {:.2}×", r.label, r.tokens, against(r)))
+        .collect();
+    if !token_effects.is_empty() {
         let _ = write!(
             md,
-            "- **{}** ({}, d_model {}, d_ff {}, {} layers, {} tokens, batch {}): {:.0} training examples/s",
-            b.name,
-            m.activation,
-            m.d_model,
-            m.d_ff,
-            m.n_layers,
-            default.tokens,
-            default.batch,
-            speed,
+            " Tokens per example set the cost most: {}; fewer tokens see the input more coarsely (text: posts cut shorter), more tokens cost in proportion.",
+            token_effects.join(", ")
         );
-        match default.train.ratio() {
-            Some(x) => {
-                let _ = write!(
-                    md,
-                    ", {x:.2}× PyTorch eager ({} the target of {target}×).",
-                    if x >= target { "meets" } else { "misses" }
-                );
-            }
-            None => md.push('.'),
-        }
-        let network: Vec<&&VariantRow> = mine
-            .iter()
-            .filter(|r| r.kind == VariantKind::Network)
-            .collect();
-        let faster: Vec<String> = network
-            .iter()
-            .filter(|r| against(r) > 1.0)
-            .map(|r| format!("{} ({:.2}×)", r.label, against(r)))
-            .collect();
-        let listed: Vec<String> = network
-            .iter()
-            .map(|r| format!("{} runs at {:.2}× its speed", r.label, against(r)))
-            .collect();
-        if !listed.is_empty() {
-            let _ = write!(md, " With the same input, {}", listed.join("; "));
-            if faster.is_empty() {
-                md.push_str(": the default is the fastest of these networks.");
-            } else {
-                let _ = write!(
-                    md,
-                    ": faster than the default here: {}; consider it.",
-                    faster.join(", ")
-                );
-            }
-        }
-        let token_effects: Vec<String> = mine
-            .iter()
-            .filter(|r| r.kind == VariantKind::Tokens)
-            .map(|r| format!("{} ({} tokens) {:.2}×", r.label, r.tokens, against(r)))
-            .collect();
-        if !token_effects.is_empty() {
-            let _ = write!(
-                md,
-                " Tokens per example set the cost most: {}; fewer tokens see the input more coarsely (text: posts cut shorter), more tokens cost in proportion.",
-                token_effects.join(", ")
-            );
-        }
-        for r in mine.iter().filter(|r| r.kind == VariantKind::Batch) {
-            let _ = write!(
-                md,
-                " Batch {} (the fine-tuning batch) trains {:.2}× as many examples per second as batch {}.",
-                r.batch,
-                against(r),
-                default.batch
-            );
-        }
-        md.push('\n');
+    }
+    for r in mine.iter().filter(|r| r.kind == VariantKind::Batch) {
+        let _ = write!(
+            md,
+            " Batch {} (the fine-tuning batch) trains {:.2}× as many examples per second as batch {}.",
+            r.batch,
+            against(r),
+            default.batch
+        );
     }
     md
 }
@@ -598,46 +653,85 @@ pub struct BenchArgs {
     pub write: Option<PathBuf>,
 }
 
+impl BenchArgs {
+    /// How long each round runs, as asked.
+    fn timing(&self) -> Timing {
+        Timing {
+            batch: self.batch,
+            steps: self.steps,
+            rounds: self.rounds,
+            min_seconds: self.min_seconds,
+        }
+    }
+
+    /// The thread count of the single-count measurements (networks, cells): the first asked.
+    fn first_threads(&self) -> usize {
+        self.threads.first().copied().unwrap_or(1)
+    }
+}
+
+/// The models of the experiments, each measured once.
+struct DistinctModels {
+    benches: Vec<Bench>,
+    /// The experiment files whose model is measured (their cells are the reduced matrix).
+    cell_files: Vec<PathBuf>,
+    /// A sentence for each experiment whose model is another's.
+    same_models: Vec<String>,
+}
+
+impl DistinctModels {
+    /// An experiment whose Transformer is one measured already (e.g. the Transformer arms of
+    /// pretrained-image are image's) is measured once, under the first experiment's name.
+    fn collect(files: &[PathBuf], manifests: &ManifestSet) -> Result<Self> {
+        let mut out = Self {
+            benches: Vec::new(),
+            cell_files: Vec::new(),
+            same_models: Vec::new(),
+        };
+        for file in files {
+            let experiment = Experiment::load(file)?;
+            let b = bench_config(&experiment, manifests)?;
+            if let Some(first) = out.benches.iter().find(|m| {
+                m.modality == b.modality && model_json(&m.config) == model_json(&b.config)
+            }) {
+                out.same_models.push(format!(
+                    "{}'s Transformer is {}'s and is measured once, under {}.",
+                    b.name, first.name, first.name
+                ));
+                continue;
+            }
+            out.cell_files.push(file.clone());
+            out.benches.push(b);
+        }
+        Ok(out)
+    }
+}
+
+/// What one `harness bench` measured, for BENCHMARKS.md.
+struct Measured {
+    /// The training-step and feature table at each thread count.
+    throughput: String,
+    same_models: Vec<String>,
+    networks: Option<String>,
+    /// The variants' table and the defaults in words.
+    variants: Option<(String, String)>,
+    cells: Option<String>,
+    end_to_end: Option<String>,
+    /// The reference's PyTorch version, if it ran.
+    torch: Option<String>,
+    /// Why the reference did not run, if it did not.
+    no_reference: Option<String>,
+}
+
 /// `harness bench`.
 pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     let manifests = ManifestSet::load_dir(&paths.manifests)?;
-    // An experiment whose Transformer is one measured already (e.g. the Transformer arms of
-    // pretrained-image are image's) is measured once, under the first experiment's name.
-    let mut benches: Vec<Bench> = Vec::new();
-    let mut cell_files = Vec::new();
-    let mut same_models = Vec::new();
-    for file in &args.files {
-        let experiment = Experiment::load(file)?;
-        let b = bench_config(&experiment, &manifests)?;
-        if let Some(first) = benches
-            .iter()
-            .find(|m| m.modality == b.modality && model_json(&m.config) == model_json(&b.config))
-        {
-            same_models.push(format!(
-                "{}'s Transformer is {}'s and is measured once, under {}.",
-                b.name, first.name, first.name
-            ));
-            continue;
-        }
-        cell_files.push(file.clone());
-        benches.push(b);
-    }
+    let models = DistinctModels::collect(&args.files, &manifests)?;
     let python = args
         .python
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_VENV_PYTHON));
-    let timing = Timing {
-        batch: args.batch,
-        steps: args.steps,
-        rounds: args.rounds,
-        min_seconds: args.min_seconds,
-    };
-    let Timing {
-        batch,
-        steps,
-        rounds,
-        min_seconds,
-    } = timing;
+    let timing = args.timing();
     let mut theirs = Theirs::start(&python);
 
     if args.networks_only {
@@ -645,70 +739,21 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     }
 
     // Training-step and feature throughput, at each thread count.
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "| experiment | modality | tokens | threads | harness train ex/s | PyTorch train ex/s | ratio (range over rounds) | harness features ex/s | PyTorch features ex/s | ratio (range over rounds) |"
-    );
-    let _ = writeln!(
-        md,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
-    for &threads in &args.threads {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .context("building a thread pool")?;
-        for b in &benches {
-            eprintln!(
-                "measuring {} ({}, {} tokens, {threads} thread{}), harness and PyTorch alternately …",
-                b.name,
-                b.modality.as_str(),
-                tokens(&b.config),
-                if threads == 1 { "" } else { "s" }
-            );
-            let c = &b.config;
-            let train = Paired::measure(
-                rounds,
-                || pool.install(|| measure_train(c, batch, steps, min_seconds)),
-                &mut theirs,
-                &timing.train(c, batch, threads),
-            );
-            let features = Paired::measure(
-                rounds,
-                || pool.install(|| measure_features(c, steps * batch, min_seconds)),
-                &mut theirs,
-                &timing.features(c, threads),
-            );
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {threads} | {:.0} | {} | {} | {:.0} | {} | {} |",
-                b.name,
-                b.modality.as_str(),
-                tokens(c),
-                train.ours(),
-                figure(train.theirs()),
-                train.ratio_cell(),
-                features.ours(),
-                figure(features.theirs()),
-                features.ratio_cell(),
-            );
-        }
-    }
-    print!("{md}");
+    let throughput = bench_throughput(&models.benches, &args.threads, &mut theirs, timing)?;
+    print!("{throughput}");
 
     // Networks pre-trained elsewhere, on their published weights, at each experiment's side.
-    let threads = args.threads.first().copied().unwrap_or(1);
-    let networks_md = bench_networks(&args.files, &manifests, paths, &mut theirs, timing, threads)?;
-    if let Some(n) = &networks_md {
+    let threads = args.first_threads();
+    let networks = bench_networks(&args.files, &manifests, paths, &mut theirs, timing, threads)?;
+    if let Some(n) = &networks {
         print!("\n{n}");
     }
 
     // The defaults against other choices.
-    let variants_md = if args.variants {
-        let rows = bench_variants(&benches, &mut theirs, timing)?;
+    let variants = if args.variants {
+        let rows = bench_variants(&models.benches, &mut theirs, timing)?;
         let table = variants_table(&rows);
-        let words = defaults_text(&benches, &rows, TARGET_RATIO);
+        let words = defaults_text(&models.benches, &rows, TARGET_RATIO);
         print!("\n{table}\n{words}");
         Some((table, words))
     } else {
@@ -716,16 +761,15 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     };
 
     // Whole fine-tuning cells on real data, harness against the reference loop.
-    let threads = args.threads.first().copied().unwrap_or(1);
-    let cells_md = if args.cells {
-        let md = bench_cells(&cell_files, paths, &mut theirs, threads)?;
+    let cells = if args.cells {
+        let md = bench_cells(&models.cell_files, paths, &mut theirs, threads)?;
         print!("\n{md}");
         Some(md)
     } else {
         None
     };
 
-    let torch_version = theirs.torch();
+    let torch = theirs.torch();
     let no_reference = theirs.failure.clone();
     drop(theirs);
 
@@ -736,80 +780,217 @@ pub fn bench(args: &BenchArgs, paths: &Paths) -> Result<()> {
     }
 
     if let Some(path) = &args.write {
-        let torch = torch_version.unwrap_or_else(|| "not run".into());
-        let files: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
-        let thread_args: Vec<String> = args
-            .threads
-            .iter()
-            .map(|t| format!("--threads {t}"))
-            .collect();
-        let mut doc = String::new();
-        let _ = writeln!(doc, "# Benchmarks\n");
-        let _ = writeln!(
-            doc,
-            "Generated by `harness bench {} {}{} --write {}` on {}; regenerate it, do not edit it.\n",
-            files.join(" "),
-            thread_args.join(" "),
-            format!(
-                "{}{}",
-                if args.variants { " --variants" } else { "" },
-                if args.cells { " --cells" } else { "" }
-            ),
-            path.display(),
-            provenance::now()
-        );
-        if let Some(e) = &no_reference {
-            let _ = writeln!(doc, "The PyTorch reference did not run: {e}\n");
-        }
-        let _ = writeln!(doc, "## Training step and frozen features\n");
-        let _ = writeln!(
-            doc,
-            "Training examples/s (forward, backward and Adam on batches of {batch}; 2 warm-up steps, then at least {steps} steps and {min_seconds} s) and frozen-feature extraction examples/s (batches of 500, no gradients; at least {} examples and {min_seconds} s), median of {rounds} rounds, on synthetic inputs of each experiment's model shape, with the given compute threads in one process. The PyTorch reference (`bench/reference.py`, PyTorch {torch}, eager) runs the same models in the same run with the same threads, one round at a time, alternating with the harness (each side goes first in every other round). Ratio = the median over rounds of harness / PyTorch, with its range. `harness run` runs one cell per core, each with one thread (`--jobs`, `--threads`): the 1-thread rows are the speed of each of its jobs.\n",
-            steps * batch
-        );
-        doc.push_str(&md);
-        for line in &same_models {
-            let _ = writeln!(doc, "\n{line}");
-        }
-        if let Some(n) = &networks_md {
-            doc.push_str(&networks_section(n, threads, batch, None));
-        }
-        if let Some((table, words)) = &variants_md {
-            let _ = writeln!(doc, "\n## The default models against other choices\n");
-            let _ = writeln!(
-                doc,
-                "Each experiment's model as committed (`default`) and with one setting changed, measured as above at 1 thread (training steps only); \"against the default\" is the harness's speed relative to the default model.\n"
-            );
-            doc.push_str(table);
-            let _ = writeln!(
-                doc,
-                "\n### The defaults and what they buy\n\nWritten by `harness bench` from the table above; the target is a training throughput of at least {TARGET_RATIO}× PyTorch eager at the thread count each job of `harness run` uses.\n"
-            );
-            doc.push_str(words);
-        }
-        if let Some(c) = &cells_md {
-            let _ = writeln!(doc, "\n## Fine-tuning cells on real data\n");
-            let _ = writeln!(
-                doc,
-                "The reduced matrix: each experiment's first target, from scratch, first seed, smallest and largest `n_train`, both options; {threads} thread{} each. The harness runs each cell as `harness run` does (Option 1 trains the head on frozen features it computes once per network and keeps for the next cell). The reference loop (`bench/reference.py`) gets the same subset, normalised inputs, batch size, learning rate and number of steps, validates as often, keeps the best weights and tests once, as a PyTorch script would: its Option 1 sets `requires_grad` off outside the head and runs the frozen layers at every step. Seconds cover initialisation, training, validation and the test pass.\n",
-                if threads == 1 { "" } else { "s" }
-            );
-            doc.push_str(c);
-        }
-        if let Some(e) = &end_to_end {
-            let _ = writeln!(doc, "\n## End to end\n");
-            doc.push_str(e);
-        }
-        let (cpu, simd) = provenance::machine();
-        let _ = writeln!(doc, "\n- machine: {cpu}, {simd}, {} cores", cores());
-        for (name, version) in provenance::versions() {
-            let _ = writeln!(doc, "- {name} {version}");
-        }
-        let _ = writeln!(doc, "- backend: {}", harness_train::backend().as_str());
-        std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
+        let measured = Measured {
+            throughput,
+            same_models: models.same_models,
+            networks,
+            variants,
+            cells,
+            end_to_end,
+            torch,
+            no_reference,
+        };
+        std::fs::write(path, benchmarks_doc(args, path, &measured))
+            .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Training-step and feature throughput of each model at each thread count, beside the
+/// reference; a Markdown table.
+fn bench_throughput(
+    benches: &[Bench],
+    thread_counts: &[usize],
+    theirs: &mut Theirs,
+    timing: Timing,
+) -> Result<String> {
+    let Timing {
+        batch,
+        steps,
+        rounds,
+        min_seconds,
+    } = timing;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| experiment | modality | tokens | threads | harness train ex/s | PyTorch train ex/s | ratio (range over rounds) | harness features ex/s | PyTorch features ex/s | ratio (range over rounds) |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for &threads in thread_counts {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .context("building a thread pool")?;
+        for b in benches {
+            eprintln!(
+                "measuring {} ({}, {} tokens, {threads} thread{}), harness and PyTorch alternately …",
+                b.name,
+                b.modality.as_str(),
+                tokens(&b.config),
+                if threads == 1 { "" } else { "s" }
+            );
+            let c = &b.config;
+            let measured = Throughput {
+                train: Paired::measure(
+                    rounds,
+                    || pool.install(|| measure_train(c, batch, steps, min_seconds)),
+                    theirs,
+                    &timing.train(c, batch, threads),
+                ),
+                features: Paired::measure(
+                    rounds,
+                    || pool.install(|| measure_features(c, steps * batch, min_seconds)),
+                    theirs,
+                    &timing.features(c, threads),
+                ),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {threads} | {} |",
+                b.name,
+                b.modality.as_str(),
+                tokens(c),
+                measured.columns(),
+            );
+        }
+    }
+    Ok(md)
+}
+
+/// A model's training-step and feature throughput, harness and reference.
+struct Throughput {
+    train: Paired,
+    features: Paired,
+}
+
+impl Throughput {
+    /// The six table columns: for training, then features, the harness's examples/s, the
+    /// reference's, and their ratio.
+    fn columns(&self) -> String {
+        format!(
+            "{:.0} | {} | {} | {:.0} | {} | {}",
+            self.train.ours(),
+            figure(self.train.theirs()),
+            self.train.ratio_cell(),
+            self.features.ours(),
+            figure(self.features.theirs()),
+            self.features.ratio_cell(),
+        )
+    }
+}
+
+/// BENCHMARKS.md as `harness bench … --write PATH` writes it.
+fn benchmarks_doc(args: &BenchArgs, path: &Path, measured: &Measured) -> String {
+    let mut doc = String::new();
+    let _ = writeln!(doc, "# Benchmarks\n");
+    let files: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
+    let thread_args: Vec<String> = args
+        .threads
+        .iter()
+        .map(|t| format!("--threads {t}"))
+        .collect();
+    let _ = writeln!(
+        doc,
+        "Generated by `harness bench {} {}{} --write {}` on {}; regenerate it, do not edit it.\n",
+        files.join(" "),
+        thread_args.join(" "),
+        format!(
+            "{}{}",
+            if args.variants { " --variants" } else { "" },
+            if args.cells { " --cells" } else { "" }
+        ),
+        path.display(),
+        provenance::now()
+    );
+    if let Some(e) = &measured.no_reference {
+        let _ = writeln!(doc, "The PyTorch reference did not run: {e}\n");
+    }
+    doc.push_str(&throughput_section(args.timing(), measured));
+    if let Some(n) = &measured.networks {
+        doc.push_str(&networks_section(n, args.first_threads(), args.batch, None));
+    }
+    if let Some((table, words)) = &measured.variants {
+        doc.push_str(&variants_section(table, words));
+    }
+    if let Some(c) = &measured.cells {
+        doc.push_str(&cells_section(c, args.first_threads()));
+    }
+    if let Some(e) = &measured.end_to_end {
+        let _ = writeln!(doc, "\n## End to end\n");
+        doc.push_str(e);
+    }
+    doc.push_str(&machine_text());
+    doc
+}
+
+/// The training-step and frozen-feature section: what was measured, the table, and which
+/// experiments share a model.
+fn throughput_section(timing: Timing, measured: &Measured) -> String {
+    let Timing {
+        batch,
+        steps,
+        rounds,
+        min_seconds,
+    } = timing;
+    let torch = measured.torch.as_deref().unwrap_or("not run");
+    let mut doc = String::new();
+    let _ = writeln!(doc, "## Training step and frozen features\n");
+    let _ = writeln!(
+        doc,
+        "Training examples/s (forward, backward and Adam on batches of {batch}; 2 warm-up steps, then at least {steps} steps and {min_seconds} s) and frozen-feature extraction examples/s (batches of 500, no gradients; at least {} examples and {min_seconds} s), median of {rounds} rounds, on synthetic inputs of each experiment's model shape, with the given compute threads in one process. The PyTorch reference (`bench/reference.py`, PyTorch {torch}, eager) runs the same models in the same run with the same threads, one round at a time, alternating with the harness (each side goes first in every other round). Ratio = the median over rounds of harness / PyTorch, with its range. `harness run` runs one cell per core, each with one thread (`--jobs`, `--threads`): the 1-thread rows are the speed of each of its jobs.\n",
+        steps * batch
+    );
+    doc.push_str(&measured.throughput);
+    for line in &measured.same_models {
+        let _ = writeln!(doc, "\n{line}");
+    }
+    doc
+}
+
+/// The variants' section: what was measured, the table, and the defaults in words.
+fn variants_section(table: &str, words: &str) -> String {
+    let mut doc = String::new();
+    let _ = writeln!(doc, "\n## The default models against other choices\n");
+    let _ = writeln!(
+        doc,
+        "Each experiment's model as committed (`default`) and with one setting changed, measured as above at 1 thread (training steps only); \"against the default\" is the harness's speed relative to the default model.\n"
+    );
+    doc.push_str(table);
+    let _ = writeln!(
+        doc,
+        "\n### The defaults and what they buy\n\nWritten by `harness bench` from the table above; the target is a training throughput of at least {TARGET_RATIO}× PyTorch eager at the thread count each job of `harness run` uses.\n"
+    );
+    doc.push_str(words);
+    doc
+}
+
+/// The fine-tuning cells' section: how harness and reference ran them, and the table.
+fn cells_section(table: &str, threads: usize) -> String {
+    let mut doc = String::new();
+    let _ = writeln!(doc, "\n## Fine-tuning cells on real data\n");
+    let _ = writeln!(
+        doc,
+        "The reduced matrix: each experiment's first target, from scratch, first seed, smallest and largest `n_train`, both options; {threads} thread{} each. The harness runs each cell as `harness run` does (Option 1 trains the head on frozen features it computes once per network and keeps for the next cell). The reference loop (`bench/reference.py`) gets the same subset, normalised inputs, batch size, learning rate and number of steps, validates as often, keeps the best weights and tests once, as a PyTorch script would: its Option 1 sets `requires_grad` off outside the head and runs the frozen layers at every step. Seconds cover initialisation, training, validation and the test pass.\n",
+        if threads == 1 { "" } else { "s" }
+    );
+    doc.push_str(table);
+    doc
+}
+
+/// The machine, the versions and the backend the figures were measured with.
+fn machine_text() -> String {
+    let mut doc = String::new();
+    let (cpu, simd) = provenance::machine();
+    let _ = writeln!(doc, "\n- machine: {cpu}, {simd}, {} cores", cores());
+    for (name, version) in provenance::versions() {
+        let _ = writeln!(doc, "- {name} {version}");
+    }
+    let _ = writeln!(doc, "- backend: {}", harness_train::backend().as_str());
+    doc
 }
 
 /// The heading of the networks' section of BENCHMARKS.md.
@@ -842,7 +1023,7 @@ fn bench_networks_only(
     theirs: &mut Theirs,
     timing: Timing,
 ) -> Result<()> {
-    let threads = args.threads.first().copied().unwrap_or(1);
+    let threads = args.first_threads();
     let Some(table) = bench_networks(&args.files, manifests, paths, theirs, timing, threads)?
     else {
         bail!("none of these experiments has a network pre-trained elsewhere among its sources");
@@ -895,17 +1076,17 @@ fn bench_networks_only(
     Ok(())
 }
 
-/// Training-step and feature throughput of every network source of `files` (published
-/// weights, the experiment's side), beside the reference; none when no experiment has one.
-fn bench_networks(
-    files: &[PathBuf],
-    manifests: &ManifestSet,
-    paths: &Paths,
-    theirs: &mut Theirs,
-    timing: Timing,
-    threads: usize,
-) -> Result<Option<String>> {
-    let mut arms: Vec<(String, NetworkArm, usize)> = Vec::new();
+/// A network source to measure: the first experiment that names it, its arm, and the classes
+/// of that experiment's target.
+struct NetworkSource {
+    experiment: String,
+    arm: NetworkArm,
+    classes: usize,
+}
+
+/// Every network source with published weights of `files`, once each, in the order met.
+fn network_sources(files: &[PathBuf], manifests: &ManifestSet) -> Result<Vec<NetworkSource>> {
+    let mut sources: Vec<NetworkSource> = Vec::new();
     for file in files {
         let experiment = Experiment::load(file)?;
         let plan = harness_spec::expand(&experiment, manifests)?;
@@ -920,26 +1101,43 @@ fn bench_networks(
                 continue;
             };
             let classes = manifests.get(&cell.target).map_or(0, |m| m.classes.len());
-            if !arms.iter().any(|(_, a, _)| a == arm) {
-                arms.push((experiment.name.clone(), arm.clone(), classes));
+            if !sources.iter().any(|s| s.arm == *arm) {
+                sources.push(NetworkSource {
+                    experiment: experiment.name.clone(),
+                    arm: arm.clone(),
+                    classes,
+                });
             }
         }
     }
-    if arms.is_empty() {
+    Ok(sources)
+}
+
+/// Training-step and feature throughput of every network source of `files` (published
+/// weights, the experiment's side), beside the reference; none when no experiment has one.
+fn bench_networks(
+    files: &[PathBuf],
+    manifests: &ManifestSet,
+    paths: &Paths,
+    theirs: &mut Theirs,
+    timing: Timing,
+    threads: usize,
+) -> Result<Option<String>> {
+    let sources = network_sources(files, manifests)?;
+    if sources.is_empty() {
         return Ok(None);
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("building a thread pool")?;
-    let cache = DataCache::new(paths.cache_dir());
-    let display = Display::new();
-    let Timing {
-        batch,
-        steps,
-        rounds,
-        min_seconds,
-    } = timing;
+    let bench = NetworkBench {
+        manifests,
+        pool: rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .context("building a thread pool")?,
+        cache: DataCache::new(paths.cache_dir()),
+        display: Display::new(),
+        timing,
+        threads,
+    };
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -949,36 +1147,65 @@ fn bench_networks(
         md,
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for (experiment, arm, classes) in &arms {
+    for source in &sources {
+        md.push_str(&bench.row(source, theirs)?);
+    }
+    Ok(Some(md))
+}
+
+/// What measuring each network source shares: its threads, the caches and the timing.
+struct NetworkBench<'a> {
+    manifests: &'a ManifestSet,
+    pool: rayon::ThreadPool,
+    cache: DataCache,
+    display: Display,
+    timing: Timing,
+    threads: usize,
+}
+
+impl NetworkBench<'_> {
+    /// One network's table row: its weights fetched, then measured beside the reference.
+    fn row(&self, source: &NetworkSource, theirs: &mut Theirs) -> Result<String> {
+        let (arm, threads) = (&source.arm, self.threads);
         let id = arm.weights.as_deref().unwrap_or_default();
-        let manifest = manifests
+        let manifest = self
+            .manifests
             .network(id)
             .with_context(|| format!("network `{id}` has no manifest"))?;
-        let weights = crate::workbench::fetch_network(manifest, &cache, &display)?;
+        let weights = crate::workbench::fetch_network(manifest, &self.cache, &self.display)?;
         eprintln!(
             "measuring {id} ({}; {threads} thread{}), harness and PyTorch alternately …",
             arm.adapter_label(),
             if threads == 1 { "" } else { "s" },
         );
-        let mut model = serde_json::json!({
-            "kind": arm.architecture, "weights": weights.path, "classes": classes,
-        });
-        match &arm.body {
-            NetworkBody::Image { input, .. } => {
-                model["side"] = input.side.into();
-                model["offset"] = input.offset.into();
-                model["scale"] = input.scale.into();
-            }
-            NetworkBody::Text { input, .. } => model["tokens"] = input.max_tokens.into(),
-            NetworkBody::Audio { input, .. } => {
-                model["sample_rate"] = input.sample_rate.into();
-                model["hop"] = input.hop.into();
-                model["seconds"] = harness_train::BENCH_CLIP_SECONDS.into();
-            }
-            NetworkBody::Patches { .. } => {
-                anyhow::bail!("a network behind a fresh stem has no PyTorch reference")
-            }
-        }
+        let model = reference_network(source, &weights.path)?;
+        let measured = self
+            .measure(source, &weights.path, &model, theirs)
+            .with_context(|| format!("measuring {id}"))?;
+        Ok(format!(
+            "| {} | {id} | {} | {threads} | {} |\n",
+            source.experiment,
+            arm.adapter_label(),
+            measured.columns(),
+        ))
+    }
+
+    /// Training steps and the frozen-feature pass of one network, harness and reference in
+    /// alternate rounds; the first error of the harness's rounds, after all rounds ran.
+    fn measure(
+        &self,
+        source: &NetworkSource,
+        weights: &Path,
+        model: &serde_json::Value,
+        theirs: &mut Theirs,
+    ) -> Result<Throughput> {
+        let Timing {
+            batch,
+            steps,
+            rounds,
+            min_seconds,
+        } = self.timing;
+        let (arm, classes, threads) = (&source.arm, source.classes, self.threads);
         let mut failure: Option<anyhow::Error> = None;
         let mut keep = |r: Result<f64>| {
             r.unwrap_or_else(|e| {
@@ -989,11 +1216,11 @@ fn bench_networks(
         let train = Paired::measure(
             rounds,
             || {
-                keep(pool.install(|| {
+                keep(self.pool.install(|| {
                     harness_train::measure_network_train(
                         arm,
-                        &weights.path,
-                        *classes,
+                        weights,
+                        classes,
                         batch,
                         steps,
                         min_seconds,
@@ -1009,11 +1236,11 @@ fn bench_networks(
         let features = Paired::measure(
             rounds,
             || {
-                keep(pool.install(|| {
+                keep(self.pool.install(|| {
                     harness_train::measure_network_features(
                         arm,
-                        &weights.path,
-                        *classes,
+                        weights,
+                        classes,
                         steps * batch,
                         min_seconds,
                     )
@@ -1030,22 +1257,36 @@ fn bench_networks(
                 },
             }),
         );
-        if let Some(e) = failure {
-            return Err(e.context(format!("measuring {id}")));
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Throughput { train, features }),
         }
-        let _ = writeln!(
-            md,
-            "| {experiment} | {id} | {} | {threads} | {:.0} | {} | {} | {:.0} | {} | {} |",
-            arm.adapter_label(),
-            train.ours(),
-            figure(train.theirs()),
-            train.ratio_cell(),
-            features.ours(),
-            figure(features.theirs()),
-            features.ratio_cell(),
-        );
     }
-    Ok(Some(md))
+}
+
+/// The network as the reference builds it: architecture, weights, classes and its input.
+fn reference_network(source: &NetworkSource, weights: &Path) -> Result<serde_json::Value> {
+    let arm = &source.arm;
+    let mut model = serde_json::json!({
+        "kind": arm.architecture, "weights": weights, "classes": source.classes,
+    });
+    match &arm.body {
+        NetworkBody::Image { input, .. } => {
+            model["side"] = input.side.into();
+            model["offset"] = input.offset.into();
+            model["scale"] = input.scale.into();
+        }
+        NetworkBody::Text { input, .. } => model["tokens"] = input.max_tokens.into(),
+        NetworkBody::Audio { input, .. } => {
+            model["sample_rate"] = input.sample_rate.into();
+            model["hop"] = input.hop.into();
+            model["seconds"] = harness_train::BENCH_CLIP_SECONDS.into();
+        }
+        NetworkBody::Patches { .. } => {
+            anyhow::bail!("a network behind a fresh stem has no PyTorch reference")
+        }
+    }
+    Ok(model)
 }
 
 fn figure(v: Option<f64>) -> String {
@@ -1081,6 +1322,54 @@ fn bench_cells(
     for l in &loaded {
         all.merge(l.plan.clone());
     }
+    let chosen = reduced_matrix(&loaded)?;
+    let display = Display::new();
+    let mut bench = Workbench::new(
+        &manifests,
+        &all,
+        DataCache::new(paths.cache_dir()),
+        &display,
+    );
+    let cell_refs: Vec<&Cell> = chosen.iter().map(|(_, c)| *c).collect();
+    bench.prepare(&cell_refs, &BTreeSet::new())?;
+    let tmp = tempfile::tempdir().context("a temporary folder")?;
+    let mut ours = Vec::new();
+    let mut request_cells = Vec::new();
+    for (k, (i, cell)) in chosen.iter().enumerate() {
+        eprintln!("harness: cell {}", cell_title(cell));
+        let store = ResultStore::open(&tmp.path().join("results"), &loaded[*i].experiment.name);
+        let row = pool.install(|| bench.run_cell(cell, &store, &mut |_| {}))?;
+        let target = bench.dataset(&cell.target, &cell.tokenizer);
+        let dir = tmp.path().join(format!("cell{k}"));
+        request_cells.push(reference_cell(cell, target, row.steps_run, &dir)?);
+        ours.push(row);
+    }
+    eprintln!("PyTorch reference: the same {} cells …", chosen.len());
+    let answer = theirs
+        .ask(&serde_json::json!({"what": "cells", "threads": threads, "cells": request_cells}));
+    let theirs: Vec<Option<(f64, f64)>> = (0..chosen.len())
+        .map(|k| {
+            let c = answer.as_ref()?.get("cells")?.get(k)?;
+            Some((
+                c.get("seconds")?.as_f64()?,
+                c.get("test_accuracy")?.as_f64()?,
+            ))
+        })
+        .collect();
+    Ok(cells_table(
+        &loaded,
+        &CellTimes {
+            chosen: &chosen,
+            ours: &ours,
+            theirs: &theirs,
+            answered: answer.is_some(),
+        },
+    ))
+}
+
+/// The reduced matrix: of each experiment (by its index in `loaded`), the cells from scratch
+/// of its first target and first seed at its smallest and largest `n_train`.
+fn reduced_matrix(loaded: &[Loaded]) -> Result<Vec<(usize, &Cell)>> {
     let mut chosen: Vec<(usize, &Cell)> = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
         let m = &l.experiment.matrix;
@@ -1116,68 +1405,61 @@ fn bench_cells(
                 .map(|c| (i, c)),
         );
     }
-    let display = Display::new();
-    let mut bench = Workbench::new(
-        &manifests,
-        &all,
-        DataCache::new(paths.cache_dir()),
-        &display,
-    );
-    let cell_refs: Vec<&Cell> = chosen.iter().map(|(_, c)| *c).collect();
-    bench.prepare(&cell_refs, &BTreeSet::new())?;
-    let tmp = tempfile::tempdir().context("a temporary folder")?;
-    let mut ours = Vec::new();
-    let mut request_cells = Vec::new();
-    for (k, (i, cell)) in chosen.iter().enumerate() {
-        eprintln!("harness: cell {}", cell_title(cell));
-        let store = ResultStore::open(&tmp.path().join("results"), &loaded[*i].experiment.name);
-        let row = pool.install(|| bench.run_cell(cell, &store, &mut |_| {}))?;
-        let target = bench.dataset(&cell.target, &cell.tokenizer);
-        let arrays = cell_arrays(cell, target)?;
-        let config = model_config(
-            target,
-            &ModelSpec {
-                dropout: 0.0,
-                ..cell.model.clone()
-            },
-        )?;
-        let dir = tmp.path().join(format!("cell{k}"));
-        std::fs::create_dir_all(&dir)?;
-        for (split, (x, y)) in [
-            ("fit", &arrays.fit),
-            ("validation", &arrays.validation),
-            ("test", &arrays.test),
-        ] {
-            write_raw(&dir.join(format!("{split}_x.f32")), x, |v| {
-                v.to_le_bytes().to_vec()
-            })?;
-            write_raw(&dir.join(format!("{split}_y.u16")), y, |v| {
-                v.to_le_bytes().to_vec()
-            })?;
-        }
-        request_cells.push(serde_json::json!({
-            "dir": dir, "width": arrays.width,
-            "sizes": {"fit": arrays.fit.1.len(), "validation": arrays.validation.1.len(), "test": arrays.test.1.len()},
-            "model": model_json(&config),
-            "option": cell.option, "seed": cell.seed,
-            "steps": row.steps_run, "total_steps": arrays.total_steps,
-            "eval_every": arrays.eval_every, "batch_size": arrays.batch_size,
-            "learning_rate": arrays.learning_rate, "patience": arrays.patience,
-        }));
-        ours.push(row);
+    Ok(chosen)
+}
+
+/// Writes the arrays of `cell` into `dir` for the reference loop, and returns its request:
+/// the same subset, model and schedule, run for the `steps` the harness ran.
+fn reference_cell(
+    cell: &Cell,
+    target: &Dataset,
+    steps: i64,
+    dir: &Path,
+) -> Result<serde_json::Value> {
+    let arrays = cell_arrays(cell, target)?;
+    let config = model_config(
+        target,
+        &ModelSpec {
+            dropout: 0.0,
+            ..cell.model.clone()
+        },
+    )?;
+    std::fs::create_dir_all(dir)?;
+    for (split, (x, y)) in [
+        ("fit", &arrays.fit),
+        ("validation", &arrays.validation),
+        ("test", &arrays.test),
+    ] {
+        write_raw(&dir.join(format!("{split}_x.f32")), x, |v| {
+            v.to_le_bytes().to_vec()
+        })?;
+        write_raw(&dir.join(format!("{split}_y.u16")), y, |v| {
+            v.to_le_bytes().to_vec()
+        })?;
     }
-    eprintln!("PyTorch reference: the same {} cells …", chosen.len());
-    let answer = theirs
-        .ask(&serde_json::json!({"what": "cells", "threads": threads, "cells": request_cells}));
-    let theirs: Vec<Option<(f64, f64)>> = (0..chosen.len())
-        .map(|k| {
-            let c = answer.as_ref()?.get("cells")?.get(k)?;
-            Some((
-                c.get("seconds")?.as_f64()?,
-                c.get("test_accuracy")?.as_f64()?,
-            ))
-        })
-        .collect();
+    Ok(serde_json::json!({
+        "dir": dir, "width": arrays.width,
+        "sizes": {"fit": arrays.fit.1.len(), "validation": arrays.validation.1.len(), "test": arrays.test.1.len()},
+        "model": model_json(&config),
+        "option": cell.option, "seed": cell.seed,
+        "steps": steps, "total_steps": arrays.total_steps,
+        "eval_every": arrays.eval_every, "batch_size": arrays.batch_size,
+        "learning_rate": arrays.learning_rate, "patience": arrays.patience,
+    }))
+}
+
+/// The reduced matrix's seconds and accuracies, harness and reference, cell by cell.
+struct CellTimes<'a> {
+    chosen: &'a [(usize, &'a Cell)],
+    ours: &'a [ResultRow],
+    /// The reference's (seconds, test accuracy) of each cell it answered for.
+    theirs: &'a [Option<(f64, f64)>],
+    /// Whether the reference answered at all.
+    answered: bool,
+}
+
+/// The cells' table, one row a cell and a row of totals.
+fn cells_table(loaded: &[Loaded], times: &CellTimes) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -1188,7 +1470,7 @@ fn bench_cells(
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     let (mut sum_ours, mut sum_theirs) = (0.0, 0.0);
-    for (((i, cell), row), t) in chosen.iter().zip(&ours).zip(&theirs) {
+    for (((i, cell), row), t) in times.chosen.iter().zip(times.ours).zip(times.theirs) {
         sum_ours += row.train_seconds;
         if let Some((s, _)) = t {
             sum_theirs += s;
@@ -1214,18 +1496,18 @@ fn bench_cells(
     let _ = writeln!(
         md,
         "| all | | | | | {sum_ours:.1} | {} | {} | | |",
-        if answer.is_some() {
+        if times.answered {
             format!("{sum_theirs:.1}")
         } else {
             "–".into()
         },
-        if answer.is_some() {
+        if times.answered {
             format!("{:.2}×", sum_theirs / sum_ours)
         } else {
             "–".into()
         },
     );
-    Ok(md)
+    md
 }
 
 /// From the result stores of `files`: each experiment's recorded runs (wall time, jobs,
@@ -1233,69 +1515,112 @@ fn bench_cells(
 /// its own sizes, 2 options, 5 seeds) from the measured mean cell times and pre-training times.
 fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
     let (_, loaded) = load(files, paths)?;
-    let cache = paths.cache_dir();
     let mut md = String::new();
     let _ = writeln!(
         md,
         "| experiment | cells | wall s | jobs × threads | pre-training s (summed) | cell s (summed) | peak MiB (run + each job) |"
     );
     let _ = writeln!(md, "| --- | ---: | ---: | --- | ---: | ---: | --- |");
-    let (mut estimate_cells, mut estimate_pretrain, mut longest_pretrain) = (0.0, 0.0, 0.0f64);
+    let mut estimate = EstimateShare::default();
     let mut peak_total: f64 = 0.0;
     let mut any = false;
     for l in &loaded {
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let records = run_records(&store);
-        let rows = store.rows().unwrap_or_default();
-        let wanted: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|r| wanted.contains(&r.fingerprint) && r.status == CellStatus::Ok)
-            .collect();
-        if records.is_empty() || rows.len() < l.plan.cells.len() {
+        let Some(run) = recorded_run(l, paths)? else {
             continue;
-        }
+        };
         any = true;
-        let wall: f64 = records.iter().map(|r| r.wall_seconds).sum();
-        let jobs = records.last().and_then(|r| Some((r.jobs?, r.threads?)));
-        let run_peak = records
-            .iter()
-            .filter_map(|r| r.peak_rss_mib)
-            .fold(0.0, f64::max);
-        let job_peak = rows
-            .iter()
-            .filter_map(|r| r.peak_rss_mib)
-            .fold(0.0, f64::max);
-        // The cross-modal matrix is of Transformers: experiments with networks pre-trained
-        // elsewhere are shown but not part of its estimate.
-        let in_estimate = l.plan.cells.iter().all(|c| c.network.is_none());
-        let mut pretrain = 0.0;
-        for job in &l.plan.pretrain_jobs {
-            if let Some(o) = cached_pretrained(&cache, &job.key)? {
-                pretrain += o.meta.seconds;
-                if in_estimate {
-                    longest_pretrain = longest_pretrain.max(o.meta.seconds);
-                }
-            }
+        md.push_str(&run.row);
+        peak_total = peak_total.max(run.peak_mib);
+        if let Some(share) = run.estimate {
+            estimate.cells += share.cells;
+            estimate.pretrain += share.pretrain;
+            estimate.longest_pretrain = estimate.longest_pretrain.max(share.longest_pretrain);
         }
-        if in_estimate {
-            estimate_pretrain += pretrain;
+    }
+    if !any {
+        return Ok(None);
+    }
+    let jobs = cores() as f64;
+    let wall = ((estimate.cells + estimate.pretrain) / jobs).max(estimate.longest_pretrain);
+    let _ = writeln!(
+        md,
+        "\nEstimate for the cross-modal matrix (each target above whose sources are all Transformers × 4 sources × its sizes × 2 options × 5 seeds), on {} jobs: {:.0} s of cells (the measured mean time of each option and size, × 20) + {:.0} s of pre-training (every source above, once), shared by the jobs: **{:.0} minutes**. Peak memory of a run above: {:.0} MiB.",
+        cores(),
+        estimate.cells,
+        estimate.pretrain,
+        wall / 60.0,
+        peak_total
+    );
+    Ok(Some(md))
+}
+
+/// One experiment's recorded runs, as the end-to-end table shows them.
+struct RecordedRun {
+    /// Its row of the table.
+    row: String,
+    /// The run's peak plus each job's, MiB.
+    peak_mib: f64,
+    /// What it adds to the cross-modal estimate; none for an experiment with networks
+    /// pre-trained elsewhere.
+    estimate: Option<EstimateShare>,
+}
+
+/// Seconds toward the cross-modal estimate.
+#[derive(Debug, Default)]
+struct EstimateShare {
+    /// Mean cell seconds by option and size, times 4 sources × 5 seeds.
+    cells: f64,
+    /// Pre-training seconds, summed.
+    pretrain: f64,
+    /// The longest single pre-training.
+    longest_pretrain: f64,
+}
+
+/// The recorded runs of one experiment; none unless it has runs and an `ok` row for every cell.
+fn recorded_run(l: &Loaded, paths: &Paths) -> Result<Option<RecordedRun>> {
+    let store = ResultStore::open(&paths.results, &l.experiment.name);
+    let records = run_records(&store);
+    let rows = store.rows().unwrap_or_default();
+    let wanted: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| wanted.contains(&r.fingerprint) && r.status == CellStatus::Ok)
+        .collect();
+    if records.is_empty() || rows.len() < l.plan.cells.len() {
+        return Ok(None);
+    }
+    let wall: f64 = records.iter().map(|r| r.wall_seconds).sum();
+    let jobs = records.last().and_then(|r| Some((r.jobs?, r.threads?)));
+    let run_peak = records
+        .iter()
+        .filter_map(|r| r.peak_rss_mib)
+        .fold(0.0, f64::max);
+    let job_peak = rows
+        .iter()
+        .filter_map(|r| r.peak_rss_mib)
+        .fold(0.0, f64::max);
+    // The cross-modal matrix is of Transformers: experiments with networks pre-trained
+    // elsewhere are shown but not part of its estimate.
+    let in_estimate = l.plan.cells.iter().all(|c| c.network.is_none());
+    let cache = paths.cache_dir();
+    let (mut pretrain, mut longest_pretrain) = (0.0, 0.0f64);
+    for job in &l.plan.pretrain_jobs {
+        if let Some(o) = cached_pretrained(&cache, &job.key)? {
+            pretrain += o.meta.seconds;
+            longest_pretrain = longest_pretrain.max(o.meta.seconds);
         }
-        let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
-        let n_jobs = jobs.map_or(1, |j| j.0);
-        peak_total = peak_total.max(run_peak + n_jobs as f64 * job_peak);
-        let _ = writeln!(
-            md,
-            "| {} | {} | {wall:.0} | {} | {pretrain:.0} | {cell_seconds:.0} | {run_peak:.0} + {n_jobs} × {job_peak:.0} |",
-            l.experiment.name,
-            rows.len(),
-            jobs.map_or("1 × all cores (before --jobs)".into(), |(j, t)| format!(
-                "{j} × {t}"
-            )),
-        );
-        if !in_estimate {
-            continue;
-        }
+    }
+    let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
+    let n_jobs = jobs.map_or(1, |j| j.0);
+    let row = format!(
+        "| {} | {} | {wall:.0} | {} | {pretrain:.0} | {cell_seconds:.0} | {run_peak:.0} + {n_jobs} × {job_peak:.0} |\n",
+        l.experiment.name,
+        rows.len(),
+        jobs.map_or("1 × all cores (before --jobs)".into(), |(j, t)| format!(
+            "{j} × {t}"
+        )),
+    );
+    let estimate = in_estimate.then(|| {
         // Mean cell seconds by option and size, times 4 sources × 5 seeds.
         let mut by: std::collections::BTreeMap<(i64, i64), (f64, usize)> = Default::default();
         for r in &rows {
@@ -1303,21 +1628,15 @@ fn end_to_end(files: &[PathBuf], paths: &Paths) -> Result<Option<String>> {
             e.0 += r.train_seconds;
             e.1 += 1;
         }
-        estimate_cells += by.values().map(|(s, n)| s / *n as f64).sum::<f64>() * 4.0 * 5.0;
-    }
-    if !any {
-        return Ok(None);
-    }
-    let jobs = cores() as f64;
-    let wall = ((estimate_cells + estimate_pretrain) / jobs).max(longest_pretrain);
-    let _ = writeln!(
-        md,
-        "\nEstimate for the cross-modal matrix (each target above whose sources are all Transformers × 4 sources × its sizes × 2 options × 5 seeds), on {} jobs: {:.0} s of cells (the measured mean time of each option and size, × 20) + {:.0} s of pre-training (every source above, once), shared by the jobs: **{:.0} minutes**. Peak memory of a run above: {:.0} MiB.",
-        cores(),
-        estimate_cells,
-        estimate_pretrain,
-        wall / 60.0,
-        peak_total
-    );
-    Ok(Some(md))
+        EstimateShare {
+            cells: by.values().map(|(s, n)| s / *n as f64).sum::<f64>() * 4.0 * 5.0,
+            pretrain,
+            longest_pretrain,
+        }
+    });
+    Ok(Some(RecordedRun {
+        row,
+        peak_mib: run_peak + n_jobs as f64 * job_peak,
+        estimate,
+    }))
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Paths;
 use crate::ledger::{Parallelism, Ran, Todo};
-use crate::load::load;
+use crate::load::{Loaded, load};
 use crate::progress::Display;
 use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
 use crate::scheduler::{self, FeatureKey, Waiting};
@@ -395,7 +395,34 @@ pub fn worker(files: &[PathBuf], paths: &Paths, threads: usize) -> Result<()> {
     for l in &loaded {
         all.merge(l.plan.clone());
     }
-    let cells: HashMap<&str, (usize, &Cell)> = loaded
+    let cells = cells_by_fingerprint(&loaded);
+    let display = Display::quiet();
+    let mut tasks = WorkerTasks {
+        bench: Workbench::new(
+            &manifests,
+            &all,
+            DataCache::new(paths.cache_dir()),
+            &display,
+        ),
+        all: &all,
+        cells,
+        loaded: &loaded,
+        results: &paths.results,
+    };
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let task: Task = serde_json::from_str(&line).context("a task from the parent")?;
+        match task {
+            Task::Pretrain { key } => tasks.pretrain(&key)?,
+            Task::Cell { fingerprint } => tasks.cell(&fingerprint)?,
+        }
+    }
+    Ok(())
+}
+
+/// Every planned cell by fingerprint, with the index of its experiment in `loaded`.
+fn cells_by_fingerprint(loaded: &[Loaded]) -> HashMap<&str, (usize, &Cell)> {
+    loaded
         .iter()
         .enumerate()
         .flat_map(|(i, l)| {
@@ -404,64 +431,71 @@ pub fn worker(files: &[PathBuf], paths: &Paths, threads: usize) -> Result<()> {
                 .iter()
                 .map(move |c| (c.fingerprint.as_str(), (i, c)))
         })
-        .collect();
-    let display = Display::quiet();
-    let mut bench = Workbench::new(
-        &manifests,
-        &all,
-        DataCache::new(paths.cache_dir()),
-        &display,
-    );
-    let stdout = std::io::stdout();
-    let send = |report: &Report| -> Result<()> {
-        let mut out = stdout.lock();
-        writeln!(out, "{}", serde_json::to_string(report)?)?;
-        out.flush()?;
-        Ok(())
-    };
-    let fail = |e: anyhow::Error| -> ! {
-        let _ = send(&Report::Failed {
-            message: format!("{e:#}"),
-        });
-        std::process::exit(1)
-    };
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        let task: Task = serde_json::from_str(&line).context("a task from the parent")?;
-        match task {
-            Task::Pretrain { key } => {
-                let mut on_event = |event: TrainEvent| {
-                    let _ = send(&Report::Progress(event));
-                };
-                let job = all.job(&key).context("job of a planned key")?;
-                let outcome = match bench.checkpoint(&key, &mut on_event) {
-                    Ok(p) => &p.0,
-                    Err(e) => fail(e),
-                };
-                send(&Report::Pretrained {
-                    trained_now: outcome.trained_now,
-                    line: pretrained_line(job, outcome),
-                })?;
-            }
-            Task::Cell { fingerprint } => {
-                let (index, cell) = *cells
-                    .get(fingerprint.as_str())
-                    .with_context(|| format!("no planned cell {fingerprint}"))?;
-                let store = ResultStore::open(&paths.results, &loaded[index].experiment.name);
-                let mut on_event = |event: TrainEvent| {
-                    let _ = send(&Report::Progress(event));
-                };
-                let row = match bench.run_cell(cell, &store, &mut on_event) {
-                    Ok(row) => row,
-                    Err(e) => fail(e),
-                };
-                send(&Report::CellDone {
-                    status: row.status,
-                    accuracy: row.test_accuracy.is_finite().then_some(row.test_accuracy),
-                    seconds: row.train_seconds,
-                })?;
-            }
-        }
+        .collect()
+}
+
+/// What a worker runs its tasks with.
+struct WorkerTasks<'a> {
+    bench: Workbench<'a>,
+    all: &'a Plan,
+    /// The planned cells by fingerprint, with the index of their experiment in `loaded`.
+    cells: HashMap<&'a str, (usize, &'a Cell)>,
+    loaded: &'a [Loaded],
+    /// The folder of result stores.
+    results: &'a Path,
+}
+
+impl WorkerTasks<'_> {
+    /// Trains the pre-training job `key` or reads it from the cache, and says which.
+    fn pretrain(&mut self, key: &str) -> Result<()> {
+        let mut on_event = |event: TrainEvent| {
+            let _ = send_report(&Report::Progress(event));
+        };
+        let job = self.all.job(key).context("job of a planned key")?;
+        let outcome = match self.bench.checkpoint(key, &mut on_event) {
+            Ok(p) => &p.0,
+            Err(e) => fail_task(e),
+        };
+        send_report(&Report::Pretrained {
+            trained_now: outcome.trained_now,
+            line: pretrained_line(job, outcome),
+        })
     }
+
+    /// Runs the cell of `fingerprint`, which writes its row into its store, and reports it.
+    fn cell(&mut self, fingerprint: &str) -> Result<()> {
+        let (index, cell) = *self
+            .cells
+            .get(fingerprint)
+            .with_context(|| format!("no planned cell {fingerprint}"))?;
+        let store = ResultStore::open(self.results, &self.loaded[index].experiment.name);
+        let mut on_event = |event: TrainEvent| {
+            let _ = send_report(&Report::Progress(event));
+        };
+        let row = match self.bench.run_cell(cell, &store, &mut on_event) {
+            Ok(row) => row,
+            Err(e) => fail_task(e),
+        };
+        send_report(&Report::CellDone {
+            status: row.status,
+            accuracy: row.test_accuracy.is_finite().then_some(row.test_accuracy),
+            seconds: row.train_seconds,
+        })
+    }
+}
+
+/// Writes one report to the parent, as a JSON line.
+fn send_report(report: &Report) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(report)?)?;
+    out.flush()?;
     Ok(())
+}
+
+/// Tells the parent the task could not run, and ends the worker.
+fn fail_task(e: anyhow::Error) -> ! {
+    let _ = send_report(&Report::Failed {
+        message: format!("{e:#}"),
+    });
+    std::process::exit(1)
 }

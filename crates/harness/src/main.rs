@@ -228,7 +228,16 @@ fn main() -> ExitCode {
     }
     keep_freed_memory();
     let cli = Cli::parse();
-    let result = match cli.command {
+    match execute(cli.command) {
+        Ok(result) => exit_code(result),
+        Err(code) => code,
+    }
+}
+
+/// Runs one command. The outer error is the exit code of a backend that cannot be chosen
+/// (said, and nothing run); the inner result is the command's own.
+fn execute(command: Command) -> Result<anyhow::Result<()>, ExitCode> {
+    let result = match command {
         Command::Run {
             experiments,
             paths,
@@ -239,9 +248,7 @@ fn main() -> ExitCode {
             no_report,
         } => {
             let parallelism = ledger::Parallelism::resolve(n_jobs, threads);
-            if let Err(code) = choose_backend(&backend, parallelism.threads) {
-                return code;
-            }
+            choose_backend(&backend, parallelism.threads)?;
             if worker {
                 jobs::worker(&experiments, &paths, parallelism.threads)
             } else {
@@ -266,15 +273,7 @@ fn main() -> ExitCode {
             backend,
             write,
         } => {
-            if let Err(code) = choose_backend(&backend, 1) {
-                return code;
-            }
-            let threads = if threads.is_empty() {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                if cores > 1 { vec![1, cores] } else { vec![1] }
-            } else {
-                threads
-            };
+            choose_backend(&backend, 1)?;
             let args = bench::BenchArgs {
                 files: experiments,
                 python,
@@ -282,7 +281,7 @@ fn main() -> ExitCode {
                 steps,
                 rounds,
                 min_seconds,
-                threads,
+                threads: bench_threads(threads),
                 cells,
                 variants,
                 networks_only,
@@ -302,6 +301,22 @@ fn main() -> ExitCode {
             Ok(())
         }
     };
+    Ok(result)
+}
+
+/// The thread counts `harness bench` measures at: those given, or else 1 and every core.
+fn bench_threads(threads: Vec<usize>) -> Vec<usize> {
+    if threads.is_empty() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores > 1 { vec![1, cores] } else { vec![1] }
+    } else {
+        threads
+    }
+}
+
+/// Says a command's error, if any, and gives its exit code: 2 for bad input (an experiment
+/// or manifest error, a misused command), 1 for any other failure.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

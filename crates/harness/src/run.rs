@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use harness_data::DataCache;
-use harness_results::{ReportContext, ResultStore, write_report};
+use harness_results::{ReportContext, ResultStore, StoreLock, write_report};
 use harness_spec::{Cell, CellStatus, ManifestSet, Plan};
 use harness_train::{CachedCheckpoint, TrainEvent};
 
@@ -127,16 +127,15 @@ pub fn run(
     }
     let (manifests, loaded) = load(files, paths)?;
     let display = Display::new();
+    let this = Run {
+        loaded: &loaded,
+        paths,
+        display: &display,
+    };
     let mut ran = Ran::new(&loaded, paths, parallelism);
 
     // One run at a time per store: the lock is released when this process ends.
-    let mut locks = Vec::new();
-    for l in &loaded {
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let lock = store.lock(&command_line(files))?;
-        store.clean_partial_writes(&lock);
-        locks.push(lock);
-    }
+    let locks = this.lock_stores(files)?;
     for dir in harness_train::clean_partial_checkpoints(&paths.cache_dir()) {
         display.line(format!(
             "removed {}: a pre-training stopped before it finished",
@@ -154,63 +153,10 @@ pub fn run(
         &display,
     );
 
-    // The inputs of the rows stored so far, hashed now: a row made from other inputs than
-    // these runs again.
-    let mut current = Current::checkpoints(&all, paths, &display);
-    let mut with_rows = BTreeSet::new();
-    for l in &loaded {
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        if !store.finished().is_empty() {
-            with_rows.extend(l.plan.cells.iter().map(|c| c.target.clone()));
-        }
-    }
-    current.targets = bench.content_hashes(&with_rows)?;
+    let Work { todo, keys } = this.what_to_run(&all, &mut bench)?;
+    let total: usize = todo.iter().map(|(_, cells)| cells.len()).sum();
 
-    // What is left to do, experiment by experiment.
-    let mut todo: Todo = Vec::new();
-    for (i, l) in loaded.iter().enumerate() {
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let (done, stale) = finished(&store, &current)?;
-        let remaining: Vec<Cell> = l
-            .plan
-            .cells
-            .iter()
-            .filter(|c| !done.contains(&c.fingerprint))
-            .cloned()
-            .collect();
-        let planned: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
-        let stale: Vec<&(String, String)> =
-            stale.iter().filter(|(f, _)| planned.contains(f)).collect();
-        display.line(format!(
-            "experiment {}: {} cells, {} finished, {} to run{}",
-            l.experiment.name,
-            l.plan.cells.len(),
-            l.plan.cells.len() - remaining.len(),
-            remaining.len(),
-            if stale.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({} of them stored, but made from other inputs than the current ones, e.g. {}: {})",
-                    stale.len(),
-                    short(&stale[0].0),
-                    stale[0].1
-                )
-            }
-        ));
-        todo.push((i, remaining));
-    }
-    let pending: Vec<&Cell> = todo.iter().flat_map(|(_, cells)| cells.iter()).collect();
-    let keys: BTreeSet<String> = pending
-        .iter()
-        .filter_map(|c| c.pretrain_key.clone())
-        .collect();
-
-    // Every dataset and tokenizer is checked before anything trains.
-    bench.prepare(&pending, &keys)?;
-    check_training_sizes(&loaded, &todo, &bench)?;
-
-    if parallelism.jobs == 1 || pending.is_empty() {
+    if parallelism.jobs == 1 || total == 0 {
         run_here(
             &mut bench, &all, &keys, &todo, &loaded, paths, &display, &mut ran,
         )?;
@@ -237,28 +183,142 @@ pub fn run(
     };
 
     let wall = ran.elapsed_seconds();
-    for (index, _) in &todo {
-        if ran.cells.get(index).copied().unwrap_or(0) > 0 {
-            ran.record(*index, true)?;
-        }
-        if write_reports {
-            let out = write_experiment_report(&loaded[*index], paths)?;
-            display.line(format!("report: {}", out.display()));
-        }
-    }
+    this.record_and_report(&mut ran, &todo, write_reports)?;
     drop(locks);
-    let total = pending.len();
-    display.line(format!(
-        "done in {:.0} s: {total} cells run, {} failed",
-        wall, ran.failures
-    ));
-    if ran.failures > 0 {
-        anyhow::bail!(
-            "{} cells failed; their rows say why (status = failed), and the next run retries them",
-            ran.failures
-        );
+    this.finish(wall, total, ran.failures)
+}
+
+/// What is left to run: the cells of each experiment without a current row, and the
+/// pre-training jobs they need.
+struct Work {
+    todo: Todo,
+    keys: BTreeSet<String>,
+}
+
+/// One `harness run`: its experiments, where things are, and where it says what happens.
+struct Run<'a> {
+    loaded: &'a [Loaded],
+    paths: &'a Paths,
+    display: &'a Display,
+}
+
+impl Run<'_> {
+    /// Locks the store of every experiment (one run at a time per store) and removes what
+    /// an interrupted run left half-written in it.
+    fn lock_stores(&self, files: &[PathBuf]) -> Result<Vec<StoreLock>> {
+        let mut locks = Vec::new();
+        for l in self.loaded {
+            let store = ResultStore::open(&self.paths.results, &l.experiment.name);
+            let lock = store.lock(&command_line(files))?;
+            store.clean_partial_writes(&lock);
+            locks.push(lock);
+        }
+        Ok(locks)
     }
-    Ok(())
+
+    /// The targets of every experiment whose store has rows already (their content is hashed
+    /// to tell stale rows).
+    fn targets_with_rows(&self) -> BTreeSet<String> {
+        let mut with_rows = BTreeSet::new();
+        for l in self.loaded {
+            let store = ResultStore::open(&self.paths.results, &l.experiment.name);
+            if !store.finished().is_empty() {
+                with_rows.extend(l.plan.cells.iter().map(|c| c.target.clone()));
+            }
+        }
+        with_rows
+    }
+
+    /// The cells of each experiment without a current row, each experiment said in a line:
+    /// its cells, how many are finished, how many to run and why stored ones run again.
+    fn what_is_left(&self, current: &Current) -> Result<Todo> {
+        let mut todo: Todo = Vec::new();
+        for (i, l) in self.loaded.iter().enumerate() {
+            let store = ResultStore::open(&self.paths.results, &l.experiment.name);
+            let (done, stale) = finished(&store, current)?;
+            let remaining: Vec<Cell> = l
+                .plan
+                .cells
+                .iter()
+                .filter(|c| !done.contains(&c.fingerprint))
+                .cloned()
+                .collect();
+            let planned: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
+            let stale: Vec<&(String, String)> =
+                stale.iter().filter(|(f, _)| planned.contains(f)).collect();
+            self.display.line(format!(
+                "experiment {}: {} cells, {} finished, {} to run{}",
+                l.experiment.name,
+                l.plan.cells.len(),
+                l.plan.cells.len() - remaining.len(),
+                remaining.len(),
+                if stale.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({} of them stored, but made from other inputs than the current ones, e.g. {}: {})",
+                        stale.len(),
+                        short(&stale[0].0),
+                        stale[0].1
+                    )
+                }
+            ));
+            todo.push((i, remaining));
+        }
+        Ok(todo)
+    }
+
+    /// What is left to run, with every dataset, tokenizer and training size it needs checked
+    /// before anything trains.
+    fn what_to_run(&self, all: &Plan, bench: &mut Workbench) -> Result<Work> {
+        // The inputs of the rows stored so far, hashed now: a row made from other inputs than
+        // these runs again.
+        let mut current = Current::checkpoints(all, self.paths, self.display);
+        current.targets = bench.content_hashes(&self.targets_with_rows())?;
+
+        // What is left to do, experiment by experiment.
+        let todo = self.what_is_left(&current)?;
+        let pending: Vec<&Cell> = todo.iter().flat_map(|(_, cells)| cells.iter()).collect();
+        let keys: BTreeSet<String> = pending
+            .iter()
+            .filter_map(|c| c.pretrain_key.clone())
+            .collect();
+
+        // Every dataset and tokenizer is checked before anything trains.
+        bench.prepare(&pending, &keys)?;
+        check_training_sizes(self.loaded, &todo, bench)?;
+        Ok(Work { todo, keys })
+    }
+
+    /// Records the run in the ledger of each experiment that ran cells and, if asked, writes
+    /// each experiment's report.
+    fn record_and_report(&self, ran: &mut Ran, todo: &Todo, write_reports: bool) -> Result<()> {
+        for (index, _) in todo {
+            if ran.cells.get(index).copied().unwrap_or(0) > 0 {
+                ran.record(*index, true)?;
+            }
+            if write_reports {
+                let out = write_experiment_report(&self.loaded[*index], self.paths)?;
+                self.display.line(format!("report: {}", out.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Says how long the run took and how many cells it ran; an error if any failed.
+    fn finish(&self, wall: f64, total: usize, failures: usize) -> Result<()> {
+        self.display.line(format!(
+            "done in {:.0} s: {total} cells run, {} failed",
+            wall, failures
+        ));
+        if failures > 0 {
+            anyhow::bail!(
+                "{} cells failed; their rows say why (status = failed), and the next run retries them",
+                failures
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Refuses, before anything trains, an `n_train` larger than a target's pool can give every
@@ -389,6 +449,33 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
         all.merge(l.plan.clone());
     }
     let current = Current::checkpoints(&all, paths, &Display::new());
+    print_tokenizers(&all);
+    print_pretrain_jobs(&all, &current);
+    for l in &loaded {
+        let store = ResultStore::open(&paths.results, &l.experiment.name);
+        // Checkpoints are verified here; datasets are hashed only by `run`.
+        let (done, _) = finished(&store, &current)?;
+        let n_done = l
+            .plan
+            .cells
+            .iter()
+            .filter(|c| done.contains(&c.fingerprint))
+            .count();
+        println!(
+            "\nexperiment {} ({}): {} cells, {} finished",
+            l.experiment.name,
+            l.experiment.path.display(),
+            l.plan.cells.len(),
+            n_done
+        );
+        print_cells(&l.plan.cells, &done);
+    }
+    Ok(())
+}
+
+/// `harness plan`'s tokenizers: each one's key, where its vocabulary comes from, and how it
+/// cuts documents.
+fn print_tokenizers(all: &Plan) {
     if !all.tokenizers.is_empty() {
         println!("tokenizers: {}", all.tokenizers.len());
     }
@@ -408,6 +495,11 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
             t.text.max_tokens
         );
     }
+}
+
+/// `harness plan`'s pre-training jobs: each one's key, source and settings, and whether its
+/// checkpoint is cached.
+fn print_pretrain_jobs(all: &Plan, current: &Current) {
     println!("pre-training jobs: {}", all.pretrain_jobs.len());
     for job in &all.pretrain_jobs {
         let cached = matches!(current.checkpoints.get(&job.key), Some(Some(_)));
@@ -422,76 +514,50 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
             if cached { "  [cached]" } else { "" }
         );
     }
-    for l in &loaded {
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        // Checkpoints are verified here; datasets are hashed only by `run`.
-        let (done, _) = finished(&store, &current)?;
-        let n_done = l
-            .plan
-            .cells
-            .iter()
-            .filter(|c| done.contains(&c.fingerprint))
-            .count();
+}
+
+/// `harness plan`'s table of an experiment's cells, with whether each is finished.
+fn print_cells(cells: &[Cell], done: &BTreeSet<String>) {
+    let tw = cells
+        .iter()
+        .map(|c| c.target.len())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
+    let sw = cells
+        .iter()
+        .map(|c| c.arm().chars().count())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
+    println!(
+        "  {:<16} {:<tw$} {:<sw$} {:<10} {:>6} {:>7} {:>5}  {:<16} state",
+        "fingerprint", "target", "source", "relation", "option", "n_train", "seed", "pre-training"
+    );
+    for c in cells {
+        // A network's published weights are named by their file's hash.
+        let weights = c.network.as_ref().and_then(|n| n.weights_sha256.as_deref());
         println!(
-            "\nexperiment {} ({}): {} cells, {} finished",
-            l.experiment.name,
-            l.experiment.path.display(),
-            l.plan.cells.len(),
-            n_done
+            "  {:<16} {:<tw$} {:<sw$} {:<10} {:>6} {:>7} {:>5}  {:<16} {}",
+            &c.fingerprint[..16],
+            c.target,
+            c.arm(),
+            c.relation.as_str(),
+            c.option,
+            c.n_train,
+            c.seed,
+            c.pretrain_key
+                .as_deref()
+                .map(|k| k[..16].to_string())
+                .or_else(|| weights.map(|w| format!("weights {}", &w[..8])))
+                .unwrap_or_else(|| "-".into()),
+            if done.contains(&c.fingerprint) {
+                "finished"
+            } else {
+                "to run"
+            }
         );
-        let tw = l
-            .plan
-            .cells
-            .iter()
-            .map(|c| c.target.len())
-            .chain([6])
-            .max()
-            .unwrap_or(6);
-        let sw = l
-            .plan
-            .cells
-            .iter()
-            .map(|c| c.arm().chars().count())
-            .chain([6])
-            .max()
-            .unwrap_or(6);
-        println!(
-            "  {:<16} {:<tw$} {:<sw$} {:<10} {:>6} {:>7} {:>5}  {:<16} state",
-            "fingerprint",
-            "target",
-            "source",
-            "relation",
-            "option",
-            "n_train",
-            "seed",
-            "pre-training"
-        );
-        for c in &l.plan.cells {
-            // A network's published weights are named by their file's hash.
-            let weights = c.network.as_ref().and_then(|n| n.weights_sha256.as_deref());
-            println!(
-                "  {:<16} {:<tw$} {:<sw$} {:<10} {:>6} {:>7} {:>5}  {:<16} {}",
-                &c.fingerprint[..16],
-                c.target,
-                c.arm(),
-                c.relation.as_str(),
-                c.option,
-                c.n_train,
-                c.seed,
-                c.pretrain_key
-                    .as_deref()
-                    .map(|k| k[..16].to_string())
-                    .or_else(|| weights.map(|w| format!("weights {}", &w[..8])))
-                    .unwrap_or_else(|| "-".into()),
-                if done.contains(&c.fingerprint) {
-                    "finished"
-                } else {
-                    "to run"
-                }
-            );
-        }
     }
-    Ok(())
 }
 
 /// A request the command line cannot carry out as written (exit status 2, like bad input
