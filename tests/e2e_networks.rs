@@ -474,10 +474,9 @@ fn word_piece_tokenizer() -> String {
     .replace("\\#", "#")
 }
 
-#[test]
-fn a_text_network_runs_on_its_own_tokenizer_beside_its_scratch_twin() {
-    let p = text_network_project("", 8);
-    // 12 documents a class, each a few words of its class and some of neither.
+/// A two-class text dataset `docs` in the project: 12 documents a class, each a few words of
+/// its class and some of neither.
+fn write_two_class_docs(p: &Project) {
     let mut docs = String::new();
     for i in 0..24usize {
         let (label, words) = if i % 2 == 0 {
@@ -521,10 +520,10 @@ files = {{ data = "docs.csv" }}
 "#
         ),
     );
-    fs::create_dir_all(p.path("experiments")).unwrap();
-    p.write(
-        "experiments/text.toml",
-        r#"[matrix]
+}
+
+/// The Transformer, a tiny BERT and its scratch twin on `docs`, with a hypothesis on the BERT.
+const TEXT_NETWORK_EXPERIMENT: &str = r#"[matrix]
 targets = ["docs"]
 sources = ["scratch", "tiny-bert"]
 n_train = [8, 16]
@@ -557,8 +556,14 @@ a = "matched"
 b = "scratch"
 expect = "greater"
 architectures = ["bert(custom)"]
-"#,
-    );
+"#;
+
+#[test]
+fn a_text_network_runs_on_its_own_tokenizer_beside_its_scratch_twin() {
+    let p = text_network_project("", 8);
+    write_two_class_docs(&p);
+    fs::create_dir_all(p.path("experiments")).unwrap();
+    p.write("experiments/text.toml", TEXT_NETWORK_EXPERIMENT);
     let out = p.harness(&["run", "experiments/text.toml", "--jobs", "1"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");

@@ -41,7 +41,7 @@ pub fn spectrograms(clips: &[(Clip, u16)], audio: &AudioSpec) -> Result<Spectrog
         .map(|(clip, _)| -> Result<Vec<f32>> {
             let clip = resample(clip, audio.sample_rate)?;
             let mut values = log_mel(&fix_length(&clip.samples, length), &spec);
-            if audio.reference == "max" {
+            if audio.reference == harness_spec::DbReference::Max {
                 let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 values.iter_mut().for_each(|v| *v -= max);
             }

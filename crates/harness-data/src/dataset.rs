@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use harness_spec::{Format, Manifest, SplitMethod};
+use harness_spec::{CsvLabels, Format, LabelColumn, Manifest, SplitMethod};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -387,8 +387,8 @@ fn decode_text_csv(
             &name,
             delimiter,
             csv.header,
-            csv.label_column == "first",
-            csv.labels == "one-based",
+            csv.label_column == LabelColumn::First,
+            csv.labels == CsvLabels::OneBased,
             &manifest.classes,
         )
     };
@@ -462,7 +462,7 @@ fn decode_images(manifest: &Manifest, fetched: Fetched) -> Result<(ImageSet, Ima
                 files.get("data").context("no `data` file")?,
                 classes,
                 side,
-                csv.label_column == "first",
+                csv.label_column == LabelColumn::First,
                 csv.header,
             )?;
             split_all(manifest, all)?

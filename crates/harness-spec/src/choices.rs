@@ -6,6 +6,73 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Relation;
 
+/// Declares a closed set of choices written as names in TOML files: the enum, `ALL`,
+/// `as_str`, `Display` (padded), and serde as the name, so that keys and fingerprints read the
+/// text they read before the enum existed; an unknown name is refused with the allowed ones
+/// (the TOML reader adds the file and line).
+macro_rules! named_choice {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($key:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every choice, in the order an error lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name a file uses.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = String::deserialize(deserializer)?;
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.as_str() == name)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = $name::ALL.iter().map(|c| c.as_str()).collect();
+                        serde::de::Error::custom(crate::choices::must_be($key, &names, &name))
+                    })
+            }
+        }
+    };
+}
+
+/// "`KEY` must be "a" or "b", found "x"": the error of an unknown name.
+pub(crate) fn must_be(key: &str, names: &[&str], found: &str) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let allowed = match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.join(""),
+    };
+    format!("`{key}` must be {allowed}, found {found:?}")
+}
+
 /// The lecture's two ways of transferring a network (`matrix.options`): written as the
 /// numbers 1 and 2 in experiment files, result rows and fingerprints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,56 +163,53 @@ pub enum RandomInit {
     Original,
 }
 
-/// How text is normalised before it reaches the tokenizer (`text.normalise`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TextNormalisation {
-    /// Lower-case letters a–z and single spaces: accents stripped and letters lower-cased
-    /// (as the tokenizer's BERT normaliser does), every other character a word break. This is
-    /// what the 20 Newsgroups reference package already is, so applying it to every dataset
-    /// makes source and target text alike.
-    #[default]
-    Letters,
-    /// Only the tokenizer's own normaliser (lower-casing, accents stripped).
-    Tokenizer,
-}
-
-impl TextNormalisation {
-    pub const ALL: [TextNormalisation; 2] =
-        [TextNormalisation::Letters, TextNormalisation::Tokenizer];
-
-    /// The name an experiment file uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TextNormalisation::Letters => "letters",
-            TextNormalisation::Tokenizer => "tokenizer",
-        }
+named_choice! {
+    /// How text is normalised before it reaches the tokenizer (`text.normalise`).
+    pub enum TextNormalisation ("text.normalise") {
+        /// Lower-case letters a–z and single spaces: accents stripped and letters lower-cased
+        /// (as the tokenizer's BERT normaliser does), every other character a word break. This
+        /// is what the 20 Newsgroups reference package already is, so applying it to every
+        /// dataset makes source and target text alike.
+        Letters = "letters",
+        /// Only the tokenizer's own normaliser (lower-casing, accents stripped).
+        Tokenizer = "tokenizer",
     }
 }
 
-impl std::fmt::Display for TextNormalisation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
+named_choice! {
+    /// The feed-forward activation of the Transformer backbone (`model.activation`).
+    pub enum Activation ("model.activation") {
+        Relu = "relu",
+        Gelu = "gelu",
     }
 }
 
-/// Written as its name, so tokenizer keys keep their bytes.
-impl Serialize for TextNormalisation {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+named_choice! {
+    /// The 0 dB reference of a log-mel spectrogram (`audio.reference`).
+    pub enum DbReference ("audio.reference") {
+        /// Each clip's maximum (librosa `ref=np.max`), so loudness differences between
+        /// recordings vanish.
+        Max = "max",
+        /// `ref = 1`.
+        One = "one",
     }
 }
 
-impl<'de> Deserialize<'de> for TextNormalisation {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        TextNormalisation::ALL
-            .into_iter()
-            .find(|n| n.as_str() == name)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "`text.normalise` must be \"letters\" or \"tokenizer\", found {name:?}"
-                ))
-            })
+named_choice! {
+    /// Which column of a CSV record holds the label (`csv.label_column`).
+    pub enum LabelColumn ("csv.label_column") {
+        First = "first",
+        Last = "last",
+    }
+}
+
+named_choice! {
+    /// How `text-csv` labels name a class (`csv.labels`).
+    pub enum CsvLabels ("csv.labels") {
+        /// The class name.
+        Names = "names",
+        /// 1 = the first class in `classes`.
+        OneBased = "one-based",
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::choices::{SourceChoice, TextNormalisation, TransferOption};
+use crate::choices::{Activation, SourceChoice, TextNormalisation, TransferOption};
 use crate::error::SpecError;
 use crate::include::{self, SourceFile};
 use crate::manifest::Modality;
@@ -52,53 +52,6 @@ impl Default for ModelSpec {
             dropout: 0.0,
             frames_per_token: None,
         }
-    }
-}
-
-/// The feed-forward activation of the Transformer backbone (`model.activation`), checked when
-/// the file is read; written as its name, so fingerprints read `"relu"` or `"gelu"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    Relu,
-    Gelu,
-}
-
-impl Activation {
-    /// Every activation, in the order an error lists them.
-    pub const ALL: [Activation; 2] = [Activation::Relu, Activation::Gelu];
-
-    /// The name an experiment file uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Activation::Relu => "relu",
-            Activation::Gelu => "gelu",
-        }
-    }
-}
-
-impl std::fmt::Display for Activation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Activation {
-    /// Reads a name; any other is refused with the allowed ones (the file's line comes from
-    /// the TOML reader).
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Activation::ALL
-            .into_iter()
-            .find(|a| a.as_str() == name)
-            .ok_or_else(|| {
-                let allowed: Vec<String> =
-                    Activation::ALL.iter().map(|a| format!("\"{a}\"")).collect();
-                serde::de::Error::custom(format!(
-                    "`model.activation` must be {}, found {name:?}",
-                    allowed.join(" or ")
-                ))
-            })
     }
 }
 

@@ -26,11 +26,14 @@ mod manifest;
 mod network;
 mod plan;
 
-pub use choices::{RandomInit, SourceChoice, TextNormalisation, TransferOption};
+pub use choices::{
+    Activation, CsvLabels, DbReference, LabelColumn, RandomInit, SourceChoice, TextNormalisation,
+    TransferOption,
+};
 pub use error::{Location, SpecError};
 pub use experiment::{
-    Activation, Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec,
-    ModelSpec, NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
+    Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec,
+    NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
 };
 pub use include::{INHERITED_TABLES, SourceFile};
 pub use manifest::{

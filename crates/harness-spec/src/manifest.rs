@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::choices::{CsvLabels, DbReference, LabelColumn};
 use crate::error::SpecError;
 use crate::network::{NetworkManifest, NetworkSet, declares_network};
 
@@ -219,7 +220,7 @@ pub struct AudioSpec {
     /// The 0 dB reference: `"max"` subtracts each clip's maximum (librosa `ref=np.max`), so
     /// loudness differences between recordings vanish; `"one"` keeps `ref = 1`.
     #[serde(default = "default_reference")]
-    pub reference: String,
+    pub reference: DbReference,
     /// How an `audio-folder` tree names class and group (format `audio-folder` only).
     #[serde(default)]
     pub layout: Option<ClipLayout>,
@@ -277,8 +278,8 @@ impl Duplicates {
     }
 }
 
-fn default_reference() -> String {
-    "max".into()
+fn default_reference() -> DbReference {
+    DbReference::Max
 }
 
 impl AudioSpec {
@@ -335,7 +336,7 @@ pub struct NotesSpec {
 pub struct CsvSpec {
     /// `"first"` or `"last"`.
     #[serde(default = "default_label_column")]
-    pub label_column: String,
+    pub label_column: LabelColumn,
     /// Whether the first line is a header to skip.
     #[serde(default)]
     pub header: bool,
@@ -345,7 +346,7 @@ pub struct CsvSpec {
     /// How `text-csv` labels name a class: `"names"` (the class name) or `"one-based"`
     /// (1 = the first class in `classes`).
     #[serde(default = "default_labels")]
-    pub labels: String,
+    pub labels: CsvLabels,
 }
 
 impl Default for CsvSpec {
@@ -363,12 +364,12 @@ fn default_delimiter() -> String {
     ",".into()
 }
 
-fn default_labels() -> String {
-    "names".into()
+fn default_labels() -> CsvLabels {
+    CsvLabels::Names
 }
 
-fn default_label_column() -> String {
-    "last".into()
+fn default_label_column() -> LabelColumn {
+    LabelColumn::Last
 }
 
 /// How the examples are divided into a training pool and a fixed test set.
@@ -559,32 +560,15 @@ impl Manifest {
         self.check_sources()
     }
 
-    /// `[csv]` names a label column, a one-character delimiter and a label style it knows.
+    /// `[csv]` has a one-character delimiter (its label column and label style are enums,
+    /// checked as the file is read).
     fn check_csv(&self, csv: &CsvSpec) -> Result<(), SpecError> {
-        if csv.label_column != "first" && csv.label_column != "last" {
-            return Err(self.error_near(
-                "csv.label_column",
-                format!(
-                    "`csv.label_column` must be \"first\" or \"last\", found {:?}",
-                    csv.label_column
-                ),
-            ));
-        }
         if csv.delimiter.chars().count() != 1 || csv.delimiter == "\"" {
             return Err(self.error_near(
                 "csv.delimiter",
                 format!(
                     "`csv.delimiter` must be one character other than `\"`, found {:?}",
                     csv.delimiter
-                ),
-            ));
-        }
-        if csv.labels != "names" && csv.labels != "one-based" {
-            return Err(self.error_near(
-                "csv.labels",
-                format!(
-                    "`csv.labels` must be \"names\" or \"one-based\", found {:?}",
-                    csv.labels
                 ),
             ));
         }
@@ -804,12 +788,6 @@ impl Manifest {
             return Err(self.error(format!(
                 "`audio.fmin` = {} and `audio.fmax` = {} must satisfy 0 ≤ fmin < fmax ≤ {nyquist} (half the sample rate)",
                 audio.fmin, audio.fmax
-            )));
-        }
-        if audio.reference != "max" && audio.reference != "one" {
-            return Err(self.error(format!(
-                "`audio.reference` must be \"max\" or \"one\", found {:?}",
-                audio.reference
             )));
         }
         Ok(())

@@ -1,8 +1,8 @@
 //! No function of the workspace runs over 80 lines unless a `// Long:` comment right above it
 //! says why: a long function is read, reviewed and changed as several things at once.
 //!
-//! A function is measured as `/var/tmp/i16/fnlen.py` measures it: from its `fn` line to the
-//! first later line that is its indentation followed by `}`, both counted.
+//! A function is measured from its `fn` line to the first later line that is its indentation
+//! followed by `}`, both counted (rustfmt's layout makes that the function's closing brace).
 
 use std::fs;
 use std::path::{Path, PathBuf};
