@@ -21,6 +21,7 @@ mod eval;
 mod features;
 mod pretrain;
 mod pretrained;
+mod probe;
 
 pub use bench::{
     BENCH_CLIP_SECONDS, measure_features, measure_network_features, measure_network_train,
@@ -37,6 +38,10 @@ pub use pretrain::{
     clean_partial_checkpoints, ensure_pretrained,
 };
 pub use pretrained::{VerifiedWeights, efficientnet_config, ensure_weights};
+pub use probe::{
+    FeatureRows, LabelledRows, LogisticFit, LogisticProbe, ProbeError, ProbeGridScore, ProbeScore,
+    ProbeSelection, ProbeSolver, SolverReport, Standardisation, fit_logistic, select_c,
+};
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
