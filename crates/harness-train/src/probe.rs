@@ -449,7 +449,8 @@ impl ProbeSolver {
     /// Fits every `C` of `grid` on `fit` and keeps the best on `validation`: the highest
     /// validation accuracy; among equals the lowest validation log-loss; among equals the
     /// smaller `C` (the stronger regularisation). Every row of both sets counts; the test set
-    /// is not an argument, so it cannot make the choice.
+    /// is not an argument, so it cannot make the choice. A grid value whose fit fails (e.g.
+    /// [`ProbeError::NotConverged`]) fails the selection with that error.
     pub fn select_c(
         &self,
         grid: &[f64],
