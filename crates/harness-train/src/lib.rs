@@ -22,6 +22,7 @@ mod eval;
 mod features;
 mod pretrain;
 mod pretrained;
+mod probe;
 mod row;
 
 pub use bench::{
@@ -39,6 +40,10 @@ pub use pretrain::{
     clean_partial_checkpoints, ensure_pretrained,
 };
 pub use pretrained::{VerifiedWeights, efficientnet_config, ensure_weights};
+pub use probe::{
+    FeatureRows, LabelledRows, LogisticFit, LogisticProbe, ProbeError, ProbeGridScore, ProbeScore,
+    ProbeSelection, ProbeSolver, SolverReport, Standardisation, fit_logistic, select_c,
+};
 pub use row::{CellInputs, RowContext, Timing, result_row};
 
 use anyhow::{Context, Result};
