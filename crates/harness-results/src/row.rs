@@ -335,6 +335,18 @@ result_schema! {
     target_sha256: String,
     /// SHA256 of the decoded source dataset (null for scratch).
     source_sha256: Option<String>,
+    /// What a cell chose on its validation split, as JSON: one entry per candidate learning
+    /// rate (`[finetune.search]`: `learning_rate`) or probe strength (`[finetune.probe]`: `c`),
+    /// with the validation accuracy and loss of its run on the fitting split, its `best_step`
+    /// (for the probe: solver iterations), its `status`, and whether it was `chosen` (null for
+    /// a cell with one fixed learning rate).
+    search: Option<String>,
+    /// The probe's chosen `C` (Option 1 with `[finetune.probe]`; its `learning_rate` is NaN).
+    probe_c: Option<f64>,
+    /// Steps of the refit on fitting + validation with the chosen learning rate (null without a
+    /// search). The row's `learning_rate` is the chosen one, `validation_accuracy` and
+    /// `best_step` are the chosen candidate's, and the test metrics are the refit's.
+    refit_steps: Option<i64>,
     /// Version of the harness.
     harness_version: String,
     /// Git commit the harness binary was built from, if known (rows written before builds

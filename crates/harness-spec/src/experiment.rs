@@ -168,6 +168,57 @@ pub struct FinetuneSpec {
     pub evaluations: usize,
     /// Stop after this many checks without a better validation accuracy.
     pub patience: usize,
+    /// `[finetune.search]`: learning rates each cell chooses from on its validation split, then
+    /// refits with on fitting + validation (empty: the fixed rates above, early stopping on
+    /// validation, no refit). Absent from fingerprints when empty, so cells without a search
+    /// keep theirs.
+    #[serde(skip_serializing_if = "SearchSpec::is_empty")]
+    pub search: SearchSpec,
+    /// `[finetune.probe]`: Option 1 cells that train only the output layer on cached frozen
+    /// features train it as a logistic probe instead of with Adam (empty: Adam). Absent from
+    /// fingerprints when empty.
+    #[serde(skip_serializing_if = "ProbeSpec::is_empty")]
+    pub probe: ProbeSpec,
+}
+
+/// Option 1's output layer as an ℓ2-regularised logistic regression on standardised frozen
+/// features, its inverse strength `C` chosen on validation among `c`, then refitted on
+/// fitting + validation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeSpec {
+    pub c: Vec<f64>,
+}
+
+impl ProbeSpec {
+    /// Whether Option 1's head trains with Adam (no probe).
+    pub fn is_empty(&self) -> bool {
+        self.c.is_empty()
+    }
+}
+
+/// Candidate learning rates of each option, chosen per cell on validation accuracy (ties:
+/// lower validation loss, then the smaller rate) as VTAB-1k and Kornblith et al. (2019) do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSpec {
+    pub option1_learning_rates: Vec<f64>,
+    pub option2_learning_rates: Vec<f64>,
+}
+
+impl SearchSpec {
+    /// Whether no option searches.
+    pub fn is_empty(&self) -> bool {
+        self.option1_learning_rates.is_empty() && self.option2_learning_rates.is_empty()
+    }
+
+    /// The candidate learning rates of `option`'s cells (empty: no search).
+    pub fn learning_rates(&self, option: TransferOption) -> &[f64] {
+        match option {
+            TransferOption::Freeze => &self.option1_learning_rates,
+            TransferOption::FineTune => &self.option2_learning_rates,
+        }
+    }
 }
 
 impl Default for FinetuneSpec {
@@ -181,6 +232,8 @@ impl Default for FinetuneSpec {
             validation_fraction: 0.2,
             evaluations: 20,
             patience: 20,
+            search: SearchSpec::default(),
+            probe: ProbeSpec::default(),
         }
     }
 }
@@ -505,6 +558,10 @@ pub struct FinetuneOverride {
     pub min_steps: Option<usize>,
     pub evaluations: Option<usize>,
     pub patience: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeSpec>,
 }
 
 impl FinetuneOverride {
@@ -528,6 +585,8 @@ impl FinetuneOverride {
             validation_fraction: base.validation_fraction,
             evaluations: self.evaluations.unwrap_or(base.evaluations),
             patience: self.patience.unwrap_or(base.patience),
+            search: self.search.clone().unwrap_or_else(|| base.search.clone()),
+            probe: self.probe.clone().unwrap_or_else(|| base.probe.clone()),
         }
     }
 }
@@ -1117,6 +1176,22 @@ impl Experiment {
         self.at_least_one(&key("patience"), ft.patience)?;
         self.positive(&key("option1_learning_rate"), ft.option1_learning_rate)?;
         self.positive(&key("option2_learning_rate"), ft.option2_learning_rate)?;
+        for &c in &ft.probe.c {
+            self.positive(&key("probe.c"), c)?;
+        }
+        for option in TransferOption::ALL {
+            let name = format!("search.option{}_learning_rates", option.number());
+            let rates = ft.search.learning_rates(option);
+            for &rate in rates {
+                self.positive(&key(&name), rate)?;
+            }
+            if (1..rates.len()).any(|i| rates[..i].contains(&rates[i])) {
+                return Err(self.error_near(
+                    &key(&name),
+                    format!("`{table}.{name}` lists a learning rate twice"),
+                ));
+            }
+        }
         if ft.epochs == 0 && ft.min_steps == 0 {
             return Err(self.error_near(
                 &key("epochs"),
@@ -1185,6 +1260,31 @@ d_model = 32
         let err = Experiment::parse(Path::new("x.toml"), &text).unwrap_err();
         assert!(err.message.contains("found 3"), "{err}");
         assert_eq!(err.location.unwrap().line, 6);
+    }
+
+    #[test]
+    fn a_search_lists_positive_learning_rates_once_each_at_their_line() {
+        let search =
+            |rates: &str| format!("{GOOD}\n[finetune.search]\noption2_learning_rates = {rates}\n");
+        let e = Experiment::parse(Path::new("x.toml"), &search("[1e-4, 1e-3]")).unwrap();
+        assert_eq!(
+            e.finetune.search.learning_rates(TransferOption::FineTune),
+            &[1e-4, 1e-3]
+        );
+        assert!(
+            e.finetune
+                .search
+                .learning_rates(TransferOption::Freeze)
+                .is_empty()
+        );
+        for (rates, words) in [
+            ("[1e-3, 0.0]", "must be a positive number"),
+            ("[1e-3, 1e-3]", "lists a learning rate twice"),
+        ] {
+            let err = Experiment::parse(Path::new("x.toml"), &search(rates)).unwrap_err();
+            assert!(err.message.contains(words), "{err}");
+            assert_eq!(err.location.unwrap().line, 13, "{err}");
+        }
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub use choices::{
 pub use error::{Location, SpecError};
 pub use experiment::{
     Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec,
-    NetworksSpec, PretrainOverride, PretrainSpec, SCRATCH, SizeScope, TextSpec,
+    NetworksSpec, PretrainOverride, PretrainSpec, ProbeSpec, SCRATCH, SearchSpec, SizeScope,
+    TextSpec,
 };
 pub use include::{INHERITED_TABLES, SourceFile};
 pub use manifest::{

@@ -46,6 +46,8 @@ pub struct CellOutcome {
     pub subset: Vec<usize>,
     /// The network that was evaluated.
     pub model: Network,
+    /// The learning rate chosen on validation, when the cell searched (`[finetune.search]`).
+    pub search: Option<Search>,
 }
 
 /// What a cell's transferred layers are copied from.
@@ -334,7 +336,7 @@ fn run(
     cell: &Cell,
     target: &Dataset,
     source: Source,
-    cache: Option<&mut FeatureCache>,
+    mut cache: Option<&mut FeatureCache>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
     check_source(cell, source)?;
@@ -344,32 +346,184 @@ fn run(
         cell,
         target,
         norm: normalisation(cell, target),
-        plan: Schedule::new(cell, subset.fit.len()),
         subset: &subset,
     };
-    let model = initial_model(cell, target, source)?;
-    let fitted = match cache {
-        Some(cache) if trains_on_cached_features(cell) => {
-            fit_on_features(&setup, model, cache, events)
+    let plan = Schedule::new(cell, subset.fit.len());
+    let grid = cell.finetune.search.learning_rates(cell.option);
+    let probe = &cell.finetune.probe.c;
+    let probe_cache = cache
+        .as_deref_mut()
+        .filter(|_| !probe.is_empty() && trains_on_cached_features(cell));
+    let (fitted, search, examples_seen) = if let Some(cache) = probe_cache {
+        let model = initial_model(cell, target, source)?;
+        let (fitted, search) = fit_probe(&setup, model, cache, probe)?;
+        let seen = fitted.examples_seen;
+        (fitted, Some(search), seen)
+    } else {
+        let mut fit = |pass: &Pass| -> Result<Fitted> {
+            let model = initial_model(cell, target, source)?;
+            Ok(match cache.as_deref_mut() {
+                Some(cache) if trains_on_cached_features(cell) => {
+                    fit_on_features(&setup, pass, model, cache, events)
+                }
+                _ => fit_through_network(&setup, pass, model, events),
+            })
+        };
+        if grid.is_empty() {
+            let fitted = fit(&Pass::validated(plan.clone(), &subset.fit))?;
+            let seen = fitted.examples_seen;
+            (fitted, None, seen)
+        } else {
+            search_and_refit(&plan, grid, &subset, &mut fit)?
         }
-        _ => fit_through_network(&setup, model, events),
     };
     let fit_seconds = started.elapsed().as_secs_f64();
     Ok(CellOutcome {
         status: fitted.status,
         test: fitted.test,
         test_accuracy: fitted.test.accuracy,
-        validation_accuracy: fitted.validation.accuracy,
-        best_step: fitted.best_step,
-        best_epoch: fitted.best_step as f64 / setup.plan.steps_per_epoch as f64,
+        validation_accuracy: search.as_ref().map_or(fitted.validation.accuracy, |s| {
+            s.chosen().validation.accuracy
+        }),
+        best_step: search
+            .as_ref()
+            .map_or(fitted.best_step, |s| s.chosen().best_step),
+        best_epoch: search
+            .as_ref()
+            .map_or(fitted.best_step, |s| s.chosen().best_step) as f64
+            / plan.steps_per_epoch as f64,
         steps_run: fitted.steps_run,
         n_fit: subset.fit.len(),
         n_validation: subset.validation.len(),
         train_seconds: started.elapsed().as_secs_f64(),
-        examples_per_second: fitted.examples_seen as f64 / fit_seconds.max(1e-9),
+        examples_per_second: examples_seen as f64 / fit_seconds.max(1e-9),
         subset: subset.all(),
         model: fitted.model,
+        search,
     })
+}
+
+/// Trains one candidate per learning rate of `grid` on the fitting split, validated as a cell
+/// without a search is; chooses one by [`Search::choose`]; then refits that rate on fitting +
+/// validation for as many epochs as the chosen candidate's best check took, with no
+/// validation, and keeps the last weights. Returns the refit, the search and the examples
+/// every pass saw.
+fn search_and_refit(
+    plan: &Schedule,
+    grid: &[f64],
+    subset: &harness_data::Subset,
+    fit: &mut dyn FnMut(&Pass) -> Result<Fitted>,
+) -> Result<(Fitted, Option<Search>, usize)> {
+    let mut candidates = Vec::new();
+    let mut seen = 0;
+    for &learning_rate in grid {
+        let pass = Pass::validated(plan.with_learning_rate(learning_rate), &subset.fit);
+        let fitted = fit(&pass)?;
+        seen += fitted.examples_seen;
+        candidates.push(Candidate {
+            value: learning_rate,
+            validation: fitted.validation,
+            best_step: fitted.best_step,
+            status: fitted.status,
+        });
+    }
+    let chosen = Search::choose(&candidates);
+    let refit_data: Vec<usize> = subset
+        .fit
+        .iter()
+        .chain(&subset.validation)
+        .copied()
+        .collect();
+    let epochs = candidates[chosen].best_step as f64 / plan.steps_per_epoch as f64;
+    let refit_plan = plan
+        .with_learning_rate(candidates[chosen].value)
+        .refit(refit_data.len(), epochs);
+    let refit_steps = refit_plan.total;
+    let fitted = fit(&Pass::refit(refit_plan, &refit_data))?;
+    seen += fitted.examples_seen;
+    let search = Search {
+        setting: Setting::LearningRate,
+        candidates,
+        chosen,
+        refit_steps,
+    };
+    Ok((fitted, Some(search), seen))
+}
+
+/// What a cell's search chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// Adam's learning rate (`[finetune.search]`).
+    LearningRate,
+    /// The inverse regularisation strength `C` of Option 1's logistic probe
+    /// (`[finetune.probe]`).
+    ProbeC,
+}
+
+impl Setting {
+    /// Its name in the row's `search` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Setting::LearningRate => "learning_rate",
+            Setting::ProbeC => "c",
+        }
+    }
+}
+
+/// One candidate value of a cell's search, as its validation split judged it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// The learning rate or `C` tried.
+    pub value: f64,
+    /// The best validation check of its run on the fitting split.
+    pub validation: Evaluation,
+    /// The step of that check (for the probe: the solver's iterations).
+    pub best_step: usize,
+    pub status: CellStatus,
+}
+
+/// A cell's choice of learning rate on its validation split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    pub setting: Setting,
+    /// Every candidate, in the order of the grid.
+    pub candidates: Vec<Candidate>,
+    /// Index of the chosen one.
+    pub chosen: usize,
+    /// Steps of the refit on fitting + validation (for the probe: the solver's iterations).
+    pub refit_steps: usize,
+}
+
+impl Search {
+    /// The rule: among the candidates that did not diverge (all of them if every one did), the
+    /// highest validation accuracy; ties go to the lower validation loss, then to the smaller
+    /// learning rate. The test set plays no part.
+    pub fn choose(candidates: &[Candidate]) -> usize {
+        let usable = |c: &Candidate| c.status == CellStatus::Ok;
+        let pool: Vec<usize> = if candidates.iter().any(usable) {
+            (0..candidates.len())
+                .filter(|&i| usable(&candidates[i]))
+                .collect()
+        } else {
+            (0..candidates.len()).collect()
+        };
+        let better = |a: &Candidate, b: &Candidate| {
+            let key = |c: &Candidate| (c.validation.accuracy, -c.validation.loss, -c.value);
+            key(a).partial_cmp(&key(b)) == Some(std::cmp::Ordering::Greater)
+        };
+        let mut best = pool[0];
+        for &i in &pool[1..] {
+            if better(&candidates[i], &candidates[best]) {
+                best = i;
+            }
+        }
+        best
+    }
+
+    /// The chosen candidate.
+    pub fn chosen(&self) -> &Candidate {
+        &self.candidates[self.chosen]
+    }
 }
 
 /// An error unless `source` is what the cell asks for: a checkpoint for a pre-trained source,
@@ -402,13 +556,30 @@ fn trains_on_cached_features(cell: &Cell) -> bool {
         }
 }
 
-/// What one cell trains on: its target, input scaling, step budget and subset.
+/// What one cell trains on: its target, input scaling and subset.
 struct Setup<'a> {
     cell: &'a Cell,
     target: &'a Dataset,
     norm: Normalisation,
-    plan: Schedule,
     subset: &'a harness_data::Subset,
+}
+
+/// One training run of a cell: its schedule and the examples it fits (validation, when the
+/// schedule validates, is always the cell's validation split).
+struct Pass<'a> {
+    plan: Schedule,
+    train: &'a [usize],
+}
+
+impl<'a> Pass<'a> {
+    fn validated(plan: Schedule, train: &'a [usize]) -> Pass<'a> {
+        Pass { plan, train }
+    }
+
+    fn refit(plan: Schedule, train: &'a [usize]) -> Pass<'a> {
+        debug_assert!(!plan.validated);
+        Pass { plan, train }
+    }
 }
 
 impl Setup<'_> {
@@ -432,6 +603,7 @@ struct Fitted {
 /// set, computed once and kept in `cache`.
 fn fit_on_features(
     setup: &Setup,
+    pass: &Pass,
     model: Network,
     cache: &mut FeatureCache,
     events: &mut dyn FnMut(TrainEvent),
@@ -454,8 +626,8 @@ fn fit_on_features(
     let labels = target.train.labels();
     let trained = fine_tune(
         model.head().clone(),
-        &setup.plan,
-        &subset.fit,
+        &pass.plan,
+        pass.train,
         |head: &Linear, chunk: &[usize]| {
             let y = label_tensor(labels, chunk, &device);
             (head.forward(frozen.pool.batch(chunk, &device)), y)
@@ -481,9 +653,59 @@ fn fit_on_features(
     }
 }
 
+/// Trains the output layer as a logistic probe on the frozen network's features (see
+/// `probe_head`), computed once and kept in `cache`.
+fn fit_probe(
+    setup: &Setup,
+    model: Network,
+    cache: &mut FeatureCache,
+    grid: &[f64],
+) -> Result<(Fitted, Search)> {
+    let (target, subset) = (setup.target, setup.subset);
+    let classes = target.classes.len();
+    let used: Vec<usize> = subset
+        .fit
+        .iter()
+        .chain(&subset.validation)
+        .copied()
+        .collect();
+    let frozen = cache.get_or_compute(
+        setup.cell,
+        &model,
+        (&target.train, &target.test),
+        &used,
+        &setup.norm,
+    );
+    let (head, search) = crate::probe_head::probe_head(
+        &frozen.pool,
+        target.train.labels(),
+        (&subset.fit, &subset.validation),
+        classes,
+        grid,
+    )?;
+    let test = evaluate_head(
+        &head,
+        &frozen.test,
+        target.test.labels(),
+        &setup.test_indices(),
+        classes,
+    );
+    let fitted = Fitted {
+        status: CellStatus::Ok,
+        best_step: search.chosen().best_step,
+        steps_run: search.refit_steps,
+        examples_seen: used.len(),
+        validation: search.chosen().validation,
+        test,
+        model: model.with_head(head),
+    };
+    Ok((fitted, search))
+}
+
 /// Trains the network as the option says, every batch through all of it.
 fn fit_through_network(
     setup: &Setup,
+    pass: &Pass,
     model: Network,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Fitted {
@@ -491,8 +713,8 @@ fn fit_through_network(
     let (classes, device) = (target.classes.len(), train_device());
     let trained = fine_tune(
         model,
-        &setup.plan,
-        &subset.fit,
+        &pass.plan,
+        pass.train,
         |model: &Network, chunk: &[usize]| {
             let (x, y) = batch(&target.train, norm, chunk, &device);
             (model.forward(x), y)
@@ -576,6 +798,7 @@ pub fn cell_arrays(cell: &Cell, target: &Dataset) -> Result<CellArrays> {
 }
 
 /// The step budget of a cell and how often it is validated.
+#[derive(Debug, Clone)]
 struct Schedule {
     steps_per_epoch: usize,
     total: usize,
@@ -584,6 +807,9 @@ struct Schedule {
     learning_rate: f64,
     patience: usize,
     seed: u64,
+    /// Whether the run is validated (early stopping, the best check kept); a refit is not,
+    /// and keeps its last weights.
+    validated: bool,
 }
 
 impl Schedule {
@@ -599,6 +825,28 @@ impl Schedule {
             learning_rate: ft.learning_rate(cell.option),
             patience: ft.patience,
             seed: cell.seed,
+            validated: true,
+        }
+    }
+
+    /// The same schedule at another learning rate.
+    fn with_learning_rate(&self, learning_rate: f64) -> Schedule {
+        Schedule {
+            learning_rate,
+            ..self.clone()
+        }
+    }
+
+    /// A refit on `n` examples for `epochs` passes (rounded to whole steps), not validated.
+    fn refit(&self, n: usize, epochs: f64) -> Schedule {
+        let steps_per_epoch = n.div_ceil(self.batch_size);
+        let total = (epochs * steps_per_epoch as f64).round() as usize;
+        Schedule {
+            steps_per_epoch,
+            total,
+            eval_every: total.max(1),
+            validated: false,
+            ..self.clone()
         }
     }
 }
@@ -631,7 +879,11 @@ fn fine_tune<M: Module>(
     let mut rng = Rng::new(plan.seed, "finetune-order");
     let mut cursor = order.len();
     let score = |e: &Evaluation| (e.accuracy, -e.loss);
-    let first = validate(&module);
+    let first = if plan.validated {
+        validate(&module)
+    } else {
+        Evaluation::not_measured()
+    };
     let mut best = (first, 0usize, module.clone());
     let mut since_best = 0;
     let mut status = CellStatus::Ok;
@@ -659,7 +911,7 @@ fn fine_tune<M: Module>(
             step,
             total: plan.total,
         });
-        if step % plan.eval_every == 0 || step == plan.total {
+        if plan.validated && (step % plan.eval_every == 0 || step == plan.total) {
             let eval = validate(&module);
             if score(&eval) > score(&best.0) {
                 best = (eval, step, module.clone());
@@ -671,6 +923,9 @@ fn fine_tune<M: Module>(
                 }
             }
         }
+    }
+    if !plan.validated {
+        best = (Evaluation::not_measured(), step, module);
     }
     let (best_eval, best_step, best) = best;
     Trained {

@@ -18,6 +18,17 @@ pub struct Evaluation {
     pub loss: f64,
 }
 
+impl Evaluation {
+    /// What a run that is not validated (a refit) reports for its validation: NaN.
+    pub fn not_measured() -> Evaluation {
+        Evaluation {
+            accuracy: f64::NAN,
+            macro_f1: f64::NAN,
+            loss: f64::NAN,
+        }
+    }
+}
+
 const EVAL_BATCH: usize = 500;
 
 /// Evaluates `model` on the examples of `set` at `indices`.

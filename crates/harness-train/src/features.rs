@@ -97,8 +97,8 @@ impl SplitFeatures {
         }
     }
 
-    /// The features of the examples at `indices`, `[indices.len(), dim]`, on `device`.
-    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<2> {
+    /// The features of the examples at `indices`, row after row.
+    pub fn rows(&self, indices: &[usize]) -> Vec<f32> {
         let mut rows = Vec::with_capacity(indices.len() * self.dim);
         for &i in indices {
             assert!(
@@ -107,6 +107,12 @@ impl SplitFeatures {
             );
             rows.extend_from_slice(&self.values[i * self.dim..(i + 1) * self.dim]);
         }
+        rows
+    }
+
+    /// The features of the examples at `indices`, `[indices.len(), dim]`, on `device`.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<2> {
+        let rows = self.rows(indices);
         Tensor::<2>::from_data(TensorData::new(rows, [indices.len(), self.dim]), device)
     }
 }

@@ -23,6 +23,7 @@ mod features;
 mod pretrain;
 mod pretrained;
 mod probe;
+mod probe_head;
 mod row;
 
 pub use bench::{
@@ -30,8 +31,8 @@ pub use bench::{
     measure_train,
 };
 pub use cell::{
-    CellArrays, CellOutcome, CellStatus, Source, cell_arrays, initial_model, network_with_weights,
-    run_cell, run_cell_cached, run_cell_uncached,
+    Candidate, CellArrays, CellOutcome, CellStatus, Search, Setting, Source, cell_arrays,
+    initial_model, network_with_weights, run_cell, run_cell_cached, run_cell_uncached,
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SPARSE_BLOCK, SplitFeatures};

@@ -5,7 +5,7 @@ use harness_data::{Dataset, Inputs};
 use harness_results::ResultRow;
 use harness_spec::{Cell, CellStatus, PretrainJob};
 
-use crate::{CellOutcome, PretrainOutcome, VerifiedWeights};
+use crate::{CellOutcome, PretrainOutcome, Search, Setting, VerifiedWeights};
 
 /// What the running process records in every row: the build, the machine and the threads.
 #[derive(Debug, Clone)]
@@ -103,7 +103,12 @@ pub fn result_row(
             _ => None,
         },
         batch_size: ft.batch_size as i64,
-        learning_rate: ft.learning_rate(cell.option),
+        learning_rate: match o.and_then(|o| o.search.as_ref()) {
+            None => ft.learning_rate(cell.option),
+            Some(s) if s.setting == Setting::LearningRate => s.chosen().value,
+            // The probe's solver has no learning rate.
+            Some(_) => f64::NAN,
+        },
         epochs: ft.epochs as i64,
         min_steps: ft.min_steps as i64,
         validation_fraction: ft.validation_fraction,
@@ -140,6 +145,14 @@ pub fn result_row(
         tokenizer_sha256: inputs.tokenizer_sha256.clone(),
         target_sha256: target.content_sha256.clone(),
         source_sha256: pretrained.map(|p| p.0.meta.source_sha256.clone()),
+        search: o.and_then(|o| o.search.as_ref()).map(search_json),
+        probe_c: o
+            .and_then(|o| o.search.as_ref())
+            .filter(|s| s.setting == Setting::ProbeC)
+            .map(|s| s.chosen().value),
+        refit_steps: o
+            .and_then(|o| o.search.as_ref())
+            .map(|s| s.refit_steps as i64),
         harness_version: ctx.harness_version.clone(),
         git_commit: ctx.git_commit.clone(),
         git_dirty: ctx.git_dirty,
@@ -151,4 +164,24 @@ pub fn result_row(
         started_at: timing.started_at,
         finished_at: timing.finished_at,
     }
+}
+
+/// A search's candidates as the row's `search` column holds them.
+fn search_json(search: &Search) -> String {
+    let candidates: Vec<serde_json::Value> = search
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            serde_json::json!({
+                search.setting.as_str(): c.value,
+                "validation_accuracy": c.validation.accuracy,
+                "validation_loss": c.validation.loss,
+                "best_step": c.best_step,
+                "status": c.status.as_str(),
+                "chosen": i == search.chosen,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(candidates).to_string()
 }

@@ -815,3 +815,138 @@ fn option2_on_a_network_from_elsewhere_tunes_every_layer_and_updates_batchnorm_s
     // Wrong starting weights for the cell are refused.
     assert!(run_cell(&c, &target, None, &mut |_| {}).is_err());
 }
+
+/// `target` with every test label moved to the next class: what a cell chooses may depend on
+/// its fitting and validation examples only.
+fn with_shuffled_test_labels(target: &Dataset) -> Dataset {
+    let mut moved = target.clone();
+    let Inputs::Images(test) = &mut moved.test else {
+        unreachable!("an image dataset")
+    };
+    for label in &mut test.labels {
+        *label = (*label + 1) % 3;
+    }
+    moved
+}
+
+/// A cell of `option` that chooses its learning rate among `rates` on validation.
+fn searching_cell(option: u8, rates: &[f64]) -> Cell {
+    let mut c = cell("scratch", option, None);
+    let search = &mut c.finetune.search;
+    match option {
+        1 => search.option1_learning_rates = rates.to_vec(),
+        _ => search.option2_learning_rates = rates.to_vec(),
+    }
+    c
+}
+
+#[test]
+fn a_search_chooses_on_validation_and_test_labels_change_no_choice() {
+    let _serial = serial();
+    let target = dataset("target", 0);
+    let moved = with_shuffled_test_labels(&target);
+    for option in [1, 2] {
+        let c = searching_cell(option, &[1e-5, 1e-2, 3e-1]);
+        let run = |t: &Dataset| run_cell(&c, t, None, &mut |_| {}).unwrap();
+        let (a, b) = (run(&target), run(&moved));
+        let search = a
+            .search
+            .clone()
+            .expect("a searching cell records its search");
+        assert_eq!(search.candidates.len(), 3, "option {option}");
+        // The same choices and validation scores, whatever the test labels say.
+        assert_eq!(Some(&search), b.search.as_ref(), "option {option}");
+        assert_ne!(
+            a.test.loss, b.test.loss,
+            "option {option}: the labels moved"
+        );
+        // The chosen rate has the best validation accuracy, and its refit ran.
+        let best = search
+            .candidates
+            .iter()
+            .map(|c| c.validation.accuracy)
+            .fold(f64::MIN, f64::max);
+        assert_eq!(search.chosen().validation.accuracy, best, "option {option}");
+        assert!(search.refit_steps > 0, "option {option}: {search:?}");
+        assert_eq!(a.steps_run, search.refit_steps, "option {option}");
+        assert_eq!(a.validation_accuracy, best, "option {option}");
+    }
+}
+
+#[test]
+fn a_search_picks_the_lower_loss_then_the_smaller_rate_on_a_tie_and_skips_diverged_rates() {
+    use harness_train::{Candidate, CellStatus, Evaluation, Search};
+    let candidate = |learning_rate, accuracy, loss, status| Candidate {
+        value: learning_rate,
+        validation: Evaluation {
+            accuracy,
+            macro_f1: accuracy,
+            loss,
+        },
+        best_step: 10,
+        status,
+    };
+    let ok = CellStatus::Ok;
+    let tie_on_accuracy = [
+        candidate(1e-2, 0.8, 0.6, ok),
+        candidate(1e-3, 0.8, 0.5, ok),
+        candidate(1e-1, 0.7, 0.1, ok),
+    ];
+    assert_eq!(Search::choose(&tie_on_accuracy), 1);
+    let full_tie = [candidate(1e-2, 0.8, 0.5, ok), candidate(1e-3, 0.8, 0.5, ok)];
+    assert_eq!(Search::choose(&full_tie), 1);
+    let diverged = [
+        candidate(1.0, 0.9, 0.1, CellStatus::Diverged),
+        candidate(1e-3, 0.5, 0.9, ok),
+    ];
+    assert_eq!(Search::choose(&diverged), 1);
+}
+
+#[test]
+fn a_search_on_cached_features_chooses_as_through_the_whole_network() {
+    let _serial = serial();
+    let target = dataset("target", 0);
+    let c = searching_cell(1, &[1e-3, 3e-2]);
+    let cached = run_cell(&c, &target, None, &mut |_| {}).unwrap();
+    let full = run_cell_uncached(&c, &target, None, &mut |_| {}).unwrap();
+    let (a, b) = (cached.search.unwrap(), full.search.unwrap());
+    assert_eq!(a.chosen, b.chosen);
+    assert_eq!(a.refit_steps, b.refit_steps);
+    for (x, y) in a.candidates.iter().zip(&b.candidates) {
+        assert_eq!(x.best_step, y.best_step);
+        assert!((x.validation.loss - y.validation.loss).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn option1_as_a_logistic_probe_chooses_c_on_validation_and_test_labels_change_no_choice() {
+    let _serial = serial();
+    let target = dataset("target", 0);
+    let moved = with_shuffled_test_labels(&target);
+    let mut c = cell("scratch", 1, None);
+    c.finetune.probe.c = vec![1e-3, 1e-1, 10.0];
+    let a = run_cell(&c, &target, None, &mut |_| {}).unwrap();
+    let b = run_cell(&c, &moved, None, &mut |_| {}).unwrap();
+    let search = a.search.clone().expect("the probe records its choice");
+    assert_eq!(search.setting, harness_train::Setting::ProbeC);
+    assert_eq!(search.candidates.len(), 3);
+    // The same choice and validation scores (compared as printed: the probe reports no
+    // validation macro-F1, a NaN, which equals nothing).
+    assert_eq!(format!("{search:?}"), format!("{:?}", b.search.unwrap()));
+    assert_ne!(a.test.loss, b.test.loss, "the labels moved");
+    let best = search
+        .candidates
+        .iter()
+        .map(|c| c.validation.accuracy)
+        .fold(f64::MIN, f64::max);
+    assert_eq!(search.chosen().validation.accuracy, best);
+    // Only the output layer changed: the frozen layers are those of the untrained network.
+    let start = snapshot(&initial_model(&c, &target, None).unwrap());
+    let end = snapshot(&a.model);
+    for (name, values) in &start {
+        if !name.starts_with("head") {
+            assert_eq!(values, &end[name], "{name} changed");
+        }
+    }
+    assert_ne!(part(&start, "head"), part(&end, "head"));
+}
