@@ -20,7 +20,7 @@ use harness_spec::{Cell, NetworkArm, NetworkBody, Relation};
 
 use crate::batches::{batch, label_tensor};
 use crate::eval::{Evaluation, evaluate, evaluate_head};
-use crate::features::FeatureCache;
+use crate::features::{FeatureCache, FrozenFeatures};
 use crate::{TrainEvent, train_device};
 
 /// How a cell ended: [`CellStatus::Ok`] or [`CellStatus::Diverged`] here; the caller records
@@ -586,6 +586,29 @@ impl Setup<'_> {
     fn test_indices(&self) -> Vec<usize> {
         (0..self.target.test.len()).collect()
     }
+
+    /// The frozen network's features of the subset (fitting and validation) and of the test
+    /// set, computed the first time and kept in `cache`.
+    fn frozen_features<'c>(
+        &self,
+        model: &Network,
+        cache: &'c mut FeatureCache,
+    ) -> &'c FrozenFeatures {
+        let used: Vec<usize> = self
+            .subset
+            .fit
+            .iter()
+            .chain(&self.subset.validation)
+            .copied()
+            .collect();
+        cache.get_or_compute(
+            self.cell,
+            model,
+            (&self.target.train, &self.target.test),
+            &used,
+            &self.norm,
+        )
+    }
 }
 
 /// A cell's trained network with its validation and test evaluations.
@@ -610,19 +633,7 @@ fn fit_on_features(
 ) -> Fitted {
     let (target, subset) = (setup.target, setup.subset);
     let (classes, device) = (target.classes.len(), train_device());
-    let used: Vec<usize> = subset
-        .fit
-        .iter()
-        .chain(&subset.validation)
-        .copied()
-        .collect();
-    let frozen = cache.get_or_compute(
-        setup.cell,
-        &model,
-        (&target.train, &target.test),
-        &used,
-        &setup.norm,
-    );
+    let frozen = setup.frozen_features(&model, cache);
     let labels = target.train.labels();
     let trained = fine_tune(
         model.head().clone(),
@@ -663,19 +674,7 @@ fn fit_probe(
 ) -> Result<(Fitted, Search)> {
     let (target, subset) = (setup.target, setup.subset);
     let classes = target.classes.len();
-    let used: Vec<usize> = subset
-        .fit
-        .iter()
-        .chain(&subset.validation)
-        .copied()
-        .collect();
-    let frozen = cache.get_or_compute(
-        setup.cell,
-        &model,
-        (&target.train, &target.test),
-        &used,
-        &setup.norm,
-    );
+    let frozen = setup.frozen_features(&model, cache);
     let (head, search) = crate::probe_head::probe_head(
         &frozen.pool,
         target.train.labels(),
@@ -694,7 +693,7 @@ fn fit_probe(
         status: CellStatus::Ok,
         best_step: search.chosen().best_step,
         steps_run: search.refit_steps,
-        examples_seen: used.len(),
+        examples_seen: subset.fit.len() + subset.validation.len(),
         validation: search.chosen().validation,
         test,
         model: model.with_head(head),
