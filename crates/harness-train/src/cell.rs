@@ -354,14 +354,15 @@ fn run(
     let probe_cache = cache
         .as_deref_mut()
         .filter(|_| !probe.is_empty() && trains_on_cached_features(cell));
+    // Built (and its weights read) once; each run of a search starts from a copy.
+    let start = initial_model(cell, target, source)?;
     let (fitted, search, examples_seen) = if let Some(cache) = probe_cache {
-        let model = initial_model(cell, target, source)?;
-        let (fitted, search) = fit_probe(&setup, model, cache, probe)?;
+        let (fitted, search) = fit_probe(&setup, start, cache, probe)?;
         let seen = fitted.examples_seen;
         (fitted, Some(search), seen)
     } else {
         let mut fit = |pass: &Pass| -> Result<Fitted> {
-            let model = initial_model(cell, target, source)?;
+            let model = start.clone();
             Ok(match cache.as_deref_mut() {
                 Some(cache) if trains_on_cached_features(cell) => {
                     fit_on_features(&setup, pass, model, cache, events)
