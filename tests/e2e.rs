@@ -230,6 +230,62 @@ fn plan_lists_cells_and_pretraining_without_running_anything() {
     );
 }
 
+/// `harness plan` ends with an estimate of `harness run` from the cell times measured in every
+/// result store: unknown before anything ran; then, from the rows of another experiment of the
+/// same settings, their seconds for cells of the same kind and scaled by the step budget for a
+/// size they did not measure.
+#[test]
+fn plan_estimates_the_run_from_the_cell_times_measured_in_every_store() {
+    let p = Project::tiny();
+    // New seeds and one larger size, the settings of tiny.toml otherwise.
+    p.write(
+        "experiments/more.toml",
+        &common::TINY_EXPERIMENT
+            .replace("seeds = [0, 1]", "seeds = [2, 3]")
+            .replace("n_train = [12, 30]", "n_train = [12, 30, 60]"),
+    );
+    let estimate = |p: &Project| {
+        let out = p.harness(&["plan", "--jobs", "2", "experiments/more.toml"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let at = text.find("estimated time").expect("an estimate");
+        text[at..].to_string()
+    };
+    let before = estimate(&p);
+    assert!(
+        before.starts_with(
+            "estimated time of `harness run`: unknown for 24 unfinished cells and 1 pre-training, none like them measured"
+        ),
+        "{before}"
+    );
+
+    let out = p.harness(&["run", "--no-report", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Every measured cell took a minute, as far as the estimate can tell.
+    let store = harness_results::ResultStore::open(&p.path("results"), "tiny");
+    for mut row in p.rows("tiny") {
+        row.train_seconds = 60.0;
+        store.write(&row).unwrap();
+    }
+    // Option 1 cells train on cached features: a minute each, at any size. Option 2 at
+    // n_train = 60: 30 steps (48 to fit, batches of 8, 5 epochs) against the 20 (min_steps)
+    // measured at 12 and 30: 90 s. 20 × 60 s + 4 × 90 s = 26 min; the checkpoint is cached.
+    let after = estimate(&p);
+    let lines: Vec<&str> = after.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "estimated time of `harness run`: 26 min of training for 24 unfinished cells, about 13 min at 2 jobs if they share it evenly (--jobs)",
+            "  cells: 26 min; 20 from measured cells of the same kind, 4 scaled from their arm at another n_train or learning-rate grid",
+        ],
+        "{after}"
+    );
+    assert!(
+        lines[2].starts_with("  measured: train_seconds of 16 finished rows in results/*/; every one used measured on this machine's CPU"),
+        "{after}"
+    );
+}
+
 /// Runs `harness run` on a broken project and checks the one clear error and that nothing was written.
 fn assert_refused(p: &Project, expect_in_message: &[&str]) -> String {
     let out = p.harness(&["run", "experiments/tiny.toml"]);

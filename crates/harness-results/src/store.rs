@@ -58,6 +58,33 @@ impl ResultStore {
         }
     }
 
+    /// The store of every experiment under `results_root` (each of its folders), by name.
+    pub fn all(results_root: &Path) -> Vec<ResultStore> {
+        let Ok(entries) = fs::read_dir(results_root) else {
+            return Vec::new();
+        };
+        let mut stores: Vec<ResultStore> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .map(|dir| ResultStore { dir })
+            .collect();
+        stores.sort_by(|a, b| a.dir.cmp(&b.dir));
+        stores
+    }
+
+    /// The rows that can be counted, leaving out the files [`ResultStore::scan`] cannot count
+    /// (for reading other experiments' measurements; [`ResultStore::rows`] refuses such a
+    /// store); also how many files were left out.
+    pub fn countable_rows(&self) -> Result<(Vec<ResultRow>, usize)> {
+        let scan = self.scan()?;
+        let rows = match &scan.frame {
+            Some(frame) => ResultRow::from_frame(frame)?,
+            None => Vec::new(),
+        };
+        Ok((rows, scan.problems.len()))
+    }
+
     fn row_path(&self, fingerprint: &str) -> PathBuf {
         self.dir.join(format!("{fingerprint}.parquet"))
     }

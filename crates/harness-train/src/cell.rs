@@ -16,7 +16,7 @@ use harness_model::efficientnet::EfficientNet;
 use harness_model::{
     Checkpoint, FramedCrepe, GreyImageNet, Network, PatchBert, PatchStem, Transfer, load_pretrained,
 };
-use harness_spec::{Cell, NetworkArm, NetworkBody, Relation};
+use harness_spec::{Cell, FinetuneSpec, NetworkArm, NetworkBody, Relation};
 
 use crate::batches::{batch, label_tensor};
 use crate::eval::{Evaluation, evaluate, evaluate_head};
@@ -351,9 +351,7 @@ fn run(
     let plan = Schedule::new(cell, subset.fit.len());
     let grid = cell.finetune.search.learning_rates(cell.option);
     let probe = &cell.finetune.probe.c;
-    let probe_cache = cache
-        .as_deref_mut()
-        .filter(|_| !probe.is_empty() && trains_on_cached_features(cell));
+    let probe_cache = cache.as_deref_mut().filter(|_| fits_probe(cell));
     // Built (and its weights read) once; each run of a search starts from a copy.
     let start = initial_model(cell, target, source)?;
     let (fitted, search, examples_seen) = if let Some(cache) = probe_cache {
@@ -549,12 +547,24 @@ fn check_source(cell: &Cell, source: Source) -> Result<()> {
 /// Option 1 with frozen layers that behave the same in training and evaluation (no
 /// dropout) trains the output layer alone on cached features. Across modalities the fresh
 /// stem trains under Option 1, so the frozen backbone's input changes at every step: no cache.
-fn trains_on_cached_features(cell: &Cell) -> bool {
+pub fn trains_on_cached_features(cell: &Cell) -> bool {
     cell.option.freezes()
         && match &cell.network {
             Some(arm) => !arm.has_fresh_stem(),
             None => cell.model.dropout == 0.0 && cell.relation != Relation::Mismatched,
         }
+}
+
+/// Whether the cell trains its output layer as the logistic probe (`[finetune.probe]`): only
+/// an Option 1 cell that trains on cached features can.
+pub fn fits_probe(cell: &Cell) -> bool {
+    !cell.finetune.probe.is_empty() && trains_on_cached_features(cell)
+}
+
+/// The optimisation steps a validated run of a cell may take on `n_fit` examples: its epochs
+/// over the fitting split, at least `min_steps`.
+pub fn step_budget(finetune: &FinetuneSpec, n_fit: usize) -> usize {
+    (n_fit.div_ceil(finetune.batch_size) * finetune.epochs).max(finetune.min_steps)
 }
 
 /// What one cell trains on: its target, input scaling and subset.
@@ -816,7 +826,7 @@ impl Schedule {
     fn new(cell: &Cell, n_fit: usize) -> Schedule {
         let ft = &cell.finetune;
         let steps_per_epoch = n_fit.div_ceil(ft.batch_size);
-        let total = (steps_per_epoch * ft.epochs).max(ft.min_steps);
+        let total = step_budget(ft, n_fit);
         Schedule {
             steps_per_epoch,
             total,

@@ -32,13 +32,14 @@ pub use bench::{
 };
 pub use cell::{
     Candidate, CellArrays, CellOutcome, CellStatus, Search, Setting, Source, cell_arrays,
-    initial_model, network_with_weights, run_cell, run_cell_cached, run_cell_uncached,
+    fits_probe, initial_model, network_with_weights, run_cell, run_cell_cached, run_cell_uncached,
+    step_budget, trains_on_cached_features,
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SPARSE_BLOCK, SplitFeatures};
 pub use pretrain::{
     CachedCheckpoint, PretrainMeta, PretrainOutcome, cached_pretrained, check_pretrained,
-    clean_partial_checkpoints, ensure_pretrained,
+    clean_partial_checkpoints, ensure_pretrained, recorded_pretrainings,
 };
 pub use pretrained::{VerifiedWeights, efficientnet_config, ensure_weights};
 pub use probe::{

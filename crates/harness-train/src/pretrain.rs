@@ -230,6 +230,23 @@ pub fn clean_partial_checkpoints(cache: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// What the cache records of every pre-training it holds (each checkpoint's `meta.json`,
+/// its seconds included), whether or not its weight files still verify; unreadable records
+/// and unfinished pre-trainings are left out.
+pub fn recorded_pretrainings(cache: &Path) -> Vec<PretrainMeta> {
+    let Ok(entries) = std::fs::read_dir(cache.join("checkpoints")) else {
+        return Vec::new();
+    };
+    let mut recorded: Vec<PretrainMeta> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX))
+        .filter_map(|e| std::fs::read(e.path().join("meta.json")).ok())
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect();
+    recorded.sort_by(|a: &PretrainMeta, b| a.key.cmp(&b.key));
+    recorded
+}
+
 fn train(
     job: &PretrainJob,
     source: &Dataset,

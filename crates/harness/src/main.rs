@@ -5,6 +5,7 @@
 //! store and reports. It is glue only: every stage lives in its own crate.
 
 mod bench;
+mod estimate;
 mod jobs;
 mod ledger;
 mod load;
@@ -67,11 +68,20 @@ enum Command {
     },
     /// List the cells and pre-training jobs of the given experiment files without running
     /// anything; say which are already finished or cached.
+    ///
+    /// Last, it estimates how long `harness run` of the same files would take here: each cell
+    /// to run from the `train_seconds` of the most similar finished rows in every store under
+    /// `--results`, each pre-training the cache lacks from the seconds the cache records for
+    /// the same source. Fetching and decoding data is not counted.
     Plan {
         #[arg(required = true)]
         experiments: Vec<PathBuf>,
         #[command(flatten)]
         paths: Paths,
+        /// Worker processes the estimate's wall-clock time assumes, as `harness run --jobs`
+        /// (default: one per core).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
     },
     /// Write reports/NAME/ (report.md, SVG figures, results.parquet) from the result store.
     Report {
@@ -255,7 +265,15 @@ fn execute(command: Command) -> Result<anyhow::Result<()>, ExitCode> {
                 run::run(&experiments, &paths, parallelism, !no_report)
             }
         }
-        Command::Plan { experiments, paths } => run::plan(&experiments, &paths),
+        Command::Plan {
+            experiments,
+            paths,
+            jobs,
+        } => run::plan(
+            &experiments,
+            &paths,
+            ledger::Parallelism::resolve(jobs, None).jobs,
+        ),
         Command::Report { experiments, paths } => run::report(&experiments, &paths),
         Command::Fetch { ids, paths } => run::fetch(&ids, &paths),
         Command::Bench {

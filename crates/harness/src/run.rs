@@ -15,7 +15,7 @@ use crate::load::{Loaded, load};
 use crate::progress::Display;
 use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
 use crate::workbench::{Workbench, fetch_datasets, fetch_network};
-use crate::{Paths, jobs, provenance};
+use crate::{Paths, estimate, jobs, provenance};
 
 /// What the inputs of rows hash to now, to tell finished rows from stale ones.
 #[derive(Default)]
@@ -441,8 +441,8 @@ fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// `harness plan`.
-pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
+/// `harness plan`; `jobs`: the worker processes its estimate of `harness run` assumes.
+pub fn plan(files: &[PathBuf], paths: &Paths, jobs: usize) -> Result<()> {
     let (_, loaded) = load(files, paths)?;
     let mut all = Plan::default();
     for l in &loaded {
@@ -451,6 +451,7 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
     let current = Current::checkpoints(&all, paths, &Display::new());
     print_tokenizers(&all);
     print_pretrain_jobs(&all, &current);
+    let mut unfinished: Vec<&Cell> = Vec::new();
     for l in &loaded {
         let store = ResultStore::open(&paths.results, &l.experiment.name);
         // Checkpoints are verified here; datasets are hashed only by `run`.
@@ -469,6 +470,54 @@ pub fn plan(files: &[PathBuf], paths: &Paths) -> Result<()> {
             n_done
         );
         print_cells(&l.plan.cells, &done);
+        unfinished.extend(
+            l.plan
+                .cells
+                .iter()
+                .filter(|c| !done.contains(&c.fingerprint)),
+        );
+    }
+    print_estimate(&all, &unfinished, &current, paths, jobs)
+}
+
+/// `harness plan`'s estimate of how long `harness run` of the same files would take here:
+/// the unfinished cells from the rows of every store under the results folder, the
+/// pre-trainings they need that the cache lacks from the cache's records.
+fn print_estimate(
+    all: &Plan,
+    unfinished: &[&Cell],
+    current: &Current,
+    paths: &Paths,
+    jobs: usize,
+) -> Result<()> {
+    let missing: BTreeSet<&str> = (unfinished.iter())
+        .filter_map(|c| c.pretrain_key.as_deref())
+        .filter(|key| !matches!(current.checkpoints.get(*key), Some(Some(_))))
+        .collect();
+    let to_pretrain: Vec<&harness_spec::PretrainJob> = (all.pretrain_jobs.iter())
+        .filter(|j| missing.contains(j.key.as_str()))
+        .collect();
+    let mut rows = Vec::new();
+    let mut left_out = 0;
+    for store in ResultStore::all(&paths.results) {
+        let (countable, problems) = store.countable_rows()?;
+        rows.extend(countable);
+        left_out += problems;
+    }
+    let here = estimate::Here {
+        cpu: provenance::machine().0,
+        backend: harness_train::backend().as_str().into(),
+    };
+    let recorded = harness_train::recorded_pretrainings(&paths.cache_dir());
+    let estimate = estimate::estimate(unfinished, &to_pretrain, &rows, &recorded, &here);
+    let from = estimate::Provenance {
+        results: &paths.results,
+        left_out,
+        here: &here,
+    };
+    println!();
+    for line in estimate.lines(jobs, &from) {
+        println!("{line}");
     }
     Ok(())
 }
