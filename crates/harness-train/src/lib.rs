@@ -4,6 +4,8 @@
 //! once per pre-training key (cached as a checkpoint under its content hash), and running one
 //! cell — draw the paired subset, build the network (scratch or transferred, frozen or not),
 //! fine-tune with early stopping on the validation split, and evaluate once on the fixed test set.
+//! Beside the networks it fits each subset's floor ([`fit_floor`]): an ℓ2 logistic regression
+//! on the raw input, chosen and tested as Option 1's probe is.
 //!
 //! It reads datasets, writes checkpoints and builds each cell's result row (in the schema of
 //! `harness-results`); it never writes results or reports.
@@ -20,6 +22,7 @@ mod bench;
 mod cell;
 mod eval;
 mod features;
+mod floor;
 mod pretrain;
 mod pretrained;
 mod probe;
@@ -37,6 +40,7 @@ pub use cell::{
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SPARSE_BLOCK, SplitFeatures};
+pub use floor::{FloorFit, FloorInput, SparseRows, TfIdf, fit_floor};
 pub use pretrain::{
     CachedCheckpoint, PretrainMeta, PretrainOutcome, cached_pretrained, check_pretrained,
     clean_partial_checkpoints, ensure_pretrained, recorded_pretrainings,

@@ -903,7 +903,7 @@ fn check_labels(labels: &[u16], classes: usize) -> Result<(), ProbeError> {
 }
 
 /// The first index of the largest value.
-fn argmax(z: &[f64]) -> usize {
+pub(crate) fn argmax(z: &[f64]) -> usize {
     let mut best = 0;
     for (j, v) in z.iter().enumerate().skip(1) {
         if *v > z[best] {
@@ -913,7 +913,7 @@ fn argmax(z: &[f64]) -> usize {
     best
 }
 
-fn log_sum_exp(z: &[f64]) -> f64 {
+pub(crate) fn log_sum_exp(z: &[f64]) -> f64 {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
 }

@@ -14,7 +14,8 @@ use crate::cell::{Candidate, Search, Setting};
 use crate::eval::Evaluation;
 use crate::features::SplitFeatures;
 use crate::probe::{
-    FeatureRows, LabelledRows, LogisticProbe, Standardisation, fit_logistic, select_c,
+    FeatureRows, LabelledRows, LogisticFit, LogisticProbe, ProbeSelection, Standardisation,
+    fit_logistic, select_c,
 };
 use crate::{CellStatus, train_device};
 
@@ -33,28 +34,72 @@ pub(crate) fn probe_head(
             indices.iter().map(|&i| labels[i]).collect(),
         )
     };
-    let dim = pool.dim;
     let ((fit_x, fit_y), (val_x, val_y)) = (take(fit), take(validation));
-    let scaling = Standardisation::fit(&fit_x, dim)?;
-    let (fit_s, val_s) = (scaling.standardise(&fit_x)?, scaling.standardise(&val_x)?);
-    let selection = select_c(
-        grid,
-        LabelledRows::new(FeatureRows::new(&fit_s, dim)?, &fit_y)?,
-        LabelledRows::new(FeatureRows::new(&val_s, dim)?, &val_y)?,
-        classes,
-    )
-    .context("choosing the probe's regularisation on validation")?;
-    let all: Vec<usize> = fit.iter().chain(validation).copied().collect();
-    let (all_x, all_y) = take(&all);
+    let probe = standardised_probe((&fit_x, &fit_y), (&val_x, &val_y), pool.dim, classes, grid)?;
+    let head = folded_head(&probe.refit.probe, &probe.scaling, pool.dim, classes);
+    Ok((head, probe.search))
+}
+
+/// A probe whose `C` was chosen on validation and which was refitted on fitting + validation,
+/// each fit reading its rows standardised over themselves.
+pub(crate) struct StandardisedProbe {
+    /// Statistics of the fitting rows, over which the choice read every row.
+    pub choice_scaling: Standardisation,
+    pub selection: ProbeSelection,
+    /// Statistics of fitting + validation rows, over which the refit reads every row.
+    pub scaling: Standardisation,
+    pub refit: LogisticFit,
+    pub search: Search,
+}
+
+/// The probe's protocol on dense features of width `dim` (Option 1's frozen features, the
+/// floor's pixels and mel bands): standardise over the fitting rows, choose `C` by
+/// [`choose_then_refit`], standardise fitting + validation rows (in that order) over themselves
+/// for the refit.
+pub(crate) fn standardised_probe<T: Copy + Into<f64>>(
+    (fit_x, fit_y): (&[T], &[u16]),
+    (val_x, val_y): (&[T], &[u16]),
+    dim: usize,
+    classes: usize,
+    grid: &[f64],
+) -> Result<StandardisedProbe> {
+    let choice_scaling = Standardisation::fit(fit_x, dim)?;
+    let fit_s = choice_scaling.standardise(fit_x)?;
+    let val_s = choice_scaling.standardise(val_x)?;
+    let all_x: Vec<T> = fit_x.iter().chain(val_x).copied().collect();
+    let all_y: Vec<u16> = fit_y.iter().chain(val_y).copied().collect();
     let scaling = Standardisation::fit(&all_x, dim)?;
     let all_s = scaling.standardise(&all_x)?;
-    let refit = fit_logistic(
-        FeatureRows::new(&all_s, dim)?,
-        &all_y,
+    let (selection, refit, search) = choose_then_refit(
+        grid,
         classes,
-        selection.chosen_c,
-    )
-    .context("refitting the probe on fitting + validation")?;
+        LabelledRows::new(FeatureRows::new(&fit_s, dim)?, fit_y)?,
+        LabelledRows::new(FeatureRows::new(&val_s, dim)?, val_y)?,
+        LabelledRows::new(FeatureRows::new(&all_s, dim)?, &all_y)?,
+    )?;
+    Ok(StandardisedProbe {
+        choice_scaling,
+        selection,
+        scaling,
+        refit,
+        search,
+    })
+}
+
+/// `C` chosen from `grid` by [`select_c`] on `fit` and `validation`, the refit with it on
+/// `all` (fitting + validation rows, as its own features), and the search as a row records it
+/// (validation macro-F1 not measured: NaN; refit length: the solver's iterations).
+pub(crate) fn choose_then_refit(
+    grid: &[f64],
+    classes: usize,
+    fit: LabelledRows,
+    validation: LabelledRows,
+    all: LabelledRows,
+) -> Result<(ProbeSelection, LogisticFit, Search)> {
+    let selection = select_c(grid, fit, validation, classes)
+        .context("choosing the probe's regularisation on validation")?;
+    let refit = fit_logistic(all.features, all.labels, classes, selection.chosen_c)
+        .context("refitting the probe on fitting + validation")?;
     let candidates = selection
         .scores
         .iter()
@@ -79,7 +124,7 @@ pub(crate) fn probe_head(
         chosen,
         refit_steps: refit.solver.iterations,
     };
-    Ok((folded_head(&refit.probe, &scaling, dim, classes), search))
+    Ok((selection, refit, search))
 }
 
 /// The layer `x ↦ W ((x − μ) / σ) + b` as a burn `Linear` of `dim` inputs and `classes`
