@@ -313,7 +313,7 @@ fn malformed_toml_names_the_file_and_line() {
 fn an_unknown_key_names_the_key_file_and_line() {
     let p = Project::tiny();
     p.edit("experiments/tiny.toml", "d_ff = 32", "d_ff = 32\nwidht = 4");
-    assert_refused(&p, &["widht", "experiments/tiny.toml:15:"]);
+    assert_refused(&p, &["widht", "experiments/tiny.toml:17:"]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::{Project, stderr};
+use common::{Project, image_manifest, sha256_hex, stderr};
 
 /// 16-bit mono PCM WAV bytes.
 fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
@@ -123,6 +123,7 @@ sources = ["scratch", "sounds"]
 n_train = [6, 30]
 options = [1, 2]
 seeds = [0]
+floor = false
 
 [model]
 frames_per_token = 3
@@ -556,5 +557,85 @@ fn an_official_test_set_can_be_sampled_per_class_once_and_for_all() {
         stderr(&out).contains("4 training-pool + 2 test examples"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// The audio project with an image dataset beside it, `pics`: a source of another modality.
+fn with_pictures() -> Project {
+    let p = Project::new(true);
+    let csv = common::csv(60, 7, 0);
+    fs::write(p.path("data-manifests/pics.csv"), &csv).unwrap();
+    fs::write(
+        p.path("data-manifests/pics.toml"),
+        image_manifest("pics", "pics.csv", &sha256_hex(csv.as_bytes()), 60),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_cross_modal_source_brings_its_trained_stem_control_and_every_target_its_floor() {
+    let p = with_pictures();
+    let experiment = EXPERIMENT
+        .replace(
+            "sources = [\"scratch\", \"sounds\"]",
+            "sources = [\"scratch\", \"sounds\", \"pics\"]",
+        )
+        .replace("n_train = [6, 30]", "n_train = [30]")
+        .replace("seeds = [0]\nfloor = false\n", "seeds = [0, 1]\n")
+        .replace("[model]\n", "[model]\npatch = 4\n");
+    p.write("experiments/cross.toml", &experiment);
+    let out = p.harness(&["run", "experiments/cross.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = p.rows("cross");
+    // Three sources × two options × two seeds, one control and one floor per seed.
+    assert_eq!(rows.len(), 3 * 2 * 2 + 2 + 2, "{rows:#?}");
+    assert!(rows.iter().all(|r| r.status == "ok"), "{rows:#?}");
+    let controls: Vec<_> = rows.iter().filter(|r| r.control.is_some()).collect();
+    assert_eq!(controls.len(), 2);
+    for c in &controls {
+        assert_eq!(
+            (c.source.as_str(), c.relation.as_str(), c.option),
+            ("scratch", "none", 1)
+        );
+        assert_eq!(c.control.as_deref(), Some("trained stem"));
+    }
+    let floors: Vec<_> = rows.iter().filter(|r| r.relation == "floor").collect();
+    assert_eq!(floors.len(), 2);
+    for f in &floors {
+        assert_eq!(f.architecture.as_deref(), Some("logistic (mean log-mel)"));
+        assert!(f.probe_c.is_some() && f.search.is_some(), "{f:?}");
+        assert!(f.test_accuracy.is_finite());
+        // The floor sees the same subset as the arms of its seed.
+        let scratch = rows
+            .iter()
+            .find(|r| r.source == "scratch" && r.seed == f.seed && r.option == 2)
+            .unwrap();
+        assert_eq!(
+            (f.n_fit, f.n_validation),
+            (scratch.n_fit, scratch.n_validation)
+        );
+    }
+    let report = fs::read_to_string(p.path("reports/cross/report.md")).unwrap();
+    assert!(report.contains("## Between floor and ceiling"), "{report}");
+    assert!(
+        report.contains("speakers: logistic (mean log-mel)"),
+        "{report}"
+    );
+    // The cross-modal Option 1 arm meets the control that trains its stem too, never the
+    // scratch arm whose stem is frozen.
+    assert!(
+        report.contains("| pics, option 1 | scratch (trained stem), option 1 |"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("| pics, option 1 | scratch, option 1 |"),
+        "{report}"
+    );
+    let again = p.harness(&["run", "experiments/cross.toml"]);
+    assert!(
+        stderr(&again).contains("16 finished, 0 to run"),
+        "{}",
+        stderr(&again)
     );
 }

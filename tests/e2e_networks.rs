@@ -228,6 +228,7 @@ sources = ["scratch", "tiny-net"]
 n_train = [12, 30]
 options = [1, 2]
 seeds = [0, 1]
+floor = false
 
 [model]
 patch = 4
@@ -529,6 +530,7 @@ sources = ["scratch", "tiny-bert"]
 n_train = [8, 16]
 options = [1, 2]
 seeds = [0]
+floor = false
 
 [model]
 d_model = 8

@@ -94,6 +94,7 @@ sources = ["scratch", "notes"]
 n_train = [12]
 options = [1, 2]
 seeds = [0, 1]
+floor = false
 
 [model]
 d_model = 16
@@ -292,7 +293,7 @@ fn tokenizer_settings_are_part_of_every_text_cell() {
         "{}",
         stderr(&out)
     );
-    assert!(stderr(&out).contains("text.toml:16"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("text.toml:17"), "{}", stderr(&out));
 
     p.write(
         "experiments/text.toml",

@@ -36,8 +36,10 @@ impl Checkpoint {
 /// How a cell's network starts.
 #[derive(Debug, Clone)]
 pub enum Transfer {
-    /// Random initialisation; `freeze` gives the frozen-random-backbone control (Option 1).
-    Scratch { freeze: bool },
+    /// Random initialisation; `freeze` gives the frozen-random-backbone control (Option 1),
+    /// whose stem is frozen too unless `train_stem` (the partner of a cross-modal Option 1
+    /// arm, whose fresh stem trains).
+    Scratch { freeze: bool, train_stem: bool },
     /// Backbone copied from a checkpoint, and its stem too when `copy_stem` (same modality);
     /// head new. `freeze` is Option 1: it freezes what was copied.
     Pretrained {
@@ -66,10 +68,11 @@ pub fn save_pretrained(model: &Classifier, dir: &Path) -> anyhow::Result<Checkpo
 
 /// Applies `transfer` to a freshly initialised `model`: loads the copied layers, then freezes
 /// them (Option 1) or leaves them trainable (Option 2). The head, and a stem that was not
-/// copied, stay new and trainable. Option 1 from scratch freezes the random stem and backbone.
+/// copied, stay new and trainable. Option 1 from scratch freezes the random stem and backbone,
+/// or the backbone alone when its stem trains.
 pub fn load_pretrained(mut model: Classifier, transfer: &Transfer) -> anyhow::Result<Classifier> {
     let (freeze_stem, freeze_backbone) = match transfer {
-        Transfer::Scratch { freeze } => (*freeze, *freeze),
+        Transfer::Scratch { freeze, train_stem } => (*freeze && !*train_stem, *freeze),
         Transfer::Pretrained {
             checkpoint,
             copy_stem,
@@ -142,6 +145,35 @@ mod tests {
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let mut optim = AdamConfig::new().init();
         optim.step(1e-2, model, grads)
+    }
+
+    #[test]
+    fn the_trained_stem_control_freezes_the_random_backbone_and_trains_stem_and_head() {
+        let _serial = crate::serial();
+        let device = Device::flex().autodiff();
+        let transfer = Transfer::Scratch {
+            freeze: true,
+            train_stem: true,
+        };
+        let model = load_pretrained(config().init_seeded(&device, 3), &transfer).unwrap();
+        let before = snapshot(&model);
+        let after = snapshot(&step(model, &device));
+        assert_eq!(part(&after, "backbone"), part(&before, "backbone"));
+        for prefix in ["stem", "head"] {
+            assert_ne!(
+                part(&after, prefix),
+                part(&before, prefix),
+                "{prefix} trains"
+            );
+        }
+        // The plain scratch Option 1 arm freezes its stem too.
+        let plain = Transfer::Scratch {
+            freeze: true,
+            train_stem: false,
+        };
+        let model = load_pretrained(config().init_seeded(&device, 3), &plain).unwrap();
+        let after = snapshot(&step(model, &device));
+        assert_eq!(part(&after, "stem"), part(&before, "stem"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use polars::prelude::*;
 
 use harness_spec::{CellStatus, Relation};
 
-use crate::row::{FromColumn, ResultRow, scratch_arm, with_arm_names};
+use crate::row::{FromColumn, ResultRow, with_arm_names};
 use crate::stats::{ArmSummary, MeanCi, PairedDifference};
 
 /// The rows as one frame the way reports compare them: every scratch row named after its
@@ -15,7 +15,7 @@ use crate::stats::{ArmSummary, MeanCi, PairedDifference};
 pub fn arm_frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
     let rows = with_arm_names(rows);
     let mut frame = ResultRow::to_frame(&rows)?;
-    let scratch: Vec<String> = rows.iter().map(|r| scratch_arm(r.architecture())).collect();
+    let scratch: Vec<String> = rows.iter().map(ResultRow::scratch_partner).collect();
     let labels: Vec<String> = rows
         .iter()
         .map(|r| format!("{}, option {}", r.source, r.option))
@@ -129,7 +129,7 @@ pub fn arm_summaries(frame: &DataFrame) -> PolarsResult<Vec<ArmSummary>> {
 /// `a_label`/`b_label` and the accuracy `a`/`b`), joined on `on`; then, per `group` (which
 /// must include `target` and `n_train`), the mean difference and its interval over seeds,
 /// with the first value of each column of `carry`, ordered by `group`.
-fn paired_frame(
+pub(crate) fn paired_frame(
     a: LazyFrame,
     b: LazyFrame,
     on: &[&str],
@@ -153,7 +153,7 @@ fn paired_frame(
 }
 
 /// The rows of a [`paired_frame`] as [`PairedDifference`]s.
-fn differences(table: &DataFrame) -> PolarsResult<Vec<PairedDifference>> {
+pub(crate) fn differences(table: &DataFrame) -> PolarsResult<Vec<PairedDifference>> {
     let (target, n_train) = (strs(table, "target")?, ints(table, "n_train")?);
     let (a_label, b_label) = (strs(table, "a_label")?, strs(table, "b_label")?);
     let difference = intervals(table, "difference")?;
@@ -170,7 +170,7 @@ fn differences(table: &DataFrame) -> PolarsResult<Vec<PairedDifference>> {
 
 /// One side of a paired comparison: the key columns, the arm's label as `{side}_label` and its
 /// accuracy as `{side}`.
-fn side(lf: LazyFrame, keys: &[Expr], side: &str) -> LazyFrame {
+pub(crate) fn side(lf: LazyFrame, keys: &[Expr], side: &str) -> LazyFrame {
     let mut columns = keys.to_vec();
     columns.push(col("arm_label").alias(format!("{side}_label")));
     columns.push(col("test_accuracy").alias(side));
@@ -192,7 +192,11 @@ pub struct ScratchComparison {
 pub fn against_scratch(frame: &DataFrame) -> PolarsResult<Vec<ScratchComparison>> {
     let on = ["scratch_arm", "option", "target", "n_train", "seed"];
     let pretrained = side(
-        finished(frame).filter(col("relation").neq(lit(Relation::None.as_str()))),
+        finished(frame).filter(
+            col("relation")
+                .eq(lit(Relation::Matched.as_str()))
+                .or(col("relation").eq(lit(Relation::Mismatched.as_str()))),
+        ),
         &[on.map(col).as_slice(), &[col("source"), col("relation")]].concat(),
         "a",
     );

@@ -90,6 +90,7 @@ fn legend_labels(sources: &[String], arms: &[&ArmSummary]) -> Vec<String> {
                 Relation::None => format!("{source}, no pre-training"),
                 Relation::Matched => format!("{source} (same modality)"),
                 Relation::Mismatched => format!("{source} (other modality)"),
+                Relation::Floor => "floor (logistic regression on the raw input)".to_string(),
             }
         })
         .collect()

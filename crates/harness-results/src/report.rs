@@ -14,6 +14,7 @@ use crate::analysis::{
     ScratchComparison, against_scratch, arm_frame, arm_summaries, gain_pivot, ints, optional_strs,
     options_compared, strs, validation_spread,
 };
+use crate::bounds::{FloorComparison, against_floor, render_bounds};
 use crate::plot::{GainCell, accuracy_figure, gain_figure};
 use crate::row::{ResultRow, with_arm_names};
 use crate::stats::{ArmSummary, MeanCi, PairedDifference};
@@ -152,6 +153,7 @@ pub fn write_report(
         against_scratch: comparisons,
         options: options_compared(&frame)?,
         tests: test_hypotheses(rows, &ctx.hypotheses)?,
+        against_floor: against_floor(&frame)?,
     };
     let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
     let mut figures = Vec::new();
@@ -186,6 +188,7 @@ struct Analysed {
     against_scratch: Vec<ScratchComparison>,
     options: Vec<(String, PairedDifference)>,
     tests: Vec<HypothesisTest>,
+    against_floor: Vec<FloorComparison>,
 }
 
 /// The gains over scratch as a table: a line per target, pre-trained arm and option, a column
@@ -485,7 +488,9 @@ fn render_markdown(
     if !analysed.tests.is_empty() {
         render_verdicts(&mut md, &analysed.tests);
     }
+    render_bounds(&mut md, rows, &analysed.arms, &analysed.against_floor);
     render_against_scratch(&mut md, analysed, gain_file);
+    render_unpaired(&mut md, rows);
     render_arms(&mut md, &analysed.arms, figures);
     render_options(&mut md, &analysed.options);
     render_pretraining(&mut md, rows);
@@ -536,6 +541,37 @@ fn difference_cells(m: &MeanCi) -> [String; 4] {
         format!("[{}, {}]", signed_pts(m.low), signed_pts(m.high)),
         verdict(m).to_string(),
     ]
+}
+
+/// A note naming the pre-trained arms that no scratch arm trains the same parameters as (a
+/// cross-modal Option 1 arm without its trained-stem control), so their absence from the
+/// comparisons is explained, not silent.
+fn render_unpaired(md: &mut String, rows: &[ResultRow]) {
+    let arms: BTreeSet<(&str, &str, i64)> = rows
+        .iter()
+        .map(|r| (r.target.as_str(), r.source.as_str(), r.option))
+        .collect();
+    let unpaired: BTreeSet<(String, String, i64)> = rows
+        .iter()
+        .filter(|r| r.relation.is_pretrained())
+        .map(|r| (r, r.scratch_partner()))
+        .filter(|(r, partner)| !arms.contains(&(r.target.as_str(), partner.as_str(), r.option)))
+        .map(|(r, partner)| (format!("{} on {}", r.source, r.target), partner, r.option))
+        .collect();
+    if unpaired.is_empty() {
+        return;
+    }
+    let list: Vec<String> = unpaired
+        .iter()
+        .map(|(arm, partner, option)| format!("{arm} (option {option}; needs `{partner}`)"))
+        .collect();
+    let _ = writeln!(
+        md,
+        "> **Not compared with scratch:** {}. No scratch arm among these rows trains the same \
+         parameters, so the comparison is left out rather than made against an arm that trains \
+         fewer (see *Matched controls* in the README).\n",
+        list.join("; ")
+    );
 }
 
 fn render_against_scratch(md: &mut String, analysed: &Analysed, gain_file: Option<&str>) {

@@ -1,7 +1,7 @@
 //! The results schema, declared once: the [`ResultRow`] struct, its Polars columns, and the
 //! conversions both ways are all generated from the single list below.
 
-use harness_spec::{CellStatus, Relation};
+use harness_spec::{CellStatus, Control, Relation, TransferOption};
 use polars::prelude::*;
 
 impl ResultRow {
@@ -9,23 +9,34 @@ impl ResultRow {
     pub fn architecture(&self) -> &str {
         self.architecture.as_deref().unwrap_or("transformer")
     }
-}
 
-/// The name of the scratch arm of `architecture` in reports: `scratch` for the experiment's
-/// Transformer, `scratch (ARCHITECTURE)` for a network pre-trained elsewhere.
-pub fn scratch_arm(architecture: &str) -> String {
-    harness_spec::arm_name(harness_spec::SCRATCH, architecture)
+    /// The control this scratch row is, if it is one (see [`Control`]).
+    pub fn control_arm(&self) -> Option<Control> {
+        self.control.as_deref().and_then(Control::parse)
+    }
+
+    /// The scratch arm this row is compared with in reports: the one of its own architecture
+    /// that trains the same parameters ([`harness_spec::partner_arm`]); a scratch row's own.
+    pub fn scratch_partner(&self) -> String {
+        let option = TransferOption::from_number(self.option).unwrap_or(TransferOption::FineTune);
+        harness_spec::partner_arm(
+            self.relation,
+            option,
+            self.architecture(),
+            self.control_arm(),
+        )
+    }
 }
 
 /// The rows as reports compare them: each scratch row named after its architecture's scratch
-/// arm, so that every arm has one name and a pre-trained arm meets the scratch arm of its own
-/// architecture, never another's.
+/// arm (and its control, if it is one), so that every arm has one name and a pre-trained arm
+/// meets the scratch arm of its own architecture that trains what it trains, never another's.
 pub fn with_arm_names(rows: &[ResultRow]) -> Vec<ResultRow> {
     rows.iter()
         .map(|r| {
             let mut r = r.clone();
             if r.relation == Relation::None {
-                r.source = scratch_arm(r.architecture());
+                r.source = r.scratch_partner();
             }
             r
         })
@@ -241,6 +252,10 @@ result_schema! {
     /// pre-trained elsewhere, e.g. `efficientnet-lite0` (null in rows written before it existed:
     /// the Transformer). Arms are compared only within one architecture.
     architecture: Option<String>,
+    /// For a scratch arm that exists to match another arm's trained parameters, which one:
+    /// `trained stem` (Option 1 with the random backbone frozen and the stem training, the
+    /// partner of a cross-modal Option 1 arm); null otherwise.
+    control: Option<String>,
     /// Side in pixels the target's images were resized to for a network pre-trained elsewhere.
     input_side: Option<i64>,
     /// Image patch side of the stem.

@@ -77,6 +77,8 @@ struct TargetArms<'a> {
     /// The architecture of each source: arms are compared only within one.
     architecture: BTreeMap<&'a str, &'a str>,
     options: BTreeSet<i64>,
+    /// The options each source ran (a control and the floor run Option 1 only).
+    options_of: BTreeMap<&'a str, BTreeSet<i64>>,
 }
 
 impl<'a> TargetArms<'a> {
@@ -88,7 +90,37 @@ impl<'a> TargetArms<'a> {
                 .map(|r| (r.source.as_str(), r.architecture()))
                 .collect(),
             options: mine().map(|r| r.option).collect(),
+            options_of: mine().fold(BTreeMap::new(), |mut of, r| {
+                of.entry(r.source.as_str())
+                    .or_insert_with(BTreeSet::new)
+                    .insert(r.option);
+                of
+            }),
         }
+    }
+
+    /// Whether `source` ran under `option`.
+    fn ran(&self, source: &str, option: i64) -> bool {
+        self.options_of
+            .get(source)
+            .is_some_and(|o| o.contains(&option))
+    }
+
+    /// Whether `a` and `b` may be compared under `option`: the same architecture and, when one
+    /// is a scratch arm, the scratch arm that trains what the other trains
+    /// ([`harness_spec::partner_arm`]).
+    fn comparable(&self, a: &str, b: &str, option: i64) -> bool {
+        let partner = |arm: &str| {
+            let option = TransferOption::from_number(option).unwrap_or(TransferOption::FineTune);
+            harness_spec::partner_arm(self.relation[arm], option, self.architecture[arm], None)
+        };
+        self.architecture[a] == self.architecture[b]
+            && match (self.relation[a], self.relation[b]) {
+                (Relation::None, Relation::None) => a == b,
+                (Relation::None, _) => partner(b) == a,
+                (_, Relation::None) => partner(a) == b,
+                _ => true,
+            }
     }
 
     /// Whether `source` is of an architecture the hypothesis compares.
@@ -127,7 +159,8 @@ fn option_comparisons(
     let mut out = Vec::new();
     for &n in sizes {
         for (&source, &rel) in &arms.relation {
-            if chosen(source, rel) {
+            let both = arms.ran(source, oa.number().into()) && arms.ran(source, ob.number().into());
+            if chosen(source, rel) && both {
                 out.push(Comparison {
                     n,
                     a: (source.to_string(), oa.number().into()),
@@ -164,7 +197,7 @@ fn relation_comparisons(
         for &o in &opts {
             for sa in of(a) {
                 for sb in of(b) {
-                    if arms.architecture[sa] == arms.architecture[sb] {
+                    if arms.comparable(sa, sb, o) && arms.ran(sa, o) && arms.ran(sb, o) {
                         out.push(Comparison {
                             n,
                             a: (sa.to_string(), o),
@@ -427,6 +460,44 @@ mod tests {
     }
 
     #[test]
+    fn a_cross_modal_option_1_arm_meets_the_trained_stem_control_never_the_frozen_stem_scratch() {
+        // The cross-modal arm's Option 1 gain over plain scratch is all its trainable stem:
+        // the trained-stem control scores the same.
+        let effect = |s: &str, o: i64, _| if s == "other" && o == 1 { 0.10 } else { 0.0 };
+        let mut all = rows(effect, 0.01);
+        let control: Vec<ResultRow> = all
+            .iter()
+            .filter(|r| r.source == "scratch" && r.option == 1)
+            .map(|r| ResultRow {
+                control: Some("trained stem".into()),
+                test_accuracy: r.test_accuracy + 0.10,
+                ..r.clone()
+            })
+            .collect();
+        let h = hypothesis(
+            Arm::Mismatched,
+            Arm::Scratch,
+            Expect::Greater,
+            0.0,
+            SizeScope::Smallest,
+        );
+        // Without the control, Option 1 has no fair partner and is left out.
+        let t = one(&all, h.clone());
+        assert_eq!(t.comparisons, ["other − scratch, option 2, n 50"], "{t:?}");
+        all.extend(control);
+        let t = one(&all, h);
+        assert_eq!(
+            t.comparisons,
+            [
+                "other − scratch (trained stem), option 1, n 50",
+                "other − scratch, option 2, n 50"
+            ]
+        );
+        assert!(t.mean.abs() < 0.01, "{t:?}");
+        assert_ne!(t.verdict, Verdict::Supported);
+    }
+
+    #[test]
     fn equivalence_within_the_margin_is_supported_and_a_gain_beyond_it_contradicts() {
         let h = hypothesis(
             Arm::Mismatched,
@@ -438,7 +509,9 @@ mod tests {
         let same = rows(|_, _, _| 0.0, 0.004);
         let t = one(&same, h.clone());
         assert_eq!(t.verdict, Verdict::Supported, "{t:?}");
-        assert_eq!(t.comparisons.len(), 4, "2 sizes × 2 options");
+        // Option 1's cross-modal arm has no trained-stem control among these rows, so it is
+        // not compared (see the test above): 2 sizes × option 2.
+        assert_eq!(t.comparisons.len(), 2, "{:?}", t.comparisons);
         let better = rows(|s, _, _| if s == "other" { 0.08 } else { 0.0 }, 0.004);
         assert_eq!(one(&better, h.clone()).verdict, Verdict::Contradicted);
         // Equal on average but too noisy to place inside ±2 points.

@@ -16,6 +16,11 @@ use crate::manifest::Modality;
 /// The source name that means "no pre-training": the same network from random initialisation.
 pub const SCRATCH: &str = "scratch";
 
+/// The source name of the floor: a logistic regression on the target's raw input (pixels,
+/// mean log-mel, TF-IDF of words), run beside the arms of every target unless `[matrix]
+/// floor = false`.
+pub const FLOOR: &str = "floor";
+
 /// Architecture of the network: a modality stem, a pre-LN Transformer backbone, a linear head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -190,10 +195,23 @@ pub struct ProbeSpec {
     pub c: Vec<f64>,
 }
 
+/// The probe strengths the floor chooses from when `[finetune.probe]` gives none: a decade
+/// apart, as scikit-learn's `LogisticRegressionCV` spaces its default grid.
+pub const DEFAULT_PROBE_C: [f64; 7] = [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0];
+
 impl ProbeSpec {
     /// Whether Option 1's head trains with Adam (no probe).
     pub fn is_empty(&self) -> bool {
         self.c.is_empty()
+    }
+
+    /// The grid of `C` the floor chooses from: the experiment's, or [`DEFAULT_PROBE_C`].
+    pub fn floor_grid(&self) -> Vec<f64> {
+        if self.c.is_empty() {
+            DEFAULT_PROBE_C.to_vec()
+        } else {
+            self.c.clone()
+        }
     }
 }
 
@@ -456,6 +474,14 @@ pub struct MatrixSpec {
     /// (e.g. when its smallest class cannot fill a larger stratified subset).
     #[serde(default)]
     pub n_train_by_target: std::collections::BTreeMap<String, Vec<Spanned<usize>>>,
+    /// Whether every target gets its floor (a logistic regression on the raw input, see
+    /// [`FLOOR`]) at every n_train and seed: true unless the file says `floor = false`.
+    #[serde(default = "floor_by_default")]
+    pub floor: bool,
+}
+
+fn floor_by_default() -> bool {
+    true
 }
 
 impl MatrixSpec {

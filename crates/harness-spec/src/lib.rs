@@ -32,9 +32,9 @@ pub use choices::{
 };
 pub use error::{Location, SpecError};
 pub use experiment::{
-    Arm, Expect, Experiment, FinetuneOverride, FinetuneSpec, Hypothesis, MatrixSpec, ModelSpec,
-    NetworksSpec, PretrainOverride, PretrainSpec, ProbeSpec, SCRATCH, SearchSpec, SizeScope,
-    TextSpec,
+    Arm, DEFAULT_PROBE_C, Expect, Experiment, FLOOR, FinetuneOverride, FinetuneSpec, Hypothesis,
+    MatrixSpec, ModelSpec, NetworksSpec, PretrainOverride, PretrainSpec, ProbeSpec, SCRATCH,
+    SearchSpec, SizeScope, TextSpec,
 };
 pub use include::{INHERITED_TABLES, SourceFile};
 pub use manifest::{
@@ -46,7 +46,7 @@ pub use network::{
     NetworkManifest, NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
 };
 pub use plan::{
-    AudioAdapter, Cell, CellStatus, FINGERPRINT_VERSION, InputAdapter, LogMelImage, NetworkArm,
-    NetworkBody, PatchAdapter, Plan, PretrainJob, Relation, TRANSFORMER, TextAdapter,
-    TokenizerPlan, arm_name, expand, fingerprint_of,
+    AudioAdapter, Cell, CellStatus, Control, FINGERPRINT_VERSION, InputAdapter, LOGISTIC,
+    LogMelImage, NetworkArm, NetworkBody, PatchAdapter, Plan, PretrainJob, Relation, TRANSFORMER,
+    TextAdapter, TokenizerPlan, arm_name, expand, fingerprint_of, partner_arm,
 };

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::choices::{RandomInit, TransferOption};
 use crate::error::SpecError;
 use crate::experiment::{
-    Arm, Experiment, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
+    Arm, Experiment, FLOOR, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
 };
 use crate::manifest::{Manifest, ManifestSet, Modality};
 use crate::network::{BertShape, EfficientNetShape, Family, NetworkManifest};
@@ -29,17 +29,30 @@ pub enum Relation {
     Matched,
     /// Pre-trained on another modality.
     Mismatched,
+    /// No network at all: the floor, a logistic regression on the raw input ([`FLOOR`]).
+    Floor,
 }
 
 impl Relation {
-    pub const ALL: [Relation; 3] = [Relation::None, Relation::Matched, Relation::Mismatched];
+    pub const ALL: [Relation; 4] = [
+        Relation::None,
+        Relation::Matched,
+        Relation::Mismatched,
+        Relation::Floor,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Relation::None => "none",
             Relation::Matched => "matched",
             Relation::Mismatched => "mismatched",
+            Relation::Floor => "floor",
         }
+    }
+
+    /// Whether the arm starts from weights pre-trained somewhere (matched or mismatched).
+    pub fn is_pretrained(self) -> bool {
+        matches!(self, Relation::Matched | Relation::Mismatched)
     }
 
     /// The relation written as [`Relation::as_str`] does; None for any other text.
@@ -373,33 +386,130 @@ pub struct Cell {
     /// trains instead of the experiment's Transformer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkArm>,
+    /// Which control this scratch cell is, when it is one (see [`Control`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
     /// Content of the target dataset (its manifest's checksums).
     pub target_content: String,
     /// Content hash of all the above but the experiment name: equal fingerprints, equal results.
     pub fingerprint: String,
 }
 
-/// The name of an arm in progress lines and reports: its source, except that the scratch arm
-/// of a network's architecture is `scratch (ARCHITECTURE)`.
-pub fn arm_name(source: &str, architecture: &str) -> String {
-    if source == SCRATCH && architecture != TRANSFORMER {
-        format!("{SCRATCH} ({architecture})")
-    } else {
-        source.to_string()
+/// Architecture name of the floor's cells: a logistic regression on the raw input.
+pub const LOGISTIC: &str = "logistic";
+
+/// A scratch arm that exists to match what another arm trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Control {
+    /// Option 1 from scratch with the random backbone frozen but the stem training: the
+    /// partner of a cross-modal Option 1 arm, whose fresh stem trains in front of the frozen
+    /// pre-trained backbone (the plain scratch Option 1 arm freezes its stem too, so it trains
+    /// fewer parameters).
+    TrainedStem,
+}
+
+impl Control {
+    pub const ALL: [Control; 1] = [Control::TrainedStem];
+
+    /// The control as rows and arm names write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::TrainedStem => "trained stem",
+        }
     }
+
+    /// The control written as [`Control::as_str`] does; None for any other text.
+    pub fn parse(text: &str) -> Option<Control> {
+        Control::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
+    /// The control a `relation` arm of `architecture` needs under `option` to be compared
+    /// with a scratch arm that trains the same parameters: the trained-stem control for the
+    /// Transformer's cross-modal Option 1 (its stem cannot be copied, so it is fresh and
+    /// trains); none otherwise (the plain scratch arm of its architecture matches it: a
+    /// network's fresh patch stem trains in its scratch arm too).
+    pub fn needed_by(
+        relation: Relation,
+        option: TransferOption,
+        architecture: &str,
+    ) -> Option<Control> {
+        (relation == Relation::Mismatched && option.freezes() && architecture == TRANSFORMER)
+            .then_some(Control::TrainedStem)
+    }
+}
+
+/// The name of an arm in progress lines and reports: its source, except that the scratch arm
+/// of a network's architecture is `scratch (ARCHITECTURE)`, and a control says which it is:
+/// `scratch (trained stem)`.
+pub fn arm_name(source: &str, architecture: &str, control: Option<Control>) -> String {
+    match (source == SCRATCH, architecture != TRANSFORMER, control) {
+        (true, true, Some(c)) => format!("{SCRATCH} ({architecture}, {})", c.as_str()),
+        (true, false, Some(c)) => format!("{SCRATCH} ({})", c.as_str()),
+        (true, true, None) => format!("{SCRATCH} ({architecture})"),
+        _ => source.to_string(),
+    }
+}
+
+/// The scratch arm a `relation` arm of `architecture` is compared with under `option`: the
+/// one that trains the same parameters (see [`Control::needed_by`]). A scratch arm is its own
+/// partner.
+pub fn partner_arm(
+    relation: Relation,
+    option: TransferOption,
+    architecture: &str,
+    control: Option<Control>,
+) -> String {
+    let control = match relation {
+        Relation::None => control,
+        _ => Control::needed_by(relation, option, architecture),
+    };
+    arm_name(SCRATCH, architecture, control)
 }
 
 impl Cell {
     /// The cell's arm, named as [`arm_name`] does.
     pub fn arm(&self) -> String {
-        arm_name(&self.source, self.architecture())
+        arm_name(&self.source, self.architecture(), self.control)
     }
 
-    /// The architecture the cell trains: [`TRANSFORMER`] or a network's.
+    /// The architecture the cell trains: [`TRANSFORMER`], a network's, or [`LOGISTIC`] for
+    /// the floor.
     pub fn architecture(&self) -> &str {
+        if self.relation == Relation::Floor {
+            return LOGISTIC;
+        }
         self.network
             .as_ref()
             .map_or(TRANSFORMER, |n| n.architecture.as_str())
+    }
+
+    /// Whether the cell is the floor (no network: a logistic regression on the raw input).
+    pub fn is_floor(&self) -> bool {
+        self.relation == Relation::Floor
+    }
+
+    /// Whether the cell's input stem is fresh and trains even under Option 1: the
+    /// Transformer's across modalities and in its trained-stem control, a network's patch
+    /// stem. The frozen layers' input then changes at every step, so no features are cached.
+    pub fn stem_trains(&self) -> bool {
+        match &self.network {
+            Some(arm) => arm.has_fresh_stem(),
+            None => {
+                self.relation == Relation::Mismatched || self.control == Some(Control::TrainedStem)
+            }
+        }
+    }
+
+    /// Whether the cell trains its output layer alone on the features of frozen layers, which
+    /// can then be computed once: Option 1 without a training stem, and for the Transformer
+    /// without dropout (which would make the frozen layers random in training). Only these
+    /// cells train their output layer as the probe of `[finetune.probe]`.
+    pub fn trains_head_on_frozen_features(&self) -> bool {
+        self.option.freezes()
+            && !self.stem_trains()
+            && !self.is_floor()
+            && (self.network.is_some() || self.model.dropout == 0.0)
     }
 }
 
@@ -585,6 +695,7 @@ impl<'a> Expansion<'a> {
                     relation,
                     pretrain_key: None,
                     network: Some(arm),
+                    control: None,
                 });
             } else {
                 sources.push(self.dataset_source(target, source_id, plan)?);
@@ -596,6 +707,20 @@ impl<'a> Expansion<'a> {
                     .into_iter()
                     .map(|arm| CellStart::scratch(Some(arm))),
             );
+            // The Transformer's cross-modal Option 1 trains a fresh stem: its scratch partner
+            // must train one too.
+            let needs_control = sources.iter().any(|s| {
+                s.network.is_none()
+                    && self.experiment.matrix.options.iter().any(|o| {
+                        Control::needed_by(s.relation, *o.get_ref(), TRANSFORMER).is_some()
+                    })
+            });
+            if needs_control {
+                sources.push(CellStart::control(Control::TrainedStem));
+            }
+        }
+        if self.experiment.matrix.floor {
+            sources.push(CellStart::floor());
         }
         Ok(sources)
     }
@@ -644,6 +769,7 @@ impl<'a> Expansion<'a> {
             relation,
             pretrain_key: Some(key),
             network: None,
+            control: None,
         })
     }
 
@@ -659,17 +785,25 @@ impl<'a> Expansion<'a> {
         for n in m.n_train_of(target_id) {
             for &seed in &m.seeds {
                 for start in sources {
-                    for option in &m.options {
+                    // The floor trains its output layer alone: Option 1, whatever the matrix.
+                    let options: Vec<TransferOption> = if start.relation == Relation::Floor {
+                        vec![TransferOption::Freeze]
+                    } else {
+                        m.options.iter().map(|o| *o.get_ref()).collect()
+                    };
+                    for option in options.into_iter().filter(|o| start.runs_under(*o)) {
                         plan.cells.push(cell(
                             self.experiment,
                             target,
                             start.clone(),
-                            *option.get_ref(),
+                            option,
                             *n.get_ref(),
                             seed,
-                            // A network reads the target through its own tokenizer.
-                            self.tokenizer_of(target)
-                                .filter(|_| start.network.is_none()),
+                            // A network reads the target through its own tokenizer, the
+                            // floor reads the raw documents.
+                            self.tokenizer_of(target).filter(|_| {
+                                start.network.is_none() && start.relation != Relation::Floor
+                            }),
                         ));
                     }
                 }
@@ -1120,6 +1254,7 @@ struct CellStart {
     relation: Relation,
     pretrain_key: Option<String>,
     network: Option<NetworkArm>,
+    control: Option<Control>,
 }
 
 impl CellStart {
@@ -1130,7 +1265,31 @@ impl CellStart {
             relation: Relation::None,
             pretrain_key: None,
             network,
+            control: None,
         }
+    }
+
+    /// The Transformer from random weights as `control` says.
+    fn control(control: Control) -> CellStart {
+        CellStart {
+            control: Some(control),
+            ..CellStart::scratch(None)
+        }
+    }
+
+    /// The floor: no network, the raw input.
+    fn floor() -> CellStart {
+        CellStart {
+            source: FLOOR.to_string(),
+            relation: Relation::Floor,
+            ..CellStart::scratch(None)
+        }
+    }
+
+    /// Whether the arm runs under `option`: a control and the floor only under Option 1
+    /// (the floor trains its output layer alone; the control exists for Option 1 arms).
+    fn runs_under(&self, option: TransferOption) -> bool {
+        option.freezes() || (self.control.is_none() && self.relation != Relation::Floor)
     }
 }
 
@@ -1167,6 +1326,7 @@ fn cell(
         tokenizer,
         pretrain_key: arm.pretrain_key,
         network: arm.network,
+        control: arm.control,
         target_content: target.content_key(),
         fingerprint: String::new(),
     };
@@ -1239,7 +1399,8 @@ seeds = [0, 1, 2]
     #[test]
     fn the_matrix_expands_to_every_combination_with_one_shared_pretraining() {
         let plan = expand(&experiment(MATRIX), &set()).unwrap();
-        assert_eq!(plan.cells.len(), 2 * 2 * 2 * 3);
+        // Every (source, option) of every (n_train, seed), and one floor per (n_train, seed).
+        assert_eq!(plan.cells.len(), 2 * 2 * 2 * 3 + 2 * 3);
         assert_eq!(plan.pretrain_jobs.len(), 1);
         let fps: std::collections::HashSet<_> = plan.cells.iter().map(|c| &c.fingerprint).collect();
         assert_eq!(
@@ -1259,6 +1420,90 @@ seeds = [0, 1, 2]
                 .filter(|c| c.source == "scratch")
                 .all(|c| c.pretrain_key.is_none())
         );
+    }
+
+    #[test]
+    fn every_size_and_seed_gets_one_floor_under_option_1_and_the_other_cells_keep_their_fingerprints()
+     {
+        let with = expand(&experiment(MATRIX), &set()).unwrap();
+        let without = expand(
+            &experiment(&MATRIX.replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2]\nfloor = false")),
+            &set(),
+        )
+        .unwrap();
+        let floors: Vec<&Cell> = with.cells.iter().filter(|c| c.is_floor()).collect();
+        let sizes_and_seeds: std::collections::BTreeSet<(usize, u64)> =
+            floors.iter().map(|c| (c.n_train, c.seed)).collect();
+        assert_eq!((floors.len(), sizes_and_seeds.len()), (6, 6));
+        assert!(floors.iter().all(|c| c.source == FLOOR
+            && c.option == TransferOption::Freeze
+            && c.architecture() == LOGISTIC
+            && c.pretrain_key.is_none()
+            && c.tokenizer.is_none()));
+        assert!(without.cells.iter().all(|c| !c.is_floor()));
+        let others: Vec<&str> = with
+            .cells
+            .iter()
+            .filter(|c| !c.is_floor())
+            .map(|c| c.fingerprint.as_str())
+            .collect();
+        let before: Vec<&str> = without
+            .cells
+            .iter()
+            .map(|c| c.fingerprint.as_str())
+            .collect();
+        assert_eq!(others, before);
+    }
+
+    #[test]
+    fn a_cross_modal_transformer_source_brings_a_trained_stem_control_under_option_1_only() {
+        let manifests = reference_manifests();
+        let text = |sources: &str, options: &str| {
+            experiment(&format!(
+                "[matrix]\ntargets = [\"mnist\"]\nsources = [{sources}]\nn_train = [50]\noptions = [{options}]\nseeds = [0, 1]\nfloor = false\n\n[model]\npatch = 7\nframes_per_token = 4\n"
+            ))
+        };
+        let plan = expand(&text("\"scratch\", \"espeak-words\"", "1, 2"), &manifests).unwrap();
+        let controls: Vec<&Cell> = plan.cells.iter().filter(|c| c.control.is_some()).collect();
+        assert_eq!(controls.len(), 2, "one per seed, Option 1 only");
+        for c in &controls {
+            assert_eq!(
+                (c.source.as_str(), c.relation, c.option, c.arm()),
+                (
+                    SCRATCH,
+                    Relation::None,
+                    TransferOption::Freeze,
+                    "scratch (trained stem)".to_string()
+                )
+            );
+            assert!(c.stem_trains() && c.network.is_none());
+        }
+        let plain = plan
+            .cells
+            .iter()
+            .find(|c| c.source == SCRATCH && c.control.is_none() && c.option.freezes())
+            .unwrap();
+        assert!(!plain.stem_trains());
+        assert_ne!(plain.fingerprint, controls[0].fingerprint);
+        let cross = plan
+            .cells
+            .iter()
+            .find(|c| c.relation == Relation::Mismatched && c.option.freezes())
+            .unwrap();
+        assert_eq!(
+            partner_arm(cross.relation, cross.option, cross.architecture(), None),
+            controls[0].arm()
+        );
+        for (sources, options) in [
+            ("\"scratch\", \"espeak-words\"", "2"),
+            ("\"scratch\"", "1, 2"),
+        ] {
+            let plan = expand(&text(sources, options), &manifests).unwrap();
+            assert!(
+                plan.cells.iter().all(|c| c.control.is_none()),
+                "{sources} under {options}: no control"
+            );
+        }
     }
 
     #[test]
@@ -1319,7 +1564,9 @@ seeds = [0, 1, 2]
 
     #[test]
     fn a_network_source_brings_its_scratch_arm_and_leaves_the_other_cells_unchanged() {
-        let text = MATRIX.replace("\"scratch\", \"src\"", "\"scratch\", \"src\", \"tiny-net\"");
+        let text = MATRIX
+            .replace("\"scratch\", \"src\"", "\"scratch\", \"src\", \"tiny-net\"")
+            .replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2]\nfloor = false");
         let text = format!("{text}[networks]\nside = 24\n\n[networks.finetune]\nepochs = 3\n");
         let plan = expand(&experiment(&text), &with_network()).unwrap();
         assert_eq!(plan.cells.len(), 4 * 2 * 2 * 3);
@@ -1366,7 +1613,11 @@ seeds = [0, 1, 2]
             assert_eq!(a.fingerprint == b.fingerprint, !own);
         }
         // The Transformer's cells keep the fingerprints they have without the network.
-        let without = expand(&experiment(MATRIX), &set()).unwrap();
+        let without = expand(
+            &experiment(&MATRIX.replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2]\nfloor = false")),
+            &set(),
+        )
+        .unwrap();
         let fps = |p: &Plan| -> std::collections::BTreeSet<String> {
             p.cells
                 .iter()
@@ -1556,7 +1807,7 @@ seeds = [0, 1, 2]
         let manifests = reference_manifests();
         // A target can have its own sources, so that one matrix holds every adapted pair.
         let own = experiment(
-            "[matrix]\ntargets = [\"mnist\", \"20newsgroups-2k\"]\nsources = [\"scratch\", \"efficientnet-lite0-imagenet\"]\nn_train = [50]\noptions = [1]\nseeds = [0]\n\n[matrix.sources_by_target]\n20newsgroups-2k = [\"scratch\", \"all-minilm-l6-v2\"]\n\n[model]\npatch = 7\n",
+            "[matrix]\ntargets = [\"mnist\", \"20newsgroups-2k\"]\nsources = [\"scratch\", \"efficientnet-lite0-imagenet\"]\nn_train = [50]\noptions = [1]\nseeds = [0]\nfloor = false\n\n[matrix.sources_by_target]\n20newsgroups-2k = [\"scratch\", \"all-minilm-l6-v2\"]\n\n[model]\npatch = 7\n",
         );
         let plan = expand(&own, &manifests).unwrap();
         let pairs: std::collections::BTreeSet<(&str, &str)> = plan

@@ -16,7 +16,7 @@ use harness_model::efficientnet::EfficientNet;
 use harness_model::{
     Checkpoint, FramedCrepe, GreyImageNet, Network, PatchBert, PatchStem, Transfer, load_pretrained,
 };
-use harness_spec::{Cell, FinetuneSpec, NetworkArm, NetworkBody, Relation};
+use harness_spec::{Cell, Control, FinetuneSpec, NetworkArm, NetworkBody, Relation};
 
 use crate::batches::{batch, label_tensor};
 use crate::eval::{Evaluation, evaluate, evaluate_head};
@@ -27,9 +27,27 @@ use crate::{TrainEvent, train_device};
 /// [`CellStatus::Failed`] for a cell that stopped with an error.
 pub use harness_spec::CellStatus;
 
-/// The measured result of one cell.
+/// A cell's trained network and what was measured of it (read through `Deref`:
+/// `outcome.test_accuracy`).
 #[derive(Debug, Clone)]
 pub struct CellOutcome {
+    pub measured: Measured,
+    /// The network that was evaluated.
+    pub model: Network,
+}
+
+impl std::ops::Deref for CellOutcome {
+    type Target = Measured;
+
+    fn deref(&self) -> &Measured {
+        &self.measured
+    }
+}
+
+/// What one cell measured: its scores, its choices and its cost. The floor, which has no
+/// network, gives this alone.
+#[derive(Debug, Clone)]
+pub struct Measured {
     pub status: CellStatus,
     pub test: Evaluation,
     pub test_accuracy: f64,
@@ -44,9 +62,8 @@ pub struct CellOutcome {
     pub examples_per_second: f64,
     /// Indices (into the target's training pool) of the subset, for paired-design checks.
     pub subset: Vec<usize>,
-    /// The network that was evaluated.
-    pub model: Network,
-    /// The learning rate chosen on validation, when the cell searched (`[finetune.search]`).
+    /// What the cell chose on validation, when it searched (`[finetune.search]`, the probe of
+    /// `[finetune.probe]`, the floor).
     pub search: Option<Search>,
 }
 
@@ -88,7 +105,10 @@ pub fn initial_model<'a>(
             copy_stem: cell.relation != Relation::Mismatched,
             freeze,
         },
-        Source::Scratch => Transfer::Scratch { freeze },
+        Source::Scratch => Transfer::Scratch {
+            freeze,
+            train_stem: cell.control == Some(Control::TrainedStem),
+        },
         Source::Network(_) => anyhow::bail!(
             "cell {} trains the Transformer but was given a network's weights",
             cell.fingerprint
@@ -332,6 +352,39 @@ pub fn run_cell_uncached<'a>(
     run(cell, target, source.into(), None, events)
 }
 
+/// Runs the floor's cell: a logistic regression on the raw input of the cell's subset (see
+/// [`crate::floor`]), its `C` chosen on validation from `[finetune.probe]`'s grid (or
+/// [`harness_spec::DEFAULT_PROBE_C`]), refitted on fitting + validation and tested once.
+pub fn run_floor(cell: &Cell, target: &Dataset) -> Result<Measured> {
+    anyhow::ensure!(
+        cell.is_floor(),
+        "cell {} (source `{}`) is not the floor",
+        cell.fingerprint,
+        cell.source
+    );
+    let started = Instant::now();
+    let subset = cell_subset(cell, target)?;
+    let floor = crate::floor::fit_floor(target, &subset, &cell.finetune.probe.floor_grid())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let chosen = floor.search.chosen();
+    Ok(Measured {
+        status: CellStatus::Ok,
+        test: floor.test,
+        test_accuracy: floor.test.accuracy,
+        validation_accuracy: chosen.validation.accuracy,
+        best_step: chosen.best_step,
+        best_epoch: f64::NAN,
+        steps_run: floor.search.refit_steps,
+        n_fit: subset.fit.len(),
+        n_validation: subset.validation.len(),
+        train_seconds: seconds,
+        examples_per_second: (subset.fit.len() + subset.validation.len()) as f64
+            / seconds.max(1e-9),
+        subset: subset.all(),
+        search: Some(floor.search),
+    })
+}
+
 fn run(
     cell: &Cell,
     target: &Dataset,
@@ -339,6 +392,11 @@ fn run(
     mut cache: Option<&mut FeatureCache>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<CellOutcome> {
+    anyhow::ensure!(
+        !cell.is_floor(),
+        "cell {} is the floor, which trains no network: run it with run_floor",
+        cell.fingerprint
+    );
     check_source(cell, source)?;
     let started = Instant::now();
     let subset = cell_subset(cell, target)?;
@@ -362,7 +420,7 @@ fn run(
         let mut fit = |pass: &Pass| -> Result<Fitted> {
             let model = start.clone();
             Ok(match cache.as_deref_mut() {
-                Some(cache) if trains_on_cached_features(cell) => {
+                Some(cache) if cell.trains_head_on_frozen_features() => {
                     fit_on_features(&setup, pass, model, cache, events)
                 }
                 _ => fit_through_network(&setup, pass, model, events),
@@ -377,7 +435,7 @@ fn run(
         }
     };
     let fit_seconds = started.elapsed().as_secs_f64();
-    Ok(CellOutcome {
+    let measured = Measured {
         status: fitted.status,
         test: fitted.test,
         test_accuracy: fitted.test.accuracy,
@@ -397,8 +455,11 @@ fn run(
         train_seconds: started.elapsed().as_secs_f64(),
         examples_per_second: examples_seen as f64 / fit_seconds.max(1e-9),
         subset: subset.all(),
-        model: fitted.model,
         search,
+    };
+    Ok(CellOutcome {
+        measured,
+        model: fitted.model,
     })
 }
 
@@ -544,21 +605,11 @@ fn check_source(cell: &Cell, source: Source) -> Result<()> {
     Ok(())
 }
 
-/// Option 1 with frozen layers that behave the same in training and evaluation (no
-/// dropout) trains the output layer alone on cached features. Across modalities the fresh
-/// stem trains under Option 1, so the frozen backbone's input changes at every step: no cache.
-pub fn trains_on_cached_features(cell: &Cell) -> bool {
-    cell.option.freezes()
-        && match &cell.network {
-            Some(arm) => !arm.has_fresh_stem(),
-            None => cell.model.dropout == 0.0 && cell.relation != Relation::Mismatched,
-        }
-}
-
 /// Whether the cell trains its output layer as the logistic probe (`[finetune.probe]`): only
-/// an Option 1 cell that trains on cached features can.
+/// a cell that trains its output layer alone on cached frozen features can
+/// ([`Cell::trains_head_on_frozen_features`]).
 pub fn fits_probe(cell: &Cell) -> bool {
-    !cell.finetune.probe.is_empty() && trains_on_cached_features(cell)
+    !cell.finetune.probe.is_empty() && cell.trains_head_on_frozen_features()
 }
 
 /// The optimisation steps a validated run of a cell may take on `n_fit` examples: its epochs

@@ -34,9 +34,9 @@ pub use bench::{
     measure_train,
 };
 pub use cell::{
-    Candidate, CellArrays, CellOutcome, CellStatus, Search, Setting, Source, cell_arrays,
+    Candidate, CellArrays, CellOutcome, CellStatus, Measured, Search, Setting, Source, cell_arrays,
     fits_probe, initial_model, network_with_weights, run_cell, run_cell_cached, run_cell_uncached,
-    step_budget, trains_on_cached_features,
+    run_floor, step_budget,
 };
 pub use eval::{Evaluation, evaluate, evaluate_head, macro_f1};
 pub use features::{CHUNK, FeatureCache, FrozenFeatures, SPARSE_BLOCK, SplitFeatures};

@@ -5,7 +5,7 @@ use harness_data::{Dataset, Inputs};
 use harness_results::ResultRow;
 use harness_spec::{Cell, CellStatus, PretrainJob};
 
-use crate::{CellOutcome, PretrainOutcome, Search, Setting, VerifiedWeights};
+use crate::{Measured, PretrainOutcome, Search, Setting, VerifiedWeights};
 
 /// What the running process records in every row: the build, the machine and the threads.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub struct Timing {
 /// failed cell are NaN or 0.
 pub fn result_row(
     inputs: &CellInputs,
-    outcome: Result<&CellOutcome, String>,
+    outcome: Result<&Measured, String>,
     ctx: &RowContext,
     timing: Timing,
 ) -> ResultRow {
@@ -78,7 +78,8 @@ pub fn result_row(
         option: cell.option.number().into(),
         n_train: cell.n_train as i64,
         seed: cell.seed as i64,
-        architecture: Some(cell.architecture().to_string()),
+        architecture: Some(architecture(cell, target)),
+        control: cell.control.map(|c| c.as_str().to_string()),
         input_side: cell
             .network
             .as_ref()
@@ -184,4 +185,14 @@ fn search_json(search: &Search) -> String {
         })
         .collect();
     serde_json::Value::Array(candidates).to_string()
+}
+
+/// The architecture a row names: the cell's, and for the floor what it reads, e.g.
+/// `logistic (raw pixels)`.
+fn architecture(cell: &Cell, target: &Dataset) -> String {
+    if !cell.is_floor() {
+        return cell.architecture().to_string();
+    }
+    let input = crate::FloorInput::of(&target.train).map_or("raw input", |f| f.describe());
+    format!("{} ({input})", cell.architecture())
 }

@@ -165,6 +165,7 @@ fn cell(arm: NetworkArm, option: u8, n_train: usize) -> Cell {
         tokenizer: None,
         pretrain_key: None,
         network: Some(arm),
+        control: None,
         target_content: "t".into(),
         fingerprint: format!("network-{option}-{pretrained}"),
     }

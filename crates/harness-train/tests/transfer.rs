@@ -136,6 +136,7 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
         tokenizer: None,
         pretrain_key,
         network: None,
+        control: None,
         target_content: "t".into(),
         fingerprint: format!("{source}-{option}"),
     }
@@ -345,6 +346,7 @@ fn every_source_and_option_of_one_seed_trains_on_the_same_subset() {
             subsets.push(
                 run_cell(&c, &target, checkpoint, &mut |_| {})
                     .unwrap()
+                    .measured
                     .subset,
             );
         }
@@ -909,7 +911,10 @@ fn a_search_on_cached_features_chooses_as_through_the_whole_network() {
     let c = searching_cell(1, &[1e-3, 3e-2]);
     let cached = run_cell(&c, &target, None, &mut |_| {}).unwrap();
     let full = run_cell_uncached(&c, &target, None, &mut |_| {}).unwrap();
-    let (a, b) = (cached.search.unwrap(), full.search.unwrap());
+    let (a, b) = (
+        cached.measured.search.unwrap(),
+        full.measured.search.unwrap(),
+    );
     assert_eq!(a.chosen, b.chosen);
     assert_eq!(a.refit_steps, b.refit_steps);
     for (x, y) in a.candidates.iter().zip(&b.candidates) {
@@ -932,7 +937,10 @@ fn option1_as_a_logistic_probe_chooses_c_on_validation_and_test_labels_change_no
     assert_eq!(search.candidates.len(), 3);
     // The same choice and validation scores (compared as printed: the probe reports no
     // validation macro-F1, a NaN, which equals nothing).
-    assert_eq!(format!("{search:?}"), format!("{:?}", b.search.unwrap()));
+    assert_eq!(
+        format!("{search:?}"),
+        format!("{:?}", b.search.as_ref().unwrap())
+    );
     assert_ne!(a.test.loss, b.test.loss, "the labels moved");
     let best = search
         .candidates

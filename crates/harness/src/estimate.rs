@@ -196,7 +196,7 @@ impl Kind {
                 input_side: row.input_side,
                 architecture,
             },
-            arm: harness_spec::arm_name(&row.source, row.architecture()),
+            arm: harness_spec::arm_name(&row.source, row.architecture(), row.control_arm()),
             n_train: row.n_train.max(0) as usize,
             budget: Budget::of_row(row),
             selection: Selection::of_row(row),
@@ -349,7 +349,7 @@ fn measured(rows: &[ResultRow], here: &Here) -> (Vec<Measured>, usize) {
 /// this machine's CPU.
 fn estimate_cell(cell: &Cell, measured: &[Measured]) -> CellEstimate {
     let kind = Kind::of_cell(cell);
-    let cached = harness_train::trains_on_cached_features(cell);
+    let cached = cell.trains_head_on_frozen_features();
     for basis in [Basis::SameKind, Basis::Scaled, Basis::OtherSources] {
         let admitted: Vec<&Measured> = (measured.iter())
             .filter(|m| basis.admits(&kind, cached, &m.kind))
@@ -711,6 +711,7 @@ mod tests {
             tokenizer: None,
             pretrain_key: None,
             network: None,
+            control: None,
             target_content: String::new(),
             fingerprint: format!("{source}-{option}-{n_train}"),
         }

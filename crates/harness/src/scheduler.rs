@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use harness_spec::{Cell, Relation};
+use harness_spec::Cell;
 
 /// The frozen network whose features an Option 1 cell reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -36,10 +36,10 @@ pub struct FeatureKey {
 }
 
 impl FeatureKey {
-    /// The features `cell` reads, if it caches any: only Option 1 cells do, and not across
-    /// modalities, where the fresh stem in front of the frozen network trains.
+    /// The features `cell` reads, if it caches any: only cells that train their output layer
+    /// alone on frozen layers do ([`Cell::trains_head_on_frozen_features`]).
     pub fn of(cell: &Cell) -> Option<FeatureKey> {
-        if !cell.option.freezes() || cell.relation == Relation::Mismatched {
+        if !cell.trains_head_on_frozen_features() {
             return None;
         }
         let network = match (&cell.pretrain_key, &cell.network) {

@@ -17,6 +17,7 @@ use harness_spec::{
 use harness_train::{
     CachedCheckpoint, CellInputs, FeatureCache, PretrainOutcome, RowContext, Source, Timing,
     TrainEvent, VerifiedWeights, check_pretrained, ensure_pretrained, result_row, run_cell_cached,
+    run_floor,
 };
 
 use crate::progress::Display;
@@ -375,7 +376,11 @@ impl<'a> Workbench<'a> {
             (None, Some(w)) => Source::Network(&w.path),
             (None, None) => Source::Scratch,
         };
-        let outcome = run_cell_cached(cell, target, source, &mut self.features, on_event);
+        let outcome = if cell.is_floor() {
+            run_floor(cell, target)
+        } else {
+            run_cell_cached(cell, target, source, &mut self.features, on_event).map(|o| o.measured)
+        };
         let tokenizer_sha = match cell.network.as_ref().map(|arm| &arm.body) {
             Some(NetworkBody::Text { input, .. }) => Some(input.tokenizer_sha256.clone()),
             _ => cell
