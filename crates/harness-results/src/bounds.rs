@@ -79,10 +79,11 @@ pub fn ceilings(arms: &[ArmSummary]) -> BTreeMap<String, Ceiling> {
     out
 }
 
-/// Where `mean` lies between `floor` (0%) and `ceiling` (100%); None when they coincide.
+/// Where `mean` lies between `floor` (0%) and `ceiling` (100%); None unless the ceiling lies
+/// above the floor (when every arm is below the floor there is no span to place it in).
 pub fn position(mean: f64, floor: f64, ceiling: f64) -> Option<f64> {
     let span = ceiling - floor;
-    (span.abs() > 1e-12).then(|| (mean - floor) / span)
+    (span > 1e-12).then(|| (mean - floor) / span)
 }
 
 /// The report's section on floor and ceiling; nothing when the rows have no floor.
@@ -107,7 +108,8 @@ pub fn render_bounds(
          harness on each cell's own fitting split, its strength chosen on the same validation split \
          as the arms, refitted on fitting + validation and tested once on the same test set. The \
          **ceiling** is the best arm at the largest n_train this report has. Position: 0% at the \
-         floor, 100% at the ceiling.\n",
+         floor, 100% at the ceiling; none where the ceiling lies below the floor (then even the \
+         best arm on the most data does worse than a linear classifier on the raw input).\n",
         floor_inputs(rows)
     );
     level_table(&floors, &ceilings, comparisons).write(md);
@@ -287,5 +289,10 @@ mod tests {
         assert!((position(0.9, 0.6, 0.9).unwrap() - 1.0).abs() < 1e-12);
         assert!(position(0.5, 0.6, 0.9).unwrap() < 0.0);
         assert_eq!(position(0.5, 0.6, 0.6), None);
+        assert_eq!(
+            position(0.5, 0.8, 0.7),
+            None,
+            "a ceiling below the floor places nothing"
+        );
     }
 }
