@@ -407,3 +407,68 @@ fn report_rewrites_the_report_from_the_store() {
     let svg = fs::read_to_string(p.path("reports/tiny/accuracy-target.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("Option 1") && svg.contains("Option 2"));
 }
+
+#[test]
+fn pilot_seeds_choose_each_arms_rate_on_validation_and_the_other_seeds_train_at_it() {
+    let p = Project::tiny();
+    // A fixed Option 2 rate too small to learn in a few steps, and one that learns: the
+    // pilots' validation accuracy moves at least one arm away from the fixed rate.
+    p.edit(
+        "experiments/tiny.toml",
+        "patience = 4\n",
+        "patience = 4\noption2_learning_rate = 1e-7\n\n[finetune.search]\noption2_learning_rates = [3e-3]\npilot_seeds = 1\n",
+    );
+    let plan = p.harness(&["plan", "experiments/tiny.toml"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let said = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(
+        said.contains("4 arm sizes choose their learning rate"),
+        "{said}"
+    );
+
+    let out = p.harness(&["run", "experiments/tiny.toml", "--jobs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = p.rows("tiny");
+    let fingerprints: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.fingerprint.as_str()).collect();
+    assert_eq!(fingerprints.len(), rows.len(), "no cell ran twice");
+    // 16 cells at the fixed rates, 4 pilots (seed 0, Option 2, the other rate), and seed 1
+    // again for each arm size whose choice moved.
+    let choices = harness_results::chosen_rates(&rows);
+    assert_eq!(choices.len(), 4, "{choices:?}");
+    let moved: Vec<_> = choices.iter().filter(|(_, c)| c.rate != c.fixed).collect();
+    assert!(!moved.is_empty(), "{choices:?}");
+    assert_eq!(rows.len(), 16 + 4 + moved.len());
+    for (arm, choice) in &moved {
+        assert!(
+            rows.iter().any(|r| r.seed == 1
+                && harness_results::ArmSize::of_row(r) == **arm
+                && r.learning_rate == choice.rate),
+            "seed 1 of {arm:?} at {}",
+            choice.rate
+        );
+        assert!(
+            stderr(&out).contains("the pilots chose learning rates"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let report = fs::read_to_string(p.path("reports/tiny/report.md")).unwrap();
+    assert!(
+        report.contains("## Fixed learning rate against one chosen on validation")
+            && report.contains(&format!(
+                "moved away from the fixed rate for {} of 4 arm sizes",
+                moved.len()
+            )),
+        "{report}"
+    );
+
+    let again = p.harness(&["run", "experiments/tiny.toml"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let n = rows.len();
+    assert!(
+        stderr(&again).contains(&format!("{n} cells, {n} finished, 0 to run")),
+        "{}",
+        stderr(&again)
+    );
+}

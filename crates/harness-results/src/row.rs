@@ -362,6 +362,11 @@ result_schema! {
     /// search). The row's `learning_rate` is the chosen one, `validation_accuracy` and
     /// `best_step` are the chosen candidate's, and the test metrics are the refit's.
     refit_steps: Option<i64>,
+    /// Under `[finetune.search] pilot_seeds`, how the arm's learning rate is chosen, as JSON:
+    /// its `fixed` rate, the `rates` its pilots train at, and the `pilot_seeds` whose mean
+    /// validation accuracy chooses (null otherwise). Reports read from it which rows hold the
+    /// fixed rate's verdicts and which the chosen rate's.
+    rate_choice: Option<String>,
     /// Version of the harness.
     harness_version: String,
     /// Git commit the harness binary was built from, if known (rows written before builds

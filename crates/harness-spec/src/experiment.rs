@@ -222,6 +222,14 @@ impl ProbeSpec {
 pub struct SearchSpec {
     pub option1_learning_rates: Vec<f64>,
     pub option2_learning_rates: Vec<f64>,
+    /// Choose once per arm and size instead of in every cell: the first `pilot_seeds` seeds of
+    /// `[matrix] seeds` train the arm at every listed rate (and at its fixed rate); the rate
+    /// with the highest validation accuracy averaged over those seeds is chosen, and every
+    /// other seed trains at it alone, early-stopped on its own validation split, without a
+    /// refit. The fixed-rate cells of every seed run too, so that reports set the verdicts of
+    /// the fixed rates beside those of the chosen ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pilot_seeds: Option<usize>,
 }
 
 impl SearchSpec {
@@ -1216,6 +1224,20 @@ impl Experiment {
                     &key(&name),
                     format!("`{table}.{name}` lists a learning rate twice"),
                 ));
+            }
+        }
+        if let Some(pilots) = ft.search.pilot_seeds {
+            let seeds = self.matrix.seeds.len();
+            let name = key("search.pilot_seeds");
+            if ft.search.is_empty() {
+                return Err(self.error_near(&name, format!(
+                    "`{name}` is set but no learning rate is listed to choose from; add `option1_learning_rates` or `option2_learning_rates` to `[{table}.search]`"
+                )));
+            }
+            if pilots == 0 || pilots > seeds {
+                return Err(self.error_near(&name, format!(
+                    "`{name}` = {pilots}: it must be between 1 and the {seeds} seeds of `matrix.seeds`"
+                )));
             }
         }
         if ft.epochs == 0 && ft.min_steps == 0 {

@@ -47,6 +47,6 @@ pub use network::{
 };
 pub use plan::{
     AudioAdapter, Cell, CellStatus, Control, FINGERPRINT_VERSION, InputAdapter, LOGISTIC,
-    LogMelImage, NetworkArm, NetworkBody, PatchAdapter, Plan, PretrainJob, Relation, TRANSFORMER,
-    TextAdapter, TokenizerPlan, arm_name, expand, fingerprint_of, partner_arm,
+    LogMelImage, NetworkArm, NetworkBody, PatchAdapter, Plan, PretrainJob, RateChoice, Relation,
+    TRANSFORMER, TextAdapter, TokenizerPlan, arm_name, expand, fingerprint_of, partner_arm,
 };

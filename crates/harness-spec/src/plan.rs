@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::choices::{RandomInit, TransferOption};
 use crate::error::SpecError;
 use crate::experiment::{
-    Arm, Experiment, FLOOR, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, TextSpec,
+    Arm, Experiment, FLOOR, FinetuneSpec, ModelSpec, PretrainSpec, SCRATCH, SearchSpec, TextSpec,
 };
 use crate::manifest::{Manifest, ManifestSet, Modality};
 use crate::network::{BertShape, EfficientNetShape, Family, NetworkManifest};
@@ -389,10 +389,28 @@ pub struct Cell {
     /// Which control this scratch cell is, when it is one (see [`Control`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control: Option<Control>,
+    /// How the arm's learning rate is chosen, under `[finetune.search] pilot_seeds`. Not part
+    /// of the fingerprint: a cell at its arm's fixed rate is the cell an experiment without the
+    /// choice plans, and shares its row.
+    #[serde(skip)]
+    pub rate_choice: Option<RateChoice>,
     /// Content of the target dataset (its manifest's checksums).
     pub target_content: String,
     /// Content hash of all the above but the experiment name: equal fingerprints, equal results.
     pub fingerprint: String,
+}
+
+/// How an arm's learning rate is chosen once for each n_train (`[finetune.search]
+/// pilot_seeds`): on the pilot seeds it trains at every rate, and the rate with the best mean
+/// validation accuracy over them is the one the other seeds train at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateChoice {
+    /// The rate the arm trains at without a choice (its `[finetune]` rate).
+    pub fixed: f64,
+    /// Every rate the pilots train at, the fixed one included, ascending.
+    pub rates: Vec<f64>,
+    /// The seeds whose validation accuracy chooses.
+    pub pilot_seeds: Vec<u64>,
 }
 
 /// Architecture name of the floor's cells: a logistic regression on the raw input.
@@ -499,6 +517,34 @@ impl Cell {
                 self.relation == Relation::Mismatched || self.control == Some(Control::TrainedStem)
             }
         }
+    }
+
+    /// Whether the cell trains its output layer as the logistic probe of `[finetune.probe]`:
+    /// only a cell that trains its output layer alone on cached frozen features can
+    /// ([`Cell::trains_head_on_frozen_features`]).
+    pub fn fits_probe(&self) -> bool {
+        !self.finetune.probe.is_empty() && self.trains_head_on_frozen_features()
+    }
+
+    /// The Adam learning rate the cell trains at; none for the floor and the probe, which
+    /// solve for their weights.
+    pub fn learning_rate(&self) -> Option<f64> {
+        (!self.is_floor() && !self.fits_probe()).then(|| self.finetune.learning_rate(self.option))
+    }
+
+    /// The same cell trained at `rate`, with its own fingerprint.
+    pub fn at_learning_rate(&self, rate: f64) -> Cell {
+        let mut cell = self.clone();
+        match self.option {
+            TransferOption::Freeze => cell.finetune.option1_learning_rate = rate,
+            TransferOption::FineTune => cell.finetune.option2_learning_rate = rate,
+        }
+        sealed(cell)
+    }
+
+    /// Whether the cell's seed is one of the pilots that choose its arm's learning rate.
+    pub fn is_pilot(&self) -> bool {
+        (self.rate_choice.as_ref()).is_some_and(|c| c.pilot_seeds.contains(&self.seed))
     }
 
     /// Whether the cell trains its output layer alone on the features of frozen layers, which
@@ -792,7 +838,7 @@ impl<'a> Expansion<'a> {
                         m.options.iter().map(|o| *o.get_ref()).collect()
                     };
                     for option in options.into_iter().filter(|o| start.runs_under(*o)) {
-                        plan.cells.push(cell(
+                        let made = cell(
                             self.experiment,
                             target,
                             start.clone(),
@@ -804,11 +850,76 @@ impl<'a> Expansion<'a> {
                             self.tokenizer_of(target).filter(|_| {
                                 start.network.is_none() && start.relation != Relation::Floor
                             }),
-                        ));
+                        );
+                        plan.cells.extend(with_pilots(made, &m.seeds));
                     }
                 }
             }
         }
+    }
+}
+
+/// `cell` as `[finetune.search] pilot_seeds` plans it: at its arm's fixed rate, and on a pilot
+/// seed at every other rate of the grid too. A cell without pilot seeds comes back as it is;
+/// one with them loses its search (each of its cells trains at one rate), so that its
+/// fixed-rate cell is the one of an experiment without the choice.
+fn with_pilots(cell: Cell, seeds: &[u64]) -> Vec<Cell> {
+    let Some(pilots) = cell.finetune.search.pilot_seeds else {
+        return vec![cell];
+    };
+    let mut grid = cell.finetune.search.learning_rates(cell.option).to_vec();
+    let mut fixed = cell;
+    fixed.finetune.search = SearchSpec::default();
+    let Some(rate) = fixed.learning_rate().filter(|_| !grid.is_empty()) else {
+        return vec![sealed(fixed)];
+    };
+    if !grid.contains(&rate) {
+        grid.push(rate);
+    }
+    grid.sort_by(f64::total_cmp);
+    fixed.rate_choice = Some(RateChoice {
+        fixed: rate,
+        rates: grid,
+        pilot_seeds: seeds[..pilots.min(seeds.len())].to_vec(),
+    });
+    let fixed = sealed(fixed);
+    let mut cells = vec![fixed.clone()];
+    if fixed.is_pilot() {
+        let choice = fixed.rate_choice.as_ref().expect("set above");
+        cells.extend(
+            (choice.rates.iter())
+                .filter(|&&r| r != rate)
+                .map(|&r| fixed.at_learning_rate(r)),
+        );
+    }
+    cells
+}
+
+impl Plan {
+    /// Adds, for every arm and n_train whose learning rate `chosen` knows (from the pilots'
+    /// rows), the cells of the other seeds at the chosen rate; none where it is the fixed
+    /// rate, whose cells are planned already. Returns how many cells it added.
+    pub fn add_chosen_rates(&mut self, chosen: impl Fn(&Cell) -> Option<f64>) -> usize {
+        let known: std::collections::BTreeSet<String> =
+            self.cells.iter().map(|c| c.fingerprint.clone()).collect();
+        let mut added = Vec::new();
+        for cell in &self.cells {
+            let Some(choice) = &cell.rate_choice else {
+                continue;
+            };
+            if cell.is_pilot() || cell.learning_rate() != Some(choice.fixed) {
+                continue;
+            }
+            if let Some(rate) = chosen(cell).filter(|r| *r != choice.fixed) {
+                let at = cell.at_learning_rate(rate);
+                if !known.contains(&at.fingerprint) {
+                    added.push(at);
+                }
+            }
+        }
+        let n = added.len();
+        self.cells.extend(added);
+        n
     }
 }
 
@@ -1302,7 +1413,7 @@ fn cell(
     seed: u64,
     tokenizer: Option<String>,
 ) -> Cell {
-    let mut cell = Cell {
+    let cell = Cell {
         experiment: experiment.name.clone(),
         target: target.id.clone(),
         source: arm.source,
@@ -1327,9 +1438,15 @@ fn cell(
         pretrain_key: arm.pretrain_key,
         network: arm.network,
         control: arm.control,
+        rate_choice: None,
         target_content: target.content_key(),
         fingerprint: String::new(),
     };
+    sealed(cell)
+}
+
+/// `cell` with its fingerprint: the hash of everything in it but the experiment's name.
+fn sealed(mut cell: Cell) -> Cell {
     #[derive(Serialize)]
     struct Key<'a> {
         version: u32,
@@ -1337,6 +1454,7 @@ fn cell(
     }
     let mut keyed = cell.clone();
     keyed.experiment = String::new();
+    keyed.fingerprint = String::new();
     cell.fingerprint = fingerprint_of(&Key {
         version: FINGERPRINT_VERSION,
         cell: &keyed,
@@ -1453,6 +1571,89 @@ seeds = [0, 1, 2]
             .map(|c| c.fingerprint.as_str())
             .collect();
         assert_eq!(others, before);
+    }
+
+    #[test]
+    fn pilot_seeds_train_every_rate_and_the_others_wait_for_the_choice() {
+        let text = format!(
+            "{MATRIX}\n[finetune.probe]\nc = [1.0]\n\n[finetune.search]\noption2_learning_rates = [1e-4, 1e-2]\npilot_seeds = 1\n"
+        );
+        let probed = expand(
+            &experiment(&text.replace(
+                "[finetune.search]\noption2_learning_rates = [1e-4, 1e-2]\npilot_seeds = 1\n",
+                "",
+            )),
+            &set(),
+        )
+        .unwrap();
+        let mut plan = expand(&experiment(&text), &set()).unwrap();
+        let option2 = |c: &&Cell| c.option == TransferOption::FineTune;
+        // Seed 0 trains each Option 2 arm at 1e-4, 1e-3 (fixed) and 1e-2; seeds 1 and 2 at 1e-3.
+        let extra: Vec<&Cell> = (plan.cells.iter())
+            .filter(|c| c.learning_rate() != Some(1e-3) && option2(c))
+            .collect();
+        assert_eq!(extra.len(), 2 * 2 * 2, "2 arms × 2 sizes × 2 other rates");
+        assert!(extra.iter().all(|c| c.seed == 0 && c.is_pilot()));
+        assert_eq!(plan.cells.len(), probed.cells.len() + extra.len());
+        // Every other cell is the one of the experiment without the choice, fingerprint and all;
+        // Option 1 (the probe here) and the floor choose nothing.
+        let fixed: Vec<&String> = (plan.cells.iter())
+            .filter(|c| !extra.iter().any(|e| e.fingerprint == c.fingerprint))
+            .map(|c| &c.fingerprint)
+            .collect();
+        let before: Vec<&String> = probed.cells.iter().map(|c| &c.fingerprint).collect();
+        assert_eq!(fixed, before);
+        assert!(
+            plan.cells
+                .iter()
+                .filter(|c| !option2(c))
+                .all(|c| c.rate_choice.is_none())
+        );
+        let choice = plan
+            .cells
+            .iter()
+            .find(|c| option2(c))
+            .unwrap()
+            .rate_choice
+            .clone()
+            .unwrap();
+        assert_eq!(choice.rates, vec![1e-4, 1e-3, 1e-2]);
+        assert_eq!((choice.fixed, choice.pilot_seeds), (1e-3, vec![0]));
+        // The choice: scratch keeps its fixed rate, src moves to 1e-2 at n = 10 only.
+        let added = plan.add_chosen_rates(|c| match (c.source.as_str(), c.n_train) {
+            ("src", 10) => Some(1e-2),
+            _ => Some(1e-3),
+        });
+        assert_eq!(added, 2, "seeds 1 and 2 of src at n = 10");
+        let moved: Vec<(u64, Option<f64>)> = (plan.cells.iter().rev().take(2))
+            .map(|c| (c.seed, c.learning_rate()))
+            .collect();
+        assert_eq!(moved, vec![(2, Some(1e-2)), (1, Some(1e-2))]);
+        // Loading again adds nothing twice.
+        assert_eq!(plan.add_chosen_rates(|_| Some(1e-2)), 2 * 2 * 2 - 2);
+        let fps: std::collections::HashSet<_> = plan.cells.iter().map(|c| &c.fingerprint).collect();
+        assert_eq!(fps.len(), plan.cells.len());
+    }
+
+    #[test]
+    fn pilot_seeds_need_rates_and_at_most_the_matrix_seeds() {
+        for (search, says) in [
+            ("pilot_seeds = 1\n", "no learning rate is listed"),
+            (
+                "option2_learning_rates = [1e-2]\npilot_seeds = 4\n",
+                "between 1 and the 3 seeds",
+            ),
+            (
+                "option2_learning_rates = [1e-2]\npilot_seeds = 0\n",
+                "between 1 and the 3 seeds",
+            ),
+        ] {
+            let text = format!("{MATRIX}\n[finetune.search]\n{search}");
+            let err = Experiment::parse(Path::new("e.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says) && err.contains("pilot_seeds"), "{err}");
+        }
     }
 
     #[test]

@@ -31,6 +31,12 @@ fn the_transfer_matrix_crosses_every_target_with_every_source_and_shares_pretrai
     let manifests = ManifestSet::load_dir(&root().join("data-manifests")).unwrap();
     let (matrix, experiment) = plan_of(&manifests, "transfer-matrix.toml");
     crosses_every_target_with_every_source(&matrix, &experiment);
+    // Its arms that train with Adam choose their rates on pilot seeds, beside the fixed rates.
+    assert!(experiment.finetune.search.pilot_seeds.is_some());
+    assert!(
+        (matrix.cells.iter()).any(|c| c.rate_choice.is_some() && c.option.freezes()),
+        "Option 1 behind a fresh stem chooses too"
+    );
     pretrains_each_source_once_with_the_single_modality_experiments(&manifests, &matrix);
     takes_each_modality_s_settings_from_its_own_experiment(&manifests, &experiment);
     let names: Vec<&str> = experiment
@@ -130,7 +136,12 @@ fn takes_each_modality_s_settings_from_its_own_experiment(
             single.model.for_modality(modality),
             "{file}"
         );
-        assert_eq!(experiment.finetune, single.finetune, "{file}");
+        // The same fine-tuning; only the matrix chooses rates on pilot seeds besides.
+        let fixed = harness_spec::FinetuneSpec {
+            search: single.finetune.search.clone(),
+            ..experiment.finetune.clone()
+        };
+        assert_eq!(fixed, single.finetune, "{file}");
     }
     assert_eq!(
         experiment.text_spec,
@@ -164,8 +175,13 @@ fn experiments_built_on_others_include_their_settings_instead_of_copying_them() 
         assert_eq!(included, expected, "{file}");
         let own: toml::Table = toml::from_str(&experiment.text).unwrap();
         for table in INHERITED_TABLES.iter().filter(|t| **t != "networks") {
+            // How an experiment chooses its learning rates ([finetune.search]) is its own
+            // protocol, which no included file sets: not a copy.
+            let own_choice = *table == "finetune"
+                && (own.get(*table).and_then(|t| t.as_table()))
+                    .is_some_and(|t| t.keys().all(|k| k == "search"));
             assert!(
-                !own.contains_key(*table),
+                !own.contains_key(*table) || own_choice,
                 "{file} sets [{table}] itself; take it from the files it includes"
             );
         }

@@ -609,7 +609,7 @@ fn check_source(cell: &Cell, source: Source) -> Result<()> {
 /// a cell that trains its output layer alone on cached frozen features can
 /// ([`Cell::trains_head_on_frozen_features`]).
 pub fn fits_probe(cell: &Cell) -> bool {
-    !cell.finetune.probe.is_empty() && cell.trains_head_on_frozen_features()
+    cell.fits_probe()
 }
 
 /// The optimisation steps a validated run of a cell may take on `n_fit` examples: its epochs

@@ -147,6 +147,8 @@ pub fn result_row(
         target_sha256: target.content_sha256.clone(),
         source_sha256: pretrained.map(|p| p.0.meta.source_sha256.clone()),
         search: o.and_then(|o| o.search.as_ref()).map(search_json),
+        rate_choice: (cell.rate_choice.as_ref())
+            .map(|c| serde_json::to_string(c).expect("a rate choice serialises")),
         probe_c: o
             .and_then(|o| o.search.as_ref())
             .filter(|s| s.setting == Setting::ProbeC)

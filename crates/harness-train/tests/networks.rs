@@ -166,6 +166,7 @@ fn cell(arm: NetworkArm, option: u8, n_train: usize) -> Cell {
         pretrain_key: None,
         network: Some(arm),
         control: None,
+        rate_choice: None,
         target_content: "t".into(),
         fingerprint: format!("network-{option}-{pretrained}"),
     }

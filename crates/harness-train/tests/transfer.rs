@@ -137,6 +137,7 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
         pretrain_key,
         network: None,
         control: None,
+        rate_choice: None,
         target_content: "t".into(),
         fingerprint: format!("{source}-{option}"),
     }

@@ -712,6 +712,7 @@ mod tests {
             pretrain_key: None,
             network: None,
             control: None,
+            rate_choice: None,
             target_content: String::new(),
             fingerprint: format!("{source}-{option}-{n_train}"),
         }

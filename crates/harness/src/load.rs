@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use harness_results::{ArmSize, ResultStore, chosen_rates};
 use harness_spec::{Experiment, ManifestSet, Plan, expand};
 
 use crate::Paths;
@@ -31,9 +32,34 @@ pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded
                 )
             ));
         }
-        let plan = expand(&experiment, &manifests)?
-            .for_backend(harness_train::backend().fingerprint_tag());
+        let mut plan = expand(&experiment, &manifests)?;
+        add_chosen_rates(&experiment, &mut plan, paths)?;
+        let plan = plan.for_backend(harness_train::backend().fingerprint_tag());
         loaded.push(Loaded { experiment, plan });
     }
     Ok((manifests, loaded))
+}
+
+/// Under `[finetune.search] pilot_seeds`: the cells of every seed at the learning rate its
+/// arm's pilots chose, for each arm and n_train whose pilots all have a row in the store
+/// (`harness run` runs the pilots, then loads again and runs these).
+fn add_chosen_rates(experiment: &Experiment, plan: &mut Plan, paths: &Paths) -> Result<()> {
+    if !plan.cells.iter().any(|c| c.rate_choice.is_some()) {
+        return Ok(());
+    }
+    let store = ResultStore::open(&paths.results, &experiment.name);
+    if store.finished().is_empty() {
+        return Ok(());
+    }
+    let chosen = chosen_rates(&store.rows()?);
+    plan.add_chosen_rates(|cell| {
+        let arm = ArmSize {
+            target: cell.target.clone(),
+            arm: cell.arm(),
+            option: i64::from(cell.option.number()),
+            n_train: cell.n_train as i64,
+        };
+        chosen.get(&arm).map(|c| c.rate)
+    });
+    Ok(())
 }

@@ -125,63 +125,56 @@ pub fn run(
             .build_global()
             .context("setting the thread count")?;
     }
-    let (manifests, loaded) = load(files, paths)?;
+    let (manifests, mut loaded) = load(files, paths)?;
     let display = Display::new();
-    let this = Run {
-        loaded: &loaded,
-        paths,
-        display: &display,
-    };
     let mut ran = Ran::new(&loaded, paths, parallelism);
 
     // One run at a time per store: the lock is released when this process ends.
-    let locks = this.lock_stores(files)?;
+    let locks = Run {
+        loaded: &loaded,
+        paths,
+        display: &display,
+    }
+    .lock_stores(files)?;
     for dir in harness_train::clean_partial_checkpoints(&paths.cache_dir()) {
         display.line(format!(
             "removed {}: a pre-training stopped before it finished",
             dir.display()
         ));
     }
-    let mut all = Plan::default();
-    for l in &loaded {
-        all.merge(l.plan.clone());
-    }
-    let mut bench = Workbench::new(
-        &manifests,
-        &all,
-        DataCache::new(paths.cache_dir()),
-        &display,
-    );
 
-    let Work { todo, keys } = this.what_to_run(&all, &mut bench)?;
-    let total: usize = todo.iter().map(|(_, cells)| cells.len()).sum();
-
-    if parallelism.jobs == 1 || total == 0 {
-        run_here(
-            &mut bench, &all, &keys, &todo, &loaded, paths, &display, &mut ran,
-        )?;
-    } else {
-        // The workers load what they need themselves.
-        bench.release_data();
-        drop(bench);
-        display.line(format!(
-            "running on {} worker processes with {} thread{} each (--jobs, --threads)",
-            parallelism.jobs,
-            parallelism.threads,
-            if parallelism.threads == 1 { "" } else { "s" }
-        ));
-        jobs::run_workers(
-            files,
+    // One round, or under `[finetune.search] pilot_seeds` two: the pilots, then the cells
+    // at the rates they chose, which the plan holds once it is loaded again.
+    let mut tried: BTreeSet<String> = BTreeSet::new();
+    let mut total = 0;
+    let todo = loop {
+        let this = Run {
+            loaded: &loaded,
             paths,
-            parallelism,
-            &all,
-            &keys,
-            &todo,
-            &display,
-            &mut ran,
-        )?;
+            display: &display,
+        };
+        let (todo, ran_now) = this.round(files, &manifests, parallelism, &mut tried, &mut ran)?;
+        total += ran_now;
+        let chooses = (loaded.iter()).any(|l| l.plan.cells.iter().any(|c| c.rate_choice.is_some()));
+        if !chooses {
+            break todo;
+        }
+        let (_, reloaded) = load(files, paths)?;
+        let grew = (reloaded.iter())
+            .flat_map(|l| &l.plan.cells)
+            .any(|c| !tried.contains(&c.fingerprint) && !this.planned(&c.fingerprint));
+        if !grew {
+            break todo;
+        }
+        display.line("the pilots chose learning rates: the other seeds now train at them");
+        loaded = reloaded;
     };
 
+    let this = Run {
+        loaded: &loaded,
+        paths,
+        display: &display,
+    };
     let wall = ran.elapsed_seconds();
     this.record_and_report(&mut ran, &todo, write_reports)?;
     drop(locks);
@@ -266,6 +259,73 @@ impl Run<'_> {
             todo.push((i, remaining));
         }
         Ok(todo)
+    }
+
+    /// Runs what is left of the loaded plans but the cells in `tried` (tried already by this
+    /// `harness run`, which leaves a failed one to the next), adding those it runs to `tried`.
+    /// Returns what was left and how many cells ran.
+    fn round(
+        &self,
+        files: &[PathBuf],
+        manifests: &ManifestSet,
+        parallelism: Parallelism,
+        tried: &mut BTreeSet<String>,
+        ran: &mut Ran,
+    ) -> Result<(Todo, usize)> {
+        let mut all = Plan::default();
+        for l in self.loaded {
+            all.merge(l.plan.clone());
+        }
+        let mut bench = Workbench::new(
+            manifests,
+            &all,
+            DataCache::new(self.paths.cache_dir()),
+            self.display,
+        );
+        let Work { mut todo, keys } = self.what_to_run(&all, &mut bench)?;
+        for (_, cells) in &mut todo {
+            cells.retain(|c| !tried.contains(&c.fingerprint));
+            tried.extend(cells.iter().map(|c| c.fingerprint.clone()));
+        }
+        let total: usize = todo.iter().map(|(_, cells)| cells.len()).sum();
+        if parallelism.jobs == 1 || total == 0 {
+            run_here(
+                &mut bench,
+                &all,
+                &keys,
+                &todo,
+                self.loaded,
+                self.paths,
+                self.display,
+                ran,
+            )?;
+        } else {
+            // The workers load what they need themselves.
+            bench.release_data();
+            drop(bench);
+            self.display.line(format!(
+                "running on {} worker processes with {} thread{} each (--jobs, --threads)",
+                parallelism.jobs,
+                parallelism.threads,
+                if parallelism.threads == 1 { "" } else { "s" }
+            ));
+            jobs::run_workers(
+                files,
+                self.paths,
+                parallelism,
+                &all,
+                &keys,
+                &todo,
+                self.display,
+                ran,
+            )?;
+        }
+        Ok((todo, total))
+    }
+
+    /// Whether a cell of `fingerprint` is in the loaded plans.
+    fn planned(&self, fingerprint: &str) -> bool {
+        (self.loaded.iter()).any(|l| l.plan.cells.iter().any(|c| c.fingerprint == fingerprint))
     }
 
     /// What is left to run, with every dataset, tokenizer and training size it needs checked
@@ -470,6 +530,7 @@ pub fn plan(files: &[PathBuf], paths: &Paths, jobs: usize) -> Result<()> {
             n_done
         );
         print_cells(&l.plan.cells, &done);
+        print_rate_choices(&l.plan.cells);
         unfinished.extend(
             l.plan
                 .cells
@@ -524,6 +585,31 @@ fn print_estimate(
 
 /// `harness plan`'s tokenizers: each one's key, where its vocabulary comes from, and how it
 /// cuts documents.
+/// Under `[finetune.search] pilot_seeds`: which arms choose their rate, and the cells that may
+/// join the plan once their pilots finish.
+fn print_rate_choices(cells: &[Cell]) {
+    let choosing: Vec<&Cell> = cells.iter().filter(|c| c.rate_choice.is_some()).collect();
+    let Some(first) = choosing.first() else {
+        return;
+    };
+    let arms: BTreeSet<(&str, String, u8, usize)> = (choosing.iter())
+        .map(|c| (c.target.as_str(), c.arm(), c.option.number(), c.n_train))
+        .collect();
+    let at_fixed = |c: &&&Cell| c.learning_rate() == c.rate_choice.as_ref().map(|r| r.fixed);
+    let others = (choosing.iter()).filter(|c| !c.is_pilot());
+    let waiting = others.clone().filter(at_fixed).count() - others.filter(|c| !at_fixed(c)).count();
+    let pilots = first
+        .rate_choice
+        .as_ref()
+        .map_or(0, |r| r.pilot_seeds.len());
+    println!(
+        "  {} arm sizes choose their learning rate on the validation accuracy of the first {pilots} seed{}; \
+         up to {waiting} more cells (the other seeds at a chosen rate other than the fixed one) join the plan as their pilots finish",
+        arms.len(),
+        if pilots == 1 { "" } else { "s" }
+    );
+}
+
 fn print_tokenizers(all: &Plan) {
     if !all.tokenizers.is_empty() {
         println!("tokenizers: {}", all.tokenizers.len());
