@@ -80,10 +80,14 @@ pub fn ceilings(arms: &[ArmSummary]) -> BTreeMap<String, Ceiling> {
 }
 
 /// Where `mean` lies between `floor` (0%) and `ceiling` (100%); None unless the ceiling lies
-/// above the floor (when every arm is below the floor there is no span to place it in).
+/// above the floor (when every arm is below the floor there is no span to place it in), and
+/// None for an arm further below the floor than the ceiling lies above it (a few points of span
+/// would turn its difference into "−600%", which says less than the difference itself).
 pub fn position(mean: f64, floor: f64, ceiling: f64) -> Option<f64> {
     let span = ceiling - floor;
-    (span > 1e-12).then(|| (mean - floor) / span)
+    (span > 1e-12)
+        .then(|| (mean - floor) / span)
+        .filter(|p| *p >= -1.0)
 }
 
 /// The report's section on floor and ceiling; nothing when the rows have no floor.
@@ -109,7 +113,8 @@ pub fn render_bounds(
          as the arms, refitted on fitting + validation and tested once on the same test set. The \
          **ceiling** is the best arm at the largest n_train this report has. Position: 0% at the \
          floor, 100% at the ceiling; none where the ceiling lies below the floor (then even the \
-         best arm on the most data does worse than a linear classifier on the raw input).\n",
+         best arm on the most data does worse than a linear classifier on the raw input), nor \
+         for an arm further below the floor than the ceiling lies above it.\n",
         floor_inputs(rows)
     );
     level_table(&floors, &ceilings, comparisons).write(md);
@@ -289,6 +294,9 @@ mod tests {
         assert!((position(0.9, 0.6, 0.9).unwrap() - 1.0).abs() < 1e-12);
         assert!(position(0.5, 0.6, 0.9).unwrap() < 0.0);
         assert_eq!(position(0.5, 0.6, 0.6), None);
+        // Further below the floor than the ceiling is above it: no position.
+        assert!((position(0.3, 0.6, 0.9).unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(position(0.29, 0.6, 0.9), None);
         assert_eq!(
             position(0.5, 0.8, 0.7),
             None,

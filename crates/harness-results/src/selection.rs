@@ -3,7 +3,7 @@
 //! the fixed rates and which those of the chosen ones. Only validation accuracy chooses; the
 //! test set plays no part.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use harness_spec::{CellStatus, RateChoice, arm_name};
 
@@ -76,14 +76,29 @@ pub fn rate_choice(r: &ResultRow) -> Option<RateChoice> {
     serde_json::from_str(r.rate_choice.as_deref()?).ok()
 }
 
+/// The rate choice of every arm and size that has one, from any of its rows that records it:
+/// a row at the fixed rate may have been written before its experiment chose (or before rows
+/// recorded the choice), and is the same cell, fingerprint and all.
+fn choices_by_arm(rows: &[ResultRow]) -> BTreeMap<ArmSize, RateChoice> {
+    let mut by_arm = BTreeMap::new();
+    for r in rows {
+        if let Some(choice) = rate_choice(r) {
+            by_arm.entry(ArmSize::of_row(r)).or_insert(choice);
+        }
+    }
+    by_arm
+}
+
 /// The rate chosen for every arm and size whose pilots all have a row (finished, at every
 /// rate, on every pilot seed); arms still waiting for a pilot are absent.
 pub fn chosen_rates(rows: &[ResultRow]) -> BTreeMap<ArmSize, Choice> {
     // (arm, size) → (its choice, rate bits → seed → (validation accuracy, diverged)).
     type Pilots = BTreeMap<u64, BTreeMap<u64, (f64, bool)>>;
+    let choices = choices_by_arm(rows);
     let mut by_arm: BTreeMap<ArmSize, (RateChoice, Pilots)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.status != CellStatus::Failed) {
-        let Some(choice) = rate_choice(r) else {
+        let arm = ArmSize::of_row(r);
+        let Some(choice) = choices.get(&arm) else {
             continue;
         };
         let seed = r.seed as u64;
@@ -91,7 +106,7 @@ pub fn chosen_rates(rows: &[ResultRow]) -> BTreeMap<ArmSize, Choice> {
             continue;
         }
         let (_, pilots) = by_arm
-            .entry(ArmSize::of_row(r))
+            .entry(arm)
             .or_insert_with(|| (choice.clone(), BTreeMap::new()));
         pilots.entry(r.learning_rate.to_bits()).or_default().insert(
             seed,
@@ -146,16 +161,14 @@ pub struct RateViews {
 impl RateViews {
     /// `rows` split by protocol, or `None` when no row chooses its rate.
     pub fn of(rows: &[ResultRow]) -> Option<RateViews> {
-        let choosing: BTreeSet<usize> = (0..rows.len())
-            .filter(|&i| rows[i].rate_choice.is_some())
-            .collect();
-        if choosing.is_empty() {
+        let by_arm = choices_by_arm(rows);
+        if by_arm.is_empty() {
             return None;
         }
         let choices = chosen_rates(rows);
         let mut views = RateViews::default();
-        for (i, r) in rows.iter().enumerate() {
-            let Some(choice) = choosing.contains(&i).then(|| rate_choice(r)).flatten() else {
+        for r in rows {
+            let Some(choice) = by_arm.get(&ArmSize::of_row(r)) else {
                 views.fixed.push(r.clone());
                 views.chosen.push(r.clone());
                 continue;
@@ -252,6 +265,18 @@ mod tests {
         // A seed outside the pilots does not stand in for one.
         rows[4] = row(7, 1e-3, 0.6, 0.5);
         assert!(chosen_rates(&rows).is_empty());
+    }
+
+    #[test]
+    fn a_fixed_rate_row_written_before_the_choice_still_counts_as_its_pilot() {
+        let mut rows = pilots([[0.5, 0.6, 0.7], [0.5, 0.6, 0.6]]);
+        for r in rows.iter_mut().filter(|r| r.learning_rate == 1e-3) {
+            r.rate_choice = None;
+        }
+        assert_eq!(only(&rows).rate, 1e-2);
+        let v = RateViews::of(&rows).unwrap();
+        assert!(v.fixed.iter().all(|r| r.learning_rate == 1e-3) && v.fixed.len() == 2);
+        assert!(v.chosen.iter().all(|r| r.learning_rate == 1e-2) && v.chosen.len() == 2);
     }
 
     #[test]
