@@ -409,6 +409,137 @@ fn report_rewrites_the_report_from_the_store() {
 }
 
 #[test]
+fn a_ceiling_trains_the_arm_best_on_validation_on_more_examples_and_only_the_bounds_read_it() {
+    let p = Project::tiny();
+    p.edit(
+        "experiments/tiny.toml",
+        "floor = false\n",
+        "floor = true\n\n[matrix.ceiling]\nseeds = 1\nn_train = { target = 60 }\n",
+    );
+    let plan = p.harness(&["plan", "experiments/tiny.toml"]);
+    let said = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(
+        said.contains(
+            "ceiling of target (matrix.ceiling): 60 examples, 1 seed; the arm best on validation"
+        ),
+        "{said}"
+    );
+    let out = p.harness(&["run", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(matrix.ceiling)"),
+        "{}",
+        stderr(&out)
+    );
+    let rows = p.rows("tiny");
+    // 16 arms' cells, 4 floors, and the ceiling: one cell, seed 0, on 60 examples.
+    assert_eq!(rows.len(), 21);
+    let ceiling: Vec<&harness_results::ResultRow> =
+        rows.iter().filter(|r| r.n_train == 60).collect();
+    assert_eq!(ceiling.len(), 1);
+    assert_eq!(ceiling[0].seed, 0);
+    // Its arm has the best mean validation accuracy at n = 30 over the matrix's seeds.
+    let at_30: Vec<harness_results::ResultRow> =
+        rows.iter().filter(|r| r.n_train == 30).cloned().collect();
+    let best = harness_results::best_arm(&at_30, "target", 30).unwrap();
+    assert_eq!(
+        (
+            harness_results::ArmSize::of_row(ceiling[0]).arm,
+            ceiling[0].option
+        ),
+        (best.arm.clone(), best.option)
+    );
+    // The bounds name it; no other table has a column or row at n = 60.
+    let report = fs::read_to_string(p.path("reports/tiny/report.md")).unwrap();
+    assert!(report.contains("(target: n = 60, 1 seed)"), "{report}");
+    let level = (report.lines())
+        .find(|l| l.starts_with("| target") && l.contains("(n = 60)"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        level.contains(&format!("{}, option {}", best.arm, best.option)),
+        "{level}"
+    );
+    assert!(
+        !report.contains("n = 60 |") && !report.contains("| 60 |"),
+        "{report}"
+    );
+    let plan = p.harness(&["plan", "experiments/tiny.toml"]);
+    let said = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(said.contains("21 cells, 21 finished"), "{said}");
+}
+
+#[test]
+fn more_seeds_join_where_an_interval_is_wider_than_its_goal_and_only_there() {
+    let p = Project::tiny();
+    p.edit(
+        "experiments/tiny.toml",
+        "floor = false\n",
+        "floor = false\n\n[matrix.more_seeds]\nup_to = 4\nstep = 1\nhalf_width = 0.9\n",
+    );
+    p.edit(
+        "experiments/tiny.toml",
+        "patience = 4\n",
+        "patience = 4\n\n[[hypothesis]]\nname = \"helps\"\nclaim = \"c\"\na = \"matched\"\nb = \"scratch\"\nexpect = \"greater\"\nn_train = \"smallest\"\n",
+    );
+    // Every interval is within ±90 points: the matrix's 16 cells and no more.
+    let out = p.harness(&["run", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.rows("tiny").len(), 16);
+    let before: Vec<String> = p
+        .rows("tiny")
+        .iter()
+        .map(|r| r.fingerprint.clone())
+        .collect();
+
+    // A goal no interval of two seeds meets: seeds 2, then 3 (up_to = 4) join at n = 12, the
+    // size the hypothesis covers, with every arm and option; none at n = 30.
+    p.edit(
+        "experiments/tiny.toml",
+        "half_width = 0.9",
+        "half_width = 0.0001",
+    );
+    let out = p.harness(&["run", "experiments/tiny.toml", "--jobs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cells of more seeds join (matrix.more_seeds)"),
+        "{}",
+        stderr(&out)
+    );
+    let rows = p.rows("tiny");
+    let added: Vec<&harness_results::ResultRow> = rows
+        .iter()
+        .filter(|r| !before.contains(&r.fingerprint))
+        .collect();
+    assert_eq!(added.len(), 2 * 4, "{added:?}");
+    assert!(
+        added
+            .iter()
+            .all(|r| r.n_train == 12 && (r.seed == 2 || r.seed == 3))
+    );
+    let report = fs::read_to_string(p.path("reports/tiny/report.md")).unwrap();
+    // The verdict's row: hypothesis, expects, where, target, seeds, …
+    let verdict = (report.lines())
+        .find(|l| l.starts_with("| helps"))
+        .unwrap_or_else(|| panic!("{report}"));
+    let cells: Vec<&str> = verdict.split('|').map(str::trim).collect();
+    assert_eq!(cells[5], "4", "{verdict}");
+
+    let plan = p.harness(&["plan", "experiments/tiny.toml"]);
+    let said = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(
+        said.contains("added so far: target n=12: 2 (8 cells)"),
+        "{said}"
+    );
+    let again = p.harness(&["run", "experiments/tiny.toml"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("24 cells, 24 finished, 0 to run"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
 fn pilot_seeds_choose_each_arms_rate_on_validation_and_the_other_seeds_train_at_it() {
     let p = Project::tiny();
     // A fixed Option 2 rate too small to learn in a few steps, and one that learns: the

@@ -2,14 +2,15 @@
 //! floor, run by the harness on the same subsets) and the best arm on the most data the
 //! report has (the ceiling), so that a weak learner is not mistaken for an effect.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use harness_spec::Relation;
+use harness_spec::{CellStatus, Relation};
 use polars::prelude::*;
 
 use crate::analysis::{finished, ints, paired_frame, side, strs};
 use crate::row::ResultRow;
+use crate::selection::{ArmSize, best_on_validation};
 use crate::stats::{ArmSummary, MeanCi, PairedDifference};
 use crate::table::{Align, Table};
 
@@ -46,35 +47,59 @@ pub fn against_floor(frame: &DataFrame) -> PolarsResult<Vec<FloorComparison>> {
         .collect())
 }
 
-/// The ceiling of a target: the best arm (by mean test accuracy) at the largest n_train the
-/// report has for it.
+/// The ceiling of a target: the arm best on validation at the largest n_train of the matrix,
+/// trained on the ceiling's own examples where the experiment has `[matrix.ceiling]`, else as
+/// it is at that n_train.
 #[derive(Debug, Clone)]
 pub struct Ceiling {
     pub source: String,
     pub option: i64,
     pub n_train: i64,
+    /// Test accuracy over the ceiling's seeds.
     pub accuracy: MeanCi,
+    /// Whether it trained on the ceiling's own examples (`[matrix.ceiling]`).
+    pub own_cells: bool,
 }
 
-/// The ceiling of each target among `arms` (the floor excluded).
-pub fn ceilings(arms: &[ArmSummary]) -> BTreeMap<String, Ceiling> {
-    let mut out: BTreeMap<String, Ceiling> = BTreeMap::new();
-    for a in arms.iter().filter(|a| a.relation != Relation::Floor) {
-        let better = out.get(&a.target).is_none_or(|c| {
-            (a.n_train, a.accuracy.mean) > (c.n_train, c.accuracy.mean)
-                && !(a.n_train == c.n_train && a.accuracy.mean.is_nan())
-        });
-        if better {
-            out.insert(
-                a.target.clone(),
-                Ceiling {
-                    source: a.source.clone(),
-                    option: a.option,
-                    n_train: a.n_train,
-                    accuracy: a.accuracy,
-                },
-            );
-        }
+/// The ceiling of each target of `rows` (the report's rows, one rate per arm): from
+/// `ceiling_rows` (the cells of `[matrix.ceiling]`) where the target has them, else the arm
+/// with the best mean validation accuracy at the target's largest n_train ([`best_on_validation`];
+/// the test set chooses nothing), the floor left out.
+pub fn ceilings(rows: &[ResultRow], ceiling_rows: &[ResultRow]) -> BTreeMap<String, Ceiling> {
+    let mut out = BTreeMap::new();
+    let targets: BTreeSet<&str> = rows.iter().map(|r| r.target.as_str()).collect();
+    for target in targets {
+        let own: Vec<&ResultRow> = (ceiling_rows.iter())
+            .filter(|r| r.target == target && r.status == CellStatus::Ok)
+            .collect();
+        let (arm, of_arm, own_cells) = if let Some(first) = own.first() {
+            (ArmSize::of_row(first), own, true)
+        } else {
+            let arms = rows
+                .iter()
+                .filter(|r| r.target == target && r.relation != Relation::Floor);
+            let Some(largest) = arms.map(|r| r.n_train).max() else {
+                continue;
+            };
+            let Some(best) = best_on_validation(rows, target, largest) else {
+                continue;
+            };
+            let of_arm: Vec<&ResultRow> = (rows.iter())
+                .filter(|r| r.status == CellStatus::Ok && ArmSize::of_row(r) == best)
+                .collect();
+            (best, of_arm, false)
+        };
+        let accuracy: Vec<f64> = of_arm.iter().map(|r| r.test_accuracy).collect();
+        out.insert(
+            target.to_string(),
+            Ceiling {
+                source: arm.arm,
+                option: arm.option,
+                n_train: arm.n_train,
+                accuracy: MeanCi::of(&accuracy),
+                own_cells,
+            },
+        );
     }
     out
 }
@@ -94,6 +119,7 @@ pub fn position(mean: f64, floor: f64, ceiling: f64) -> Option<f64> {
 pub fn render_bounds(
     md: &mut String,
     rows: &[ResultRow],
+    ceiling_rows: &[ResultRow],
     arms: &[ArmSummary],
     comparisons: &[FloorComparison],
 ) {
@@ -104,14 +130,33 @@ pub fn render_bounds(
     if floors.is_empty() {
         return;
     }
-    let ceilings = ceilings(arms);
+    let ceilings = ceilings(rows, ceiling_rows);
+    let own: Vec<String> = (ceilings.iter())
+        .filter(|(_, c)| c.own_cells)
+        .map(|(target, c)| {
+            let s = if c.accuracy.n == 1 { "" } else { "s" };
+            format!("{target}: n = {}, {} seed{s}", c.n_train, c.accuracy.n)
+        })
+        .collect();
+    let ceiling_text = if own.is_empty() {
+        "the arm with the best mean validation accuracy at the largest n_train this report has \
+         (the experiment has no `[matrix.ceiling]` for these targets)"
+            .to_string()
+    } else {
+        format!(
+            "the arm with the best mean validation accuracy at the largest n_train, trained again \
+             on the ceiling's examples of `[matrix.ceiling]` ({}), on the first seeds; a target \
+             without one takes that arm at the largest n_train",
+            own.join("; ")
+        )
+    };
     let _ = writeln!(md, "## Between floor and ceiling\n");
     let _ = writeln!(
         md,
         "The **floor** is an ℓ2-regularised logistic regression on the raw input ({}), fitted by the \
          harness on each cell's own fitting split, its strength chosen on the same validation split \
          as the arms, refitted on fitting + validation and tested once on the same test set. The \
-         **ceiling** is the best arm at the largest n_train this report has. Position: 0% at the \
+         **ceiling** is {ceiling_text}; the test set chooses nothing. Position: 0% at the \
          floor, 100% at the ceiling; none where the ceiling lies below the floor (then even the \
          best arm on the most data does worse than a linear classifier on the raw input), nor \
          for an arm further below the floor than the ceiling lies above it.\n",
@@ -257,35 +302,41 @@ fn difference_with_position(d: &MeanCi, place: Option<f64>) -> String {
 mod tests {
     use super::*;
 
-    fn arm(source: &str, relation: Relation, option: i64, n: i64, mean: f64) -> ArmSummary {
-        ArmSummary {
+    fn row(source: &str, relation: Relation, n: i64, seed: i64, validation: f64) -> ResultRow {
+        ResultRow {
             target: "t".into(),
             source: source.into(),
             relation,
-            option,
+            option: 1,
             n_train: n,
-            accuracy: MeanCi {
-                n: 3,
-                mean,
-                sd: 0.0,
-                low: mean,
-                high: mean,
-            },
-            macro_f1: MeanCi::of(&[]),
-            seconds: 0.0,
+            seed,
+            status: CellStatus::Ok,
+            validation_accuracy: validation,
+            test_accuracy: 1.0 - validation,
+            ..Default::default()
         }
     }
 
     #[test]
-    fn the_ceiling_is_the_best_arm_at_the_largest_size_and_never_the_floor() {
-        let arms = [
-            arm("a", Relation::None, 1, 100, 0.9),
-            arm("b", Relation::Matched, 2, 200, 0.7),
-            arm("c", Relation::Matched, 1, 200, 0.8),
-            arm("floor", Relation::Floor, 1, 200, 0.95),
-        ];
-        let c = &ceilings(&arms)["t"];
+    fn the_ceiling_is_the_arm_best_on_validation_at_the_largest_size_never_the_floor() {
+        let mut rows = Vec::new();
+        for seed in 0..3 {
+            rows.push(row("a", Relation::None, 100, seed, 0.95));
+            rows.push(row("b", Relation::Matched, 200, seed, 0.7));
+            rows.push(row("c", Relation::Matched, 200, seed, 0.8));
+            rows.push(row("floor", Relation::Floor, 200, seed, 0.99));
+        }
+        let c = &ceilings(&rows, &[])["t"];
         assert_eq!((c.source.as_str(), c.option, c.n_train), ("c", 1, 200));
+        // Its test accuracy, though b's test accuracy is higher.
+        assert!((c.accuracy.mean - 0.2).abs() < 1e-12 && !c.own_cells);
+        // The ceiling's own cells stand in where the target has them.
+        let own: Vec<ResultRow> = (0..2)
+            .map(|s| row("c", Relation::Matched, 900, s, 0.9))
+            .collect();
+        let c = &ceilings(&rows, &own)["t"];
+        assert_eq!((c.n_train, c.accuracy.n, c.own_cells), (900, 2, true));
+        assert!((c.accuracy.mean - 0.1).abs() < 1e-12);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 mod analysis;
 mod bounds;
 mod plot;
+mod precision;
 mod report;
 mod row;
 mod selection;
@@ -30,9 +31,12 @@ mod verdict;
 
 pub use bounds::{Ceiling, FloorComparison, against_floor, ceilings, position};
 pub use plot::{GainCell, accuracy_figure, gain_figure};
+pub use precision::{Imprecise, imprecise};
 pub use report::{CONTEXT_FILE, ReportContext, mixed_provenance, rewrite_report, write_report};
 pub use row::{COLUMN_DOCS, COLUMNS, FromColumn, ResultRow, with_arm_names};
-pub use selection::{ArmSize, Choice, RateScore, RateViews, chosen_rates, rate_choice};
+pub use selection::{
+    ArmSize, Choice, RateScore, RateViews, best_arm, best_on_validation, chosen_rates, rate_choice,
+};
 pub use stats::{
     ArmSummary, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, EXACT_BOOTSTRAP_MAX, MeanCi, PairedDifference,
     bootstrap_mean_ci, holm, quantile_sorted, summarise, t_cdf, t_quantile_975, t_test_greater,

@@ -49,6 +49,10 @@ pub struct ReportContext {
     /// The files the experiment file includes, (path, text), in the order read.
     #[serde(default)]
     pub included: Vec<(String, String)>,
+    /// Each target's ceiling size under `[matrix.ceiling]` where it is larger than the
+    /// target's sizes: its rows are the ceiling's, kept apart from every other table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ceilings: BTreeMap<String, i64>,
 }
 
 impl ReportContext {
@@ -144,6 +148,12 @@ pub fn write_report(
         .with_context(|| format!("writing {}", context.display()))?;
     written.push(context);
 
+    // The ceiling's cells (`[matrix.ceiling]`) are the ceiling and nothing else.
+    let (ceiling_rows, rows): (Vec<ResultRow>, Vec<ResultRow>) =
+        (rows.iter().cloned()).partition(|r| ctx.ceilings.get(&r.target) == Some(&r.n_train));
+    let ceiling_rows = with_arm_names(&ceiling_rows);
+    let rows = &rows[..];
+
     // Under `[finetune.search] pilot_seeds` the report reads each arm at its chosen rate; the
     // fixed rates' verdicts are set beside them in their own section.
     let views = RateViews::of(rows);
@@ -160,6 +170,7 @@ pub fn write_report(
         options: options_compared(&frame)?,
         tests: test_hypotheses(rows, &ctx.hypotheses)?,
         against_floor: against_floor(&frame)?,
+        ceiling_rows,
     };
     let targets: BTreeSet<String> = rows.iter().map(|r| r.target.clone()).collect();
     let mut figures = Vec::new();
@@ -204,6 +215,8 @@ struct Analysed {
     options: Vec<(String, PairedDifference)>,
     tests: Vec<HypothesisTest>,
     against_floor: Vec<FloorComparison>,
+    /// The rows of `[matrix.ceiling]`'s cells, arms named as in every table.
+    ceiling_rows: Vec<ResultRow>,
 }
 
 /// The gains over scratch as a table: a line per target, pre-trained arm and option, a column
@@ -327,6 +340,15 @@ fn render_verdicts(md: &mut String, tests: &[HypothesisTest]) {
         tests.len()
     );
     verdict_table(tests).write(md);
+    let counts: BTreeSet<usize> = tests.iter().map(|t| t.per_seed.len()).collect();
+    if let (Some(fewest), Some(most)) = (counts.first(), counts.last())
+        && fewest != most
+    {
+        let _ = writeln!(
+            md,
+            "The tests have from {fewest} to {most} seeds. Where the experiment file has `[matrix.more_seeds]`, the harness added seeds, after every cell had its row, at the sizes of each test whose interval was wider than its goal (its margin, else the table's `half_width`): a rule that reads the interval's width, never where it lies.\n"
+        );
+    }
     verdict_summaries(md, tests);
     md.push('\n');
     let _ = writeln!(
@@ -711,7 +733,13 @@ fn render_markdown(
     if !analysed.tests.is_empty() {
         render_verdicts(&mut md, &analysed.tests);
     }
-    render_bounds(&mut md, rows, &analysed.arms, &analysed.against_floor);
+    render_bounds(
+        &mut md,
+        rows,
+        &analysed.ceiling_rows,
+        &analysed.arms,
+        &analysed.against_floor,
+    );
     render_against_scratch(&mut md, analysed, gain_file);
     render_unpaired(&mut md, rows);
     render_arms(&mut md, &analysed.arms, figures);

@@ -20,6 +20,16 @@ pub struct ArmSize {
 }
 
 impl ArmSize {
+    /// The arm and size of a planned cell (as [`ArmSize::of_row`] gives for its row).
+    pub fn of_cell(c: &harness_spec::Cell) -> ArmSize {
+        ArmSize {
+            target: c.target.clone(),
+            arm: c.arm(),
+            option: i64::from(c.option.number()),
+            n_train: c.n_train as i64,
+        }
+    }
+
     pub fn of_row(r: &ResultRow) -> ArmSize {
         ArmSize {
             target: r.target.clone(),
@@ -188,6 +198,43 @@ impl RateViews {
     }
 }
 
+/// The ceiling's arm of `target` (`[matrix.ceiling]`): among `rows` at `n_train` (read at each
+/// arm's chosen rate where arms choose one; the floor left out), the arm with the highest mean
+/// validation accuracy over its finished rows. Ties go to the first in [`ArmSize`] order. The
+/// test set plays no part.
+pub fn best_arm(rows: &[ResultRow], target: &str, n_train: i64) -> Option<ArmSize> {
+    match RateViews::of(rows) {
+        Some(views) => best_on_validation(&views.chosen, target, n_train),
+        None => best_on_validation(rows, target, n_train),
+    }
+}
+
+/// [`best_arm`] among rows already read at one rate per arm (a report's rows).
+pub fn best_on_validation(rows: &[ResultRow], target: &str, n_train: i64) -> Option<ArmSize> {
+    let mut sums: BTreeMap<ArmSize, (f64, usize)> = BTreeMap::new();
+    for r in rows {
+        if r.target != target
+            || r.n_train != n_train
+            || r.relation == harness_spec::Relation::Floor
+            || r.status != CellStatus::Ok
+            || !r.validation_accuracy.is_finite()
+        {
+            continue;
+        }
+        let sum = sums.entry(ArmSize::of_row(r)).or_default();
+        sum.0 += r.validation_accuracy;
+        sum.1 += 1;
+    }
+    let mut best: Option<(ArmSize, f64)> = None;
+    for (arm, (sum, n)) in sums {
+        let mean = sum / n as f64;
+        if best.as_ref().is_none_or(|(_, b)| mean > *b) {
+            best = Some((arm, mean));
+        }
+    }
+    best.map(|(arm, _)| arm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +324,36 @@ mod tests {
         let v = RateViews::of(&rows).unwrap();
         assert!(v.fixed.iter().all(|r| r.learning_rate == 1e-3) && v.fixed.len() == 2);
         assert!(v.chosen.iter().all(|r| r.learning_rate == 1e-2) && v.chosen.len() == 2);
+    }
+
+    #[test]
+    fn the_ceilings_arm_is_the_best_on_validation_at_its_chosen_rate_never_on_test() {
+        // Scratch at its chosen rate (1e-2: mean validation 0.65) and another arm without a
+        // choice (0.62); the pilots' unchosen rates and the floor (0.9) do not compete.
+        let mut rows = pilots([[0.5, 0.6, 0.7], [0.5, 0.6, 0.6]]);
+        for (seed, validation) in [(0, 0.61), (1, 0.63)] {
+            rows.push(ResultRow {
+                source: "other".into(),
+                relation: harness_spec::Relation::Matched,
+                rate_choice: None,
+                ..row(seed, 1e-3, validation, 0.99)
+            });
+            rows.push(ResultRow {
+                source: "floor".into(),
+                relation: harness_spec::Relation::Floor,
+                rate_choice: None,
+                ..row(seed, f64::NAN, 0.9, 0.99)
+            });
+        }
+        let best = best_arm(&rows, "t", 50).unwrap();
+        assert_eq!((best.arm.as_str(), best.option), ("scratch", 2));
+        assert_eq!(best_arm(&rows, "t", 200), None);
+        // Validation decides: raise the other arm's and it wins, whatever the test says.
+        for r in rows.iter_mut().filter(|r| r.source == "other") {
+            r.validation_accuracy = 0.7;
+            r.test_accuracy = 0.0;
+        }
+        assert_eq!(best_arm(&rows, "t", 50).unwrap().arm, "other");
     }
 
     #[test]

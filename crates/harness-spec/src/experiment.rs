@@ -180,8 +180,9 @@ pub struct FinetuneSpec {
     #[serde(skip_serializing_if = "SearchSpec::is_empty")]
     pub search: SearchSpec,
     /// `[finetune.probe]`: Option 1 cells that train only the output layer on cached frozen
-    /// features train it as a logistic probe instead of with Adam (empty: Adam). Absent from
-    /// fingerprints when empty.
+    /// features train it as a logistic probe, `C` chosen from [`DEFAULT_PROBE_C`] unless the
+    /// file lists its own; `c = []` trains it with Adam instead. Absent from fingerprints when
+    /// empty, so Adam cells keep the fingerprints they had when Adam was the default.
     #[serde(skip_serializing_if = "ProbeSpec::is_empty")]
     pub probe: ProbeSpec,
 }
@@ -189,17 +190,33 @@ pub struct FinetuneSpec {
 /// Option 1's output layer as an ℓ2-regularised logistic regression on standardised frozen
 /// features, its inverse strength `C` chosen on validation among `c`, then refitted on
 /// fitting + validation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeSpec {
     pub c: Vec<f64>,
 }
 
-/// The probe strengths the floor chooses from when `[finetune.probe]` gives none: a decade
-/// apart, as scikit-learn's `LogisticRegressionCV` spaces its default grid.
+/// The probe is Option 1's default head: on the committed experiments it beat Adam's
+/// fixed-budget head in 37 of 40 (arm, n_train) pairs (issue 17).
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        ProbeSpec {
+            c: DEFAULT_PROBE_C.to_vec(),
+        }
+    }
+}
+
+/// The probe strengths Option 1's probe and the floor choose from unless `[finetune.probe]`
+/// lists others: a decade apart, as scikit-learn's `LogisticRegressionCV` spaces its default
+/// grid.
 pub const DEFAULT_PROBE_C: [f64; 7] = [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0];
 
 impl ProbeSpec {
+    /// Option 1's head trained with Adam (`[finetune.probe] c = []`).
+    pub fn adam() -> Self {
+        ProbeSpec { c: Vec::new() }
+    }
+
     /// Whether Option 1's head trains with Adam (no probe).
     pub fn is_empty(&self) -> bool {
         self.c.is_empty()
@@ -486,10 +503,74 @@ pub struct MatrixSpec {
     /// [`FLOOR`]) at every n_train and seed: true unless the file says `floor = false`.
     #[serde(default = "floor_by_default")]
     pub floor: bool,
+    /// `[matrix.more_seeds]`: seeds added, after the matrix has run, where a hypothesis's
+    /// interval is still wider than its goal (none when absent).
+    #[serde(default)]
+    pub more_seeds: Option<MoreSeeds>,
+    /// `[matrix.ceiling]`: the best arm trained on (nearly) the whole training pool, as the
+    /// report's ceiling (none when absent: the best arm at the largest n_train stands in).
+    #[serde(default)]
+    pub ceiling: Option<CeilingSpec>,
+}
+
+/// `[matrix.ceiling]`: once every cell of a target has a row, the arm with the best mean
+/// validation accuracy at the target's largest n_train (the floor left out; each arm at its
+/// chosen learning rate) trains again on `n_train` examples of the target, on the first `seeds`
+/// seeds of the matrix. Its rows are the report's ceiling, apart from the matrix's sizes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeilingSpec {
+    /// How many of `matrix.seeds` (the first ones) the ceiling trains on (default: 3, or
+    /// every seed of a matrix with fewer).
+    #[serde(default)]
+    pub seeds: Option<usize>,
+    /// Each target's ceiling size: at least its largest n_train, at most what a stratified
+    /// subset of its pool can give (`harness run` names the limit). A target left out has no
+    /// full-pool ceiling.
+    pub n_train: std::collections::BTreeMap<String, Spanned<usize>>,
 }
 
 fn floor_by_default() -> bool {
     true
+}
+
+/// `[matrix.more_seeds]`: a precision rule for the number of seeds. Once every cell of the
+/// matrix has a row, each (hypothesis, target) whose 95% interval of A − B has a half-width
+/// above its goal (the hypothesis's `margin` where it declares one, else `half_width`) gets
+/// `step` more seeds at the training-set sizes it covers (every arm and option, and the floor,
+/// so the design stays paired), until it is within its goal or has `up_to` seeds. The rule
+/// looks at the interval's width only, never at its position, so it cannot steer a verdict
+/// towards either side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoreSeeds {
+    /// The most seeds any (target, n_train) may reach, the matrix's own included.
+    pub up_to: usize,
+    /// Seeds added at a time.
+    #[serde(default = "more_seeds_step")]
+    pub step: usize,
+    /// The goal, in accuracy, of a hypothesis without a margin (0.02 = 2 points).
+    #[serde(default = "more_seeds_half_width")]
+    pub half_width: f64,
+}
+
+fn more_seeds_step() -> usize {
+    2
+}
+
+fn more_seeds_half_width() -> f64 {
+    0.02
+}
+
+impl MoreSeeds {
+    /// The half-width a hypothesis of `margin` aims for.
+    pub fn goal(&self, margin: f64) -> f64 {
+        if margin > 0.0 {
+            margin
+        } else {
+            self.half_width
+        }
+    }
 }
 
 impl MatrixSpec {
@@ -1101,7 +1182,110 @@ impl Experiment {
         twice(
             "seeds",
             m.seeds.iter().map(|s| (s.to_string(), None)).collect(),
-        )
+        )?;
+        self.validate_more_seeds()?;
+        self.validate_ceiling()
+    }
+
+    /// `[matrix.ceiling]` names targets of the matrix, each at no fewer examples than its
+    /// largest n_train, on between one and all of the matrix's seeds.
+    fn validate_ceiling(&self) -> Result<(), SpecError> {
+        let m = &self.matrix;
+        let Some(ceiling) = &m.ceiling else {
+            return Ok(());
+        };
+        if let Some(seeds) = ceiling.seeds.filter(|&s| s == 0 || s > m.seeds.len()) {
+            return Err(self.error_near(
+                "matrix.ceiling.seeds",
+                format!(
+                    "`matrix.ceiling.seeds` = {seeds}: it must be between 1 and the {} seeds of `matrix.seeds`",
+                    m.seeds.len()
+                ),
+            ));
+        }
+        for (target, n) in &ceiling.n_train {
+            if !m.targets.iter().any(|t| t.get_ref() == target) {
+                return Err(self.error_at(
+                    n.span(),
+                    format!("`matrix.ceiling.n_train` names {target:?}, which is not in `matrix.targets`"),
+                ));
+            }
+            let largest = (m.n_train_of(target).iter()).map(|n| *n.get_ref()).max();
+            if let Some(largest) = largest.filter(|l| n.get_ref() < l) {
+                return Err(self.error_at(
+                    n.span(),
+                    format!(
+                        "the ceiling of {target:?} trains on {} examples, fewer than its largest n_train ({largest}); a ceiling trains on at least as many",
+                        n.get_ref()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The ceiling's size for `target` under `[matrix.ceiling]`, where it is larger than the
+    /// target's largest n_train (at that size, the matrix's own cells are the ceiling's).
+    pub fn ceiling_n_train(&self, target: &str) -> Option<usize> {
+        let ceiling = self.matrix.ceiling.as_ref()?;
+        let largest = (self.matrix.n_train_of(target).iter())
+            .map(|n| *n.get_ref())
+            .max()?;
+        let n = *ceiling.n_train.get(target)?.get_ref();
+        (n > largest).then_some(n)
+    }
+
+    /// The seeds the ceiling trains on: the first of `matrix.seeds` (none without a ceiling).
+    pub fn ceiling_seeds(&self) -> &[u64] {
+        let seeds = &self.matrix.seeds;
+        match &self.matrix.ceiling {
+            Some(c) => &seeds[..c.seeds.unwrap_or(3).min(seeds.len())],
+            None => &[],
+        }
+    }
+
+    /// `[matrix.more_seeds]` adds at least one seed at a time, up to more than the matrix has,
+    /// towards a half-width that is a difference in accuracy.
+    fn validate_more_seeds(&self) -> Result<(), SpecError> {
+        let Some(more) = &self.matrix.more_seeds else {
+            return Ok(());
+        };
+        let seeds = self.matrix.seeds.len();
+        if more.up_to <= seeds {
+            return Err(self.error_near(
+                "matrix.more_seeds.up_to",
+                format!(
+                    "`matrix.more_seeds.up_to` = {}: it must be more than the {seeds} seeds of `matrix.seeds`",
+                    more.up_to
+                ),
+            ));
+        }
+        if more.step == 0 {
+            return Err(self.error_near(
+                "matrix.more_seeds.step",
+                "`matrix.more_seeds.step` must be at least 1",
+            ));
+        }
+        if !(more.half_width > 0.0 && more.half_width < 1.0) {
+            return Err(self.error_near(
+                "matrix.more_seeds.half_width",
+                "`matrix.more_seeds.half_width` is a difference in accuracy: above 0 and below 1 (0.02 = 2 points)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The seeds `[matrix.more_seeds]` may add, in the order it adds them: the integers after
+    /// the largest of `matrix.seeds`, up to `up_to` seeds in all (none without the table).
+    pub fn extra_seeds(&self) -> Vec<u64> {
+        let m = &self.matrix;
+        let Some(more) = &m.more_seeds else {
+            return Vec::new();
+        };
+        let after = m.seeds.iter().max().map_or(0, |s| s + 1);
+        (after..)
+            .take(more.up_to.saturating_sub(m.seeds.len()))
+            .collect()
     }
 
     /// The Transformer's shape fits together.
@@ -1332,6 +1516,71 @@ d_model = 32
             let err = Experiment::parse(Path::new("x.toml"), &search(rates)).unwrap_err();
             assert!(err.message.contains(words), "{err}");
             assert_eq!(err.location.unwrap().line, 13, "{err}");
+        }
+    }
+
+    #[test]
+    fn more_seeds_add_at_least_one_seed_beyond_the_matrix_and_errors_name_the_line() {
+        let more = |body: &str| format!("{GOOD}\n[matrix.more_seeds]\n{body}\n");
+        let e = Experiment::parse(Path::new("x.toml"), &more("up_to = 5")).unwrap();
+        let m = e.matrix.more_seeds.clone().unwrap();
+        assert_eq!((m.up_to, m.step, m.half_width), (5, 2, 0.02));
+        assert_eq!((m.goal(0.0), m.goal(0.05)), (0.02, 0.05));
+        // After seeds [0, 1]: 2, 3 and 4 make five.
+        assert_eq!(e.extra_seeds(), vec![2, 3, 4]);
+        assert!(
+            Experiment::parse(Path::new("x.toml"), GOOD)
+                .unwrap()
+                .extra_seeds()
+                .is_empty()
+        );
+        for (body, line, words) in [
+            ("up_to = 2", 13, "must be more than the 2 seeds"),
+            ("up_to = 5\nstep = 0", 14, "must be at least 1"),
+            ("up_to = 5\nhalf_width = 2.0", 14, "above 0 and below 1"),
+            ("up_to = 5\nsteps = 1", 14, "unknown field"),
+        ] {
+            let err = Experiment::parse(Path::new("x.toml"), &more(body)).unwrap_err();
+            assert!(err.message.contains(words), "{err}");
+            assert_eq!(err.location.unwrap().line, line, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_ceiling_names_targets_of_the_matrix_at_no_fewer_examples_than_their_largest_size() {
+        let ceiling = |body: &str| format!("{GOOD}\n[matrix.ceiling]\n{body}\n");
+        let e =
+            Experiment::parse(Path::new("x.toml"), &ceiling("n_train = { mnist = 1000 }")).unwrap();
+        assert_eq!(
+            e.ceiling_seeds(),
+            &[0, 1],
+            "3 by default, at most the matrix's"
+        );
+        assert_eq!(e.ceiling_n_train("mnist"), Some(1000));
+        assert_eq!(e.ceiling_n_train("other"), None);
+        let at_largest =
+            Experiment::parse(Path::new("x.toml"), &ceiling("n_train = { mnist = 200 }"));
+        assert_eq!(
+            at_largest.unwrap().ceiling_n_train("mnist"),
+            None,
+            "the matrix's cells are it"
+        );
+        for (body, line, words) in [
+            (
+                "n_train = { mnist = 100 }",
+                13,
+                "fewer than its largest n_train (200)",
+            ),
+            ("n_train = { cifar = 1000 }", 13, "not in `matrix.targets`"),
+            (
+                "seeds = 3\nn_train = { mnist = 1000 }",
+                13,
+                "between 1 and the 2 seeds",
+            ),
+        ] {
+            let err = Experiment::parse(Path::new("x.toml"), &ceiling(body)).unwrap_err();
+            assert!(err.message.contains(words), "{err}");
+            assert_eq!(err.location.unwrap().line, line, "{err}");
         }
     }
 

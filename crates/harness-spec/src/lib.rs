@@ -32,9 +32,9 @@ pub use choices::{
 };
 pub use error::{Location, SpecError};
 pub use experiment::{
-    Arm, DEFAULT_PROBE_C, Expect, Experiment, FLOOR, FinetuneOverride, FinetuneSpec, Hypothesis,
-    MatrixSpec, ModelSpec, NetworksSpec, PretrainOverride, PretrainSpec, ProbeSpec, SCRATCH,
-    SearchSpec, SizeScope, TextSpec,
+    Arm, CeilingSpec, DEFAULT_PROBE_C, Expect, Experiment, FLOOR, FinetuneOverride, FinetuneSpec,
+    Hypothesis, MatrixSpec, ModelSpec, MoreSeeds, NetworksSpec, PretrainOverride, PretrainSpec,
+    ProbeSpec, SCRATCH, SearchSpec, SizeScope, TextSpec,
 };
 pub use include::{INHERITED_TABLES, SourceFile};
 pub use manifest::{
@@ -46,7 +46,8 @@ pub use network::{
     NetworkManifest, NetworkSet, StageSpec, TrainedOn, WeightFormat, WeightsSpec, declares_network,
 };
 pub use plan::{
-    AudioAdapter, Cell, CellStatus, Control, FINGERPRINT_VERSION, InputAdapter, LOGISTIC,
-    LogMelImage, NetworkArm, NetworkBody, PatchAdapter, Plan, PretrainJob, RateChoice, Relation,
-    TRANSFORMER, TextAdapter, TokenizerPlan, arm_name, expand, fingerprint_of, partner_arm,
+    AudioAdapter, Cell, CellStatus, Control, ExtraSeeds, FINGERPRINT_VERSION, InputAdapter,
+    LOGISTIC, LogMelImage, NetworkArm, NetworkBody, PatchAdapter, Plan, PretrainJob, RateChoice,
+    Relation, TRANSFORMER, TextAdapter, TokenizerPlan, arm_name, expand, expand_with_seeds,
+    fingerprint_of, on_backend, partner_arm,
 };

@@ -1,6 +1,7 @@
 //! Matrix expansion: an experiment and the manifests it names become pre-training jobs and
 //! cells, each with a content fingerprint that identifies its result.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -542,6 +543,16 @@ impl Cell {
         sealed(cell)
     }
 
+    /// The same cell trained on `n_train` examples, with its own fingerprint and outside any
+    /// learning-rate choice (it trains at the rate this cell trains at): a ceiling cell of
+    /// `[matrix.ceiling]`.
+    pub fn at_n_train(&self, n_train: usize) -> Cell {
+        let mut cell = self.clone();
+        cell.n_train = n_train;
+        cell.rate_choice = None;
+        sealed(cell)
+    }
+
     /// Whether the cell's seed is one of the pilots that choose its arm's learning rate.
     pub fn is_pilot(&self) -> bool {
         (self.rate_choice.as_ref()).is_some_and(|c| c.pilot_seeds.contains(&self.seed))
@@ -596,18 +607,26 @@ impl Plan {
     /// pre-training keys, so its rows and checkpoints never stand in for Flex ones, or the
     /// reverse.
     pub fn for_backend(mut self, tag: Option<&str>) -> Plan {
-        let Some(backend) = tag else {
+        if tag.is_none() {
             return self;
-        };
-        let tag = |key: &str| fingerprint_of(&(key, "backend", backend));
+        }
         for job in &mut self.pretrain_jobs {
-            job.key = tag(&job.key);
+            job.key = on_backend(&job.key, tag);
         }
         for cell in &mut self.cells {
-            cell.fingerprint = tag(&cell.fingerprint);
-            cell.pretrain_key = cell.pretrain_key.as_deref().map(tag);
+            cell.fingerprint = on_backend(&cell.fingerprint, tag);
+            cell.pretrain_key = (cell.pretrain_key.as_deref()).map(|k| on_backend(k, tag));
         }
         self
+    }
+}
+
+/// A cell fingerprint or pre-training key as [`Plan::for_backend`] makes it for the backend
+/// named by `tag` (unchanged for the default backend).
+pub fn on_backend(key: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(backend) => fingerprint_of(&(key, "backend", backend)),
+        None => key.to_string(),
     }
 }
 
@@ -620,6 +639,16 @@ pub fn fingerprint_of<T: Serialize>(value: &T) -> String {
 /// Expands an experiment into its pre-training jobs and cells, checking every dataset id, size
 /// and option against the manifests. Cells come in the order they run: small `n_train` first.
 pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, SpecError> {
+    expand_with_seeds(experiment, manifests, &BTreeMap::new())
+}
+
+/// [`expand`], with the cells of `extra` seeds at some (target, n_train) besides the matrix's
+/// own (what `[matrix.more_seeds]` added), each after the matrix's seeds of its size.
+pub fn expand_with_seeds(
+    experiment: &Experiment,
+    manifests: &ManifestSet,
+    extra: &ExtraSeeds,
+) -> Result<Plan, SpecError> {
     let mut plan = Plan::default();
     let tokenizer = tokenizer_plan(experiment, manifests)?;
     if let Some(t) = &tokenizer {
@@ -629,6 +658,7 @@ pub fn expand(experiment: &Experiment, manifests: &ManifestSet) -> Result<Plan, 
         experiment,
         manifests,
         tokenizer,
+        extra,
     };
     for target_id in &experiment.matrix.targets {
         let target = expansion.lookup(target_id, "target")?;
@@ -657,7 +687,11 @@ struct Expansion<'a> {
     experiment: &'a Experiment,
     manifests: &'a ManifestSet,
     tokenizer: Option<TokenizerPlan>,
+    extra: &'a ExtraSeeds,
 }
+
+/// Seeds added to the matrix's at some (target, n_train).
+pub type ExtraSeeds = BTreeMap<(String, usize), Vec<u64>>;
 
 impl<'a> Expansion<'a> {
     /// The manifest of dataset `id`, or an error at its line listing the known ones.
@@ -687,7 +721,15 @@ impl<'a> Expansion<'a> {
     fn check_sizes(&self, target: &Manifest, target_id: &str) -> Result<(), SpecError> {
         let pool = target.train_pool_size();
         let classes = target.classes.len();
-        for n in self.experiment.matrix.n_train_of(target_id) {
+        let ceiling =
+            (self.experiment.matrix.ceiling.as_ref()).and_then(|c| c.n_train.get(target_id));
+        for n in self
+            .experiment
+            .matrix
+            .n_train_of(target_id)
+            .iter()
+            .chain(ceiling)
+        {
             let n_value = *n.get_ref();
             if n_value > pool {
                 return Err(self.experiment
@@ -829,7 +871,9 @@ impl<'a> Expansion<'a> {
     ) {
         let m = &self.experiment.matrix;
         for n in m.n_train_of(target_id) {
-            for &seed in &m.seeds {
+            let extra = (self.extra.get(&(target_id.to_string(), *n.get_ref())))
+                .map_or(&[][..], |s| &s[..]);
+            for &seed in m.seeds.iter().chain(extra) {
                 for start in sources {
                     // The floor trains its output layer alone: Option 1, whatever the matrix.
                     let options: Vec<TransferOption> = if start.relation == Relation::Floor {
@@ -1633,6 +1677,34 @@ seeds = [0, 1, 2]
         assert_eq!(plan.add_chosen_rates(|_| Some(1e-2)), 2 * 2 * 2 - 2);
         let fps: std::collections::HashSet<_> = plan.cells.iter().map(|c| &c.fingerprint).collect();
         assert_eq!(fps.len(), plan.cells.len());
+    }
+
+    #[test]
+    fn option1_heads_are_the_probe_unless_the_file_asks_for_adam() {
+        let plan = |extra: &str| expand(&experiment(&format!("{MATRIX}{extra}")), &set()).unwrap();
+        let heads = |p: &Plan| -> Vec<bool> {
+            (p.cells.iter())
+                .filter(|c| c.trains_head_on_frozen_features() && !c.is_floor())
+                .map(|c| c.fits_probe())
+                .collect()
+        };
+        let fingerprints =
+            |p: &Plan| -> Vec<String> { p.cells.iter().map(|c| c.fingerprint.clone()).collect() };
+        let default = plan("");
+        let adam = plan("\n[finetune.probe]\nc = []\n");
+        let listed = plan("\n[finetune.probe]\nc = [0.0001, 0.001, 0.01, 0.1, 1, 10, 100]\n");
+        assert!(!heads(&default).is_empty());
+        assert!(heads(&default).iter().all(|&probe| probe));
+        assert!(heads(&adam).iter().all(|&probe| !probe));
+        assert_eq!(heads(&adam).len(), heads(&default).len());
+        // Writing out the default grid changes no cell; Adam's cells hash without a probe, as
+        // they did when Adam was the default.
+        assert_eq!(fingerprints(&default), fingerprints(&listed));
+        assert_ne!(fingerprints(&default), fingerprints(&adam));
+        for c in &adam.cells {
+            let json = serde_json::to_string(&c.finetune).unwrap();
+            assert!(!json.contains("probe"), "{json}");
+        }
     }
 
     #[test]

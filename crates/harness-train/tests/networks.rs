@@ -160,6 +160,8 @@ fn cell(arm: NetworkArm, option: u8, n_train: usize) -> Cell {
             batch_size: 8,
             option1_learning_rate: 1e-2,
             option2_learning_rate: 1e-3,
+            // Option 1's Adam head, as these tests were written for.
+            probe: harness_spec::ProbeSpec::adam(),
             ..Default::default()
         },
         tokenizer: None,

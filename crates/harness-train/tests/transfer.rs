@@ -131,6 +131,8 @@ fn cell(source: &str, option: u8, pretrain_key: Option<String>) -> Cell {
             evaluations: 8,
             patience: 8,
             batch_size: 8,
+            // These tests follow Option 1's Adam head; the probe has its own below.
+            probe: harness_spec::ProbeSpec::adam(),
             ..Default::default()
         },
         tokenizer: None,

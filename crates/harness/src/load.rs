@@ -1,11 +1,16 @@
 //! Reading the experiment files and the manifests, and expanding them into plans.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::Result;
-use harness_results::{ArmSize, ResultStore, chosen_rates};
-use harness_spec::{Experiment, ManifestSet, Plan, expand};
+use harness_results::{
+    ArmSize, RateViews, ResultRow, ResultStore, best_arm, chosen_rates, imprecise,
+};
+use harness_spec::{
+    Cell, CellStatus, Experiment, ExtraSeeds, ManifestSet, MoreSeeds, Plan, expand_with_seeds,
+    on_backend,
+};
 
 use crate::Paths;
 
@@ -32,34 +37,147 @@ pub fn load(files: &[PathBuf], paths: &Paths) -> Result<(ManifestSet, Vec<Loaded
                 )
             ));
         }
-        let mut plan = expand(&experiment, &manifests)?;
-        add_chosen_rates(&experiment, &mut plan, paths)?;
-        let plan = plan.for_backend(harness_train::backend().fingerprint_tag());
+        let plan = plan_with_results(&experiment, &manifests, paths)?;
         loaded.push(Loaded { experiment, plan });
     }
     Ok((manifests, loaded))
 }
 
-/// Under `[finetune.search] pilot_seeds`: the cells of every seed at the learning rate its
-/// arm's pilots chose, for each arm and n_train whose pilots all have a row in the store
-/// (`harness run` runs the pilots, then loads again and runs these).
-fn add_chosen_rates(experiment: &Experiment, plan: &mut Plan, paths: &Paths) -> Result<()> {
-    if !plan.cells.iter().any(|c| c.rate_choice.is_some()) {
-        return Ok(());
-    }
+/// The experiment's plan as the rows stored so far complete it: under `[finetune.search]
+/// pilot_seeds`, the cells at the rates the pilots chose; under `[matrix.ceiling]`, the cells
+/// of each target's ceiling; under `[matrix.more_seeds]`, the seeds its hypotheses' intervals
+/// still ask for. `harness run` runs what it holds, loads it
+/// again and runs what joined, until nothing does. The same rows always give the same plan.
+fn plan_with_results(
+    experiment: &Experiment,
+    manifests: &ManifestSet,
+    paths: &Paths,
+) -> Result<Plan> {
     let store = ResultStore::open(&paths.results, &experiment.name);
-    if store.finished().is_empty() {
-        return Ok(());
-    }
-    let chosen = chosen_rates(&store.rows()?);
-    plan.add_chosen_rates(|cell| {
-        let arm = ArmSize {
-            target: cell.target.clone(),
-            arm: cell.arm(),
-            option: i64::from(cell.option.number()),
-            n_train: cell.n_train as i64,
+    let rows = if store.finished().is_empty() {
+        Vec::new()
+    } else {
+        store.rows()?
+    };
+    let tag = harness_train::backend().fingerprint_tag();
+    let by_cell = rows_by_cell(&rows);
+    let mut extra = ExtraSeeds::new();
+    loop {
+        let mut plan = expand_with_seeds(experiment, manifests, &extra)?;
+        add_chosen_rates(&mut plan, &rows);
+        add_ceilings(experiment, &mut plan, &by_cell, tag);
+        let plan = plan.for_backend(tag);
+        let Some(more) = &experiment.matrix.more_seeds else {
+            return Ok(plan);
         };
-        chosen.get(&arm).map(|c| c.rate)
-    });
-    Ok(())
+        if !add_seeds(experiment, more, &plan, &by_cell, &mut extra)? {
+            return Ok(plan);
+        }
+    }
+}
+
+/// Under `[finetune.search] pilot_seeds`: the cells of every seed at the learning rate its
+/// arm's pilots chose, for each arm and n_train whose pilots all have a row.
+fn add_chosen_rates(plan: &mut Plan, rows: &[ResultRow]) {
+    if rows.is_empty() || !plan.cells.iter().any(|c| c.rate_choice.is_some()) {
+        return;
+    }
+    let chosen = chosen_rates(rows);
+    plan.add_chosen_rates(|cell| chosen.get(&ArmSize::of_cell(cell)).map(|c| c.rate));
+}
+
+/// `[matrix.more_seeds]`: once every cell of `plan` has a row, the next `step` seeds of each
+/// (target, n_train) that a hypothesis whose interval is wider than its goal covers, up to
+/// `up_to` seeds. Returns whether `extra` grew (never once every cell is not yet finished).
+fn add_seeds(
+    experiment: &Experiment,
+    more: &MoreSeeds,
+    plan: &Plan,
+    by_cell: &BTreeMap<&str, &ResultRow>,
+    extra: &mut ExtraSeeds,
+) -> Result<bool> {
+    let mut mine = Vec::with_capacity(plan.cells.len());
+    for cell in &plan.cells {
+        match by_cell.get(cell.fingerprint.as_str()) {
+            // The ceiling's rows are no size of the matrix (the report keeps them apart too).
+            Some(_) if experiment.ceiling_n_train(&cell.target) == Some(cell.n_train) => {}
+            Some(&r) => mine.push(r.clone()),
+            None => return Ok(false),
+        }
+    }
+    let wide = imprecise(&mine, &experiment.hypotheses, |margin| more.goal(margin))?;
+    let sizes: BTreeSet<(String, usize)> = (wide.iter())
+        .flat_map(|w| w.sizes.iter().map(|&n| (w.target.clone(), n as usize)))
+        .collect();
+    let available = experiment.extra_seeds();
+    let mut grew = false;
+    for size in sizes {
+        let added = extra.entry(size).or_default();
+        let next: Vec<u64> = (available.iter().skip(added.len()).take(more.step))
+            .copied()
+            .collect();
+        grew |= !next.is_empty();
+        added.extend(next);
+    }
+    extra.retain(|_, seeds| !seeds.is_empty());
+    Ok(grew)
+}
+
+/// Each cell's row by fingerprint: its successful one where it has one.
+fn rows_by_cell(rows: &[ResultRow]) -> BTreeMap<&str, &ResultRow> {
+    let mut by_cell: BTreeMap<&str, &ResultRow> = BTreeMap::new();
+    for r in rows {
+        let slot = by_cell.entry(r.fingerprint.as_str()).or_insert(r);
+        if r.status == CellStatus::Ok {
+            *slot = r;
+        }
+    }
+    by_cell
+}
+
+/// `[matrix.ceiling]`: for each target with a ceiling larger than its largest n_train, once
+/// every cell of the matrix's own seeds at that n_train has a row, the cells of the arm best on
+/// validation there ([`best_arm`]), at the rate it trains at, on the ceiling's seeds and size.
+/// Only the matrix's own seeds choose, so seeds that `[matrix.more_seeds]` adds later never
+/// change the arm. `tag` names the backend whose fingerprints the rows carry.
+fn add_ceilings(
+    experiment: &Experiment,
+    plan: &mut Plan,
+    by_cell: &BTreeMap<&str, &ResultRow>,
+    tag: Option<&str>,
+) {
+    let own: BTreeSet<u64> = experiment.matrix.seeds.iter().copied().collect();
+    let mut ceilings = Vec::new();
+    for target in &experiment.matrix.targets {
+        let target = target.get_ref();
+        let Some(n) = experiment.ceiling_n_train(target) else {
+            continue;
+        };
+        let sizes = experiment.matrix.n_train_of(target);
+        let largest = sizes.iter().map(|n| *n.get_ref()).max().unwrap_or(0);
+        let at_largest: Vec<&Cell> = (plan.cells.iter())
+            .filter(|c| c.target == *target && c.n_train == largest && own.contains(&c.seed))
+            .collect();
+        let rows: Option<Vec<ResultRow>> = (at_largest.iter())
+            .map(|c| (by_cell.get(on_backend(&c.fingerprint, tag).as_str())).map(|&r| r.clone()))
+            .collect();
+        let Some(rows) = rows else {
+            continue;
+        };
+        let Some(best) = best_arm(&rows, target, largest as i64) else {
+            continue;
+        };
+        // The best arm's cells at its chosen rate: those whose rows the choice reads.
+        let read = RateViews::of(&rows).map_or(rows, |views| views.chosen);
+        let read: BTreeSet<&str> = read.iter().map(|r| r.fingerprint.as_str()).collect();
+        for &seed in experiment.ceiling_seeds() {
+            let template = at_largest.iter().find(|c| {
+                c.seed == seed
+                    && ArmSize::of_cell(c) == best
+                    && read.contains(on_backend(&c.fingerprint, tag).as_str())
+            });
+            ceilings.extend(template.map(|c| c.at_n_train(n)));
+        }
+    }
+    plan.cells.extend(ceilings);
 }

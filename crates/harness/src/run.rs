@@ -155,18 +155,23 @@ pub fn run(
         };
         let (todo, ran_now) = this.round(files, &manifests, parallelism, &mut tried, &mut ran)?;
         total += ran_now;
-        let chooses = (loaded.iter()).any(|l| l.plan.cells.iter().any(|c| c.rate_choice.is_some()));
-        if !chooses {
+        let grows = (loaded.iter()).any(|l| {
+            l.experiment.matrix.more_seeds.is_some()
+                || l.experiment.matrix.ceiling.is_some()
+                || l.plan.cells.iter().any(|c| c.rate_choice.is_some())
+        });
+        if !grows {
             break todo;
         }
         let (_, reloaded) = load(files, paths)?;
-        let grew = (reloaded.iter())
+        let joined: Vec<&Cell> = (reloaded.iter())
             .flat_map(|l| &l.plan.cells)
-            .any(|c| !tried.contains(&c.fingerprint) && !this.planned(&c.fingerprint));
-        if !grew {
+            .filter(|c| !tried.contains(&c.fingerprint) && !this.planned(&c.fingerprint))
+            .collect();
+        if joined.is_empty() {
             break todo;
         }
-        display.line("the pilots chose learning rates: the other seeds now train at them");
+        display.line(joined_line(&loaded, &joined));
         loaded = reloaded;
     };
 
@@ -179,6 +184,37 @@ pub fn run(
     this.record_and_report(&mut ran, &todo, write_reports)?;
     drop(locks);
     this.finish(wall, total, ran.failures)
+}
+
+/// What a reload added to the plan: cells at the rates the pilots chose, ceilings, seeds that
+/// intervals wider than their goal asked for.
+fn joined_line(before: &[Loaded], joined: &[&Cell]) -> String {
+    let own: BTreeSet<u64> = (before.iter())
+        .flat_map(|l| l.experiment.matrix.seeds.iter().copied())
+        .collect();
+    let seeds = joined.iter().filter(|c| !own.contains(&c.seed)).count();
+    // A ceiling cell is outside any rate choice; a cell at a chosen rate is inside one.
+    let ceilings = (joined.iter())
+        .filter(|c| own.contains(&c.seed) && c.rate_choice.is_none())
+        .count();
+    let rates = joined.len() - seeds - ceilings;
+    let mut parts = Vec::new();
+    if ceilings > 0 {
+        parts.push(format!(
+            "the best arm on validation trains on the ceiling's examples: {ceilings} cells (matrix.ceiling)"
+        ));
+    }
+    if rates > 0 {
+        parts.push(format!(
+            "the pilots chose learning rates: {rates} cells of the other seeds now train at them"
+        ));
+    }
+    if seeds > 0 {
+        parts.push(format!(
+            "intervals still wider than their goal: {seeds} cells of more seeds join (matrix.more_seeds)"
+        ));
+    }
+    parts.join("; ")
 }
 
 /// What is left to run: the cells of each experiment without a current row, and the
@@ -392,10 +428,15 @@ fn check_training_sizes(loaded: &[Loaded], todo: &Todo, bench: &Workbench) -> Re
             *n = (*n).max(cell.n_train);
         }
         for (target, n) in largest {
+            // The ceiling's size too, long before its cells join the plan.
+            let ceiling = experiment.ceiling_n_train(target).filter(|&c| c >= n);
+            let n = ceiling.unwrap_or(n);
             let (limit, class) = bench.stratified_limit(target);
             if n > limit.n_train {
                 // The line that gave this target its sizes.
-                let line = if experiment.matrix.n_train_by_target.contains_key(target) {
+                let line = if ceiling.is_some() {
+                    "matrix.ceiling.n_train".to_string()
+                } else if experiment.matrix.n_train_by_target.contains_key(target) {
                     format!("matrix.n_train_by_target.{target}")
                 } else {
                     "matrix.n_train".to_string()
@@ -496,9 +537,23 @@ fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
         included: (l.experiment.included.iter())
             .map(|f| (f.path.display().to_string(), f.text.clone()))
             .collect(),
+        ceilings: ceiling_sizes(&l.experiment),
     };
     write_report(&rows, &ctx, &out)?;
     Ok(out)
+}
+
+/// Each target whose `[matrix.ceiling]` size is larger than its sizes, with that size: the
+/// targets whose ceiling has cells of its own.
+fn ceiling_sizes(experiment: &harness_spec::Experiment) -> BTreeMap<String, i64> {
+    (experiment.matrix.targets.iter())
+        .filter_map(|t| {
+            Some((
+                t.get_ref().clone(),
+                experiment.ceiling_n_train(t.get_ref())? as i64,
+            ))
+        })
+        .collect()
 }
 
 /// `harness plan`; `jobs`: the worker processes its estimate of `harness run` assumes.
@@ -531,6 +586,8 @@ pub fn plan(files: &[PathBuf], paths: &Paths, jobs: usize) -> Result<()> {
         );
         print_cells(&l.plan.cells, &done);
         print_rate_choices(&l.plan.cells);
+        print_more_seeds(&l.experiment, &l.plan.cells);
+        print_ceilings(&l.experiment, &l.plan.cells);
         unfinished.extend(
             l.plan
                 .cells
@@ -583,8 +640,6 @@ fn print_estimate(
     Ok(())
 }
 
-/// `harness plan`'s tokenizers: each one's key, where its vocabulary comes from, and how it
-/// cuts documents.
 /// Under `[finetune.search] pilot_seeds`: which arms choose their rate, and the cells that may
 /// join the plan once their pilots finish.
 fn print_rate_choices(cells: &[Cell]) {
@@ -597,7 +652,8 @@ fn print_rate_choices(cells: &[Cell]) {
         .collect();
     let at_fixed = |c: &&&Cell| c.learning_rate() == c.rate_choice.as_ref().map(|r| r.fixed);
     let others = (choosing.iter()).filter(|c| !c.is_pilot());
-    let waiting = others.clone().filter(at_fixed).count() - others.filter(|c| !at_fixed(c)).count();
+    let waiting = (others.clone().filter(at_fixed).count())
+        .saturating_sub(others.filter(|c| !at_fixed(c)).count());
     let pilots = first
         .rate_choice
         .as_ref()
@@ -610,6 +666,68 @@ fn print_rate_choices(cells: &[Cell]) {
     );
 }
 
+/// Under `[matrix.more_seeds]`: the rule, and the seeds it has added so far.
+fn print_more_seeds(experiment: &harness_spec::Experiment, cells: &[Cell]) {
+    let Some(more) = &experiment.matrix.more_seeds else {
+        return;
+    };
+    let own: BTreeSet<u64> = experiment.matrix.seeds.iter().copied().collect();
+    let mut added: BTreeMap<(&str, usize), (BTreeSet<u64>, usize)> = BTreeMap::new();
+    for c in cells.iter().filter(|c| !own.contains(&c.seed)) {
+        let (seeds, n_cells) = added.entry((c.target.as_str(), c.n_train)).or_default();
+        seeds.insert(c.seed);
+        *n_cells += 1;
+    }
+    let so_far = if added.is_empty() {
+        "none yet".to_string()
+    } else {
+        (added.iter())
+            .map(|((target, n), (seeds, n_cells))| {
+                format!("{target} n={n}: {} ({n_cells} cells)", seeds.len())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  more seeds (matrix.more_seeds): once every cell has a row, each hypothesis whose 95% interval is wider than its goal \
+         (its margin, else ±{:.1} points) adds {} seed{} at a time at the sizes it covers, up to {}; added so far: {so_far}",
+        100.0 * more.half_width,
+        more.step,
+        if more.step == 1 { "" } else { "s" },
+        more.up_to
+    );
+}
+
+/// Under `[matrix.ceiling]`: each target's ceiling, planned or waiting for its arm.
+fn print_ceilings(experiment: &harness_spec::Experiment, cells: &[Cell]) {
+    let seeds = experiment.ceiling_seeds().len();
+    for target in &experiment.matrix.targets {
+        let target = target.get_ref();
+        let Some(n) = experiment.ceiling_n_train(target) else {
+            continue;
+        };
+        let mine: Vec<&Cell> = (cells.iter())
+            .filter(|c| &c.target == target && c.n_train == n)
+            .collect();
+        let which = match mine.first() {
+            Some(c) => format!(
+                "{}, option {}: {} cells planned",
+                c.arm(),
+                c.option.number(),
+                mine.len()
+            ),
+            None => "the arm best on validation at its largest n_train, once those cells have rows"
+                .to_string(),
+        };
+        println!(
+            "  ceiling of {target} (matrix.ceiling): {n} examples, {seeds} seed{}; {which}",
+            if seeds == 1 { "" } else { "s" }
+        );
+    }
+}
+
+/// `harness plan`'s tokenizers: each one's key, where its vocabulary comes from, and how it
+/// cuts documents.
 fn print_tokenizers(all: &Plan) {
     if !all.tokenizers.is_empty() {
         println!("tokenizers: {}", all.tokenizers.len());
