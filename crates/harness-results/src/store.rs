@@ -126,6 +126,14 @@ impl ResultStore {
         Ok(StoreLock { _file: file })
     }
 
+    /// When the row of `fingerprint` was written, if it has one.
+    pub fn row_written_at(&self, fingerprint: &str) -> Option<std::time::SystemTime> {
+        fs::metadata(self.row_path(fingerprint))
+            .ok()?
+            .modified()
+            .ok()
+    }
+
     /// Fingerprints of the row files present (by name; [`ResultStore::rows`] reads them).
     pub fn finished(&self) -> HashSet<String> {
         let Ok(entries) = fs::read_dir(&self.dir) else {

@@ -744,6 +744,8 @@ mod tests {
             status: CellStatus::Ok,
             backend: "flex".into(),
             cpu: Some(CPU.into()),
+            // Option 1 on cached features fits the probe by default, and its row says so.
+            probe_c: harness_train::fits_probe(cell).then_some(1.0),
             ..ResultRow::default()
         }
     }

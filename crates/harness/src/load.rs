@@ -53,13 +53,18 @@ fn plan_with_results(
     manifests: &ManifestSet,
     paths: &Paths,
 ) -> Result<Plan> {
-    let store = ResultStore::open(&paths.results, &experiment.name);
-    let rows = if store.finished().is_empty() {
-        Vec::new()
-    } else {
-        store.rows()?
-    };
     let tag = harness_train::backend().fingerprint_tag();
+    let matrix = expand_with_seeds(experiment, manifests, &ExtraSeeds::new())?;
+    let grows = experiment.matrix.more_seeds.is_some()
+        || experiment.matrix.ceiling.is_some()
+        || matrix.cells.iter().any(|c| c.rate_choice.is_some());
+    let store = ResultStore::open(&paths.results, &experiment.name);
+    if !grows || store.finished().is_empty() {
+        return Ok(matrix.for_backend(tag));
+    }
+    // Only the rows that can be counted: a damaged file is for `harness doctor` to name (and
+    // `run`, `report` and `plan` refuse to go on while there is one).
+    let rows = store.countable_rows()?.0;
     let by_cell = rows_by_cell(&rows);
     let mut extra = ExtraSeeds::new();
     loop {

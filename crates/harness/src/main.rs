@@ -13,6 +13,7 @@ mod progress;
 mod provenance;
 mod run;
 mod scheduler;
+mod slurm;
 mod workbench;
 
 use std::path::PathBuf;
@@ -82,6 +83,60 @@ enum Command {
         /// (default: one per core).
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
+    },
+    /// Submit the unfinished cells of the given experiment files to Slurm as job arrays.
+    ///
+    /// First, as `harness run` does, every dataset, tokenizer and network weight file the
+    /// cells read is fetched and verified into the cache (`--cache`, which every node must
+    /// see, as it must see `--results`); a missing one stops the submission before any job
+    /// exists. Then: one job per pre-training the cache lacks; job arrays over the unfinished
+    /// cells, each task running up to `--cells-per-task` of them, after the pre-training they
+    /// need (`afterok`); last, a job after every array (`afterany`) that writes the reports and,
+    /// if the plan grew (rates chosen by pilot seeds, a ceiling, more seeds), submits the next
+    /// round. Every task writes its rows straight into the result store. Submitting again
+    /// submits only the cells without a row; it is refused while an earlier submission of the
+    /// same experiments still has jobs queued or running. Scripts, logs and job ids are in
+    /// RESULTS/.slurm/SUBMISSION/; `harness status` reads them.
+    Submit {
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+        /// Submit to Slurm (the scheduler the harness submits to; required, so that a command
+        /// line says where its jobs go).
+        #[arg(long, required = true)]
+        slurm: bool,
+        #[command(flatten)]
+        options: slurm::SlurmOptions,
+        /// Print the scripts and the sbatch commands, in order, without writing or submitting
+        /// anything (datasets are still fetched and verified).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show, from the result store and Slurm, how many cells of each experiment are finished,
+    /// running, pending, failed or not submitted, the state of each job of every submission,
+    /// and the log of every failed task.
+    Status {
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Internal: one job of a `harness submit` (its script runs this).
+    #[command(hide = true)]
+    SlurmTask {
+        experiments: Vec<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+        /// The submission's folder.
+        #[arg(long)]
+        submission: PathBuf,
+        #[arg(long)]
+        pretrain: Option<usize>,
+        #[arg(long)]
+        array: Option<usize>,
+        #[arg(long)]
+        finish: bool,
     },
     /// Write reports/NAME/ (report.md, SVG figures, results.parquet) from the result store.
     Report {
@@ -274,6 +329,37 @@ fn execute(command: Command) -> Result<anyhow::Result<()>, ExitCode> {
             &paths,
             ledger::Parallelism::resolve(jobs, None).jobs,
         ),
+        Command::Submit {
+            experiments,
+            paths,
+            slurm: _,
+            options,
+            dry_run,
+        } => slurm::submit(&experiments, &paths, &options, dry_run),
+        Command::Status { experiments, paths } => slurm::status(&experiments, &paths),
+        Command::SlurmTask {
+            experiments,
+            paths,
+            submission,
+            pretrain,
+            array,
+            finish,
+        } => {
+            let kind = match (pretrain, array, finish) {
+                (Some(i), None, false) => slurm::TaskKind::Pretrain(i),
+                (None, Some(i), false) => slurm::TaskKind::Cells(i),
+                (None, None, true) => slurm::TaskKind::Finish,
+                _ => {
+                    eprintln!("error: give one of --pretrain, --array, --finish");
+                    return Err(ExitCode::from(2));
+                }
+            };
+            let threads = std::env::var("SLURM_CPUS_PER_TASK")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            slurm::task(&experiments, &paths, &submission, kind, threads)
+        }
         Command::Report { experiments, paths } => run::report(&experiments, &paths),
         Command::Fetch { ids, paths } => run::fetch(&ids, &paths),
         Command::Bench {

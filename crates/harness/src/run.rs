@@ -217,6 +217,32 @@ fn joined_line(before: &[Loaded], joined: &[&Cell]) -> String {
     parts.join("; ")
 }
 
+/// What `harness run` of `loaded` would run now: the cells of each experiment without a
+/// current row, and the pre-training keys they need; every dataset, tokenizer and network
+/// weight file they read fetched and verified into the cache, and every training size
+/// checked. `harness submit` calls it before it submits anything.
+pub(crate) fn work_left(
+    loaded: &[Loaded],
+    manifests: &ManifestSet,
+    paths: &Paths,
+    display: &Display,
+) -> Result<(Todo, BTreeSet<String>)> {
+    let mut all = Plan::default();
+    for l in loaded {
+        all.merge(l.plan.clone());
+    }
+    let mut bench = Workbench::new(manifests, &all, DataCache::new(paths.cache_dir()), display);
+    let run = Run {
+        loaded,
+        paths,
+        display,
+    };
+    let Work { todo, keys } = run.what_to_run(&all, &mut bench)?;
+    let pending: Vec<&Cell> = todo.iter().flat_map(|(_, cells)| cells.iter()).collect();
+    bench.prepare_networks(&pending)?;
+    Ok((todo, keys))
+}
+
 /// What is left to run: the cells of each experiment without a current row, and the
 /// pre-training jobs they need.
 struct Work {
@@ -517,7 +543,87 @@ fn run_here(
     Ok(())
 }
 
-fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
+/// One pre-training job of a `harness submit` (`harness slurm-task --pretrain`): trains the
+/// checkpoint of `key` into the shared cache, or finds it there.
+pub(crate) fn pretrain_one(files: &[PathBuf], paths: &Paths, key: &str) -> Result<()> {
+    let (manifests, loaded) = load(files, paths)?;
+    let mut all = Plan::default();
+    for l in &loaded {
+        all.merge(l.plan.clone());
+    }
+    let display = Display::quiet();
+    let mut bench = Workbench::new(
+        &manifests,
+        &all,
+        DataCache::new(paths.cache_dir()),
+        &display,
+    );
+    let job = all
+        .job(key)
+        .context("no planned pre-training has this key")?;
+    let mut on_event = |_: TrainEvent| {};
+    let (outcome, _) = bench.checkpoint(key, &mut on_event)?;
+    println!("{}", pretrained_line(job, outcome));
+    Ok(())
+}
+
+/// The cells of one array task of a `harness submit` (`harness slurm-task --array`): each
+/// listed cell of experiment `index` runs and writes its row, but one whose row was written
+/// after `submitted` (by an earlier attempt of this task, which Slurm requeued).
+pub(crate) fn run_listed(
+    files: &[PathBuf],
+    paths: &Paths,
+    index: usize,
+    fingerprints: &[String],
+    submitted: std::time::SystemTime,
+) -> Result<()> {
+    let (manifests, loaded) = load(files, paths)?;
+    let l = loaded.get(index).context("no such experiment")?;
+    let display = Display::quiet();
+    let mut bench = Workbench::new(
+        &manifests,
+        &l.plan,
+        DataCache::new(paths.cache_dir()),
+        &display,
+    );
+    let store = ResultStore::open(&paths.results, &l.experiment.name);
+    for (i, fingerprint) in fingerprints.iter().enumerate() {
+        let cell = (l.plan.cells.iter())
+            .find(|c| &c.fingerprint == fingerprint)
+            .with_context(|| {
+                format!(
+                    "cell {fingerprint} is not in the plan of {}",
+                    l.experiment.name
+                )
+            })?;
+        if store
+            .row_written_at(fingerprint)
+            .is_some_and(|t| t > submitted)
+        {
+            println!(
+                "{}: its row was written since the submission",
+                cell_title(cell)
+            );
+            continue;
+        }
+        let mut on_event = |_: TrainEvent| {};
+        let row = bench.run_cell(cell, &store, &mut on_event)?;
+        println!(
+            "{}",
+            cell_line(
+                i + 1,
+                fingerprints.len(),
+                cell,
+                row.status,
+                row.test_accuracy,
+                row.train_seconds
+            )
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathBuf> {
     let store = ResultStore::open(&paths.results, &l.experiment.name);
     let mut rows = store.rows()?;
     // Report only the cells the experiment file asks for now.

@@ -306,6 +306,28 @@ impl<'a> Workbench<'a> {
         Ok(adapted)
     }
 
+    /// Fetches and verifies, each once, the weight files of the networks `cells` load and, for
+    /// a text network's scratch arm, those of the network whose tokenizer it reads: what a
+    /// cell would otherwise fetch when it starts (`harness submit` does it before submitting,
+    /// as compute nodes often have no network).
+    pub fn prepare_networks(&mut self, cells: &[&Cell]) -> Result<()> {
+        for cell in cells {
+            let Some(arm) = &cell.network else {
+                continue;
+            };
+            if let Some(id) = &arm.weights
+                && !self.weights.contains_key(id)
+            {
+                let weights = self.network_weights(id)?;
+                self.weights.insert(id.clone(), weights);
+            }
+            if let NetworkBody::Text { input, .. } = &arm.body {
+                self.network_tokenizer(arm, &input.tokenizer_sha256)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The verified weights of network `id`, fetched if they are not in the cache.
     fn network_weights(&self, id: &str) -> Result<VerifiedWeights> {
         let manifest = self
