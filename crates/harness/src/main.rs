@@ -301,6 +301,7 @@ fn main() -> ExitCode {
 
 /// Runs one command. The outer error is the exit code of a backend that cannot be chosen
 /// (said, and nothing run); the inner result is the command's own.
+// Long: one arm per command, each only unpacking its arguments for the module that runs it.
 fn execute(command: Command) -> Result<anyhow::Result<()>, ExitCode> {
     let result = match command {
         Command::Run {
@@ -345,15 +346,7 @@ fn execute(command: Command) -> Result<anyhow::Result<()>, ExitCode> {
             array,
             finish,
         } => {
-            let kind = match (pretrain, array, finish) {
-                (Some(i), None, false) => slurm::TaskKind::Pretrain(i),
-                (None, Some(i), false) => slurm::TaskKind::Cells(i),
-                (None, None, true) => slurm::TaskKind::Finish,
-                _ => {
-                    eprintln!("error: give one of --pretrain, --array, --finish");
-                    return Err(ExitCode::from(2));
-                }
-            };
+            let kind = slurm_task_kind(pretrain, array, finish)?;
             let threads = std::env::var("SLURM_CPUS_PER_TASK")
                 .ok()
                 .and_then(|n| n.parse().ok())
@@ -406,6 +399,23 @@ fn execute(command: Command) -> Result<anyhow::Result<()>, ExitCode> {
         }
     };
     Ok(result)
+}
+
+/// Which job of a submission `harness slurm-task` runs: exactly one of its three flags.
+fn slurm_task_kind(
+    pretrain: Option<usize>,
+    array: Option<usize>,
+    finish: bool,
+) -> Result<slurm::TaskKind, ExitCode> {
+    match (pretrain, array, finish) {
+        (Some(i), None, false) => Ok(slurm::TaskKind::Pretrain(i)),
+        (None, Some(i), false) => Ok(slurm::TaskKind::Cells(i)),
+        (None, None, true) => Ok(slurm::TaskKind::Finish),
+        _ => {
+            eprintln!("error: give one of --pretrain, --array, --finish");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 /// The thread counts `harness bench` measures at: those given, or else 1 and every core.

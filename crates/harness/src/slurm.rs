@@ -283,11 +283,19 @@ fn job_states(ids: &[&str]) -> BTreeMap<String, (String, String)> {
             let Some(state) = field("JobState") else {
                 continue;
             };
-            let key = match (field("ArrayJobId"), field("ArrayTaskId")) {
-                (Some(array), Some(task)) => format!("{array}_{task}"),
-                _ => field("JobId").unwrap_or_default(),
-            };
-            states.insert(key, (state, field("StdOut").unwrap_or_default()));
+            let log = field("StdOut").unwrap_or_default();
+            match (field("ArrayJobId"), field("ArrayTaskId")) {
+                // A pending array's tasks share one line, with a range of task ids.
+                (Some(array), Some(tasks)) => {
+                    for t in array_tasks(&tasks) {
+                        let log = log.replace("%a", &t.to_string());
+                        states.insert(format!("{array}_{t}"), (state.clone(), log));
+                    }
+                }
+                _ => {
+                    states.insert(field("JobId").unwrap_or_default(), (state, log));
+                }
+            }
         }
     }
     states
@@ -772,86 +780,117 @@ pub fn status(files: &[PathBuf], paths: &Paths) -> Result<()> {
     let ids: Vec<&str> = found.iter().flat_map(|(_, s)| job_ids(s)).collect();
     let states = job_states(&ids);
     for l in &loaded {
-        let store = ResultStore::open(&paths.results, &l.experiment.name);
-        let done = store.finished();
-        // Each cell's latest task (submissions oldest first).
-        let mut of_cell: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut failed_logs = Vec::new();
-        for (_, s) in &found {
-            for a in s.arrays.iter().filter(|a| a.name == l.experiment.name) {
-                for (t, batch) in a.batches.iter().enumerate() {
-                    let key = format!("{}_{t}", a.job.id.as_deref().unwrap_or("?"));
-                    let state = states.get(&key).map_or("UNKNOWN", |(s, _)| s.as_str());
-                    if failed_state(state)
-                        && let Some((_, log)) = states.get(&key)
-                    {
-                        failed_logs.push(format!("{key} {state}: {log}"));
-                    }
-                    for fp in batch {
-                        of_cell.insert(fp, state);
-                    }
-                }
-            }
-        }
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for c in &l.plan.cells {
-            let what = if done.contains(&c.fingerprint) {
-                "finished"
-            } else {
-                match of_cell.get(c.fingerprint.as_str()).copied() {
-                    Some("RUNNING" | "COMPLETING") => "running",
-                    Some("PENDING" | "CONFIGURING" | "REQUEUED") => "pending",
-                    Some(s) if failed_state(s) => "failed",
-                    Some(_) => "ended without a row",
-                    None => "not submitted",
-                }
-            };
-            *counts.entry(what).or_default() += 1;
-        }
-        let counts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
-        println!(
-            "experiment {}: {} cells: {}",
-            l.experiment.name,
-            l.plan.cells.len(),
-            counts.join(", ")
-        );
-        for log in failed_logs {
-            println!("  failed task {log}");
-        }
+        print_cells(l, &found, &states, paths);
     }
     for (folder, s) in &found {
-        println!("submission {} ({}):", s.id, folder.display());
-        let state = |id: &Option<String>| {
-            id.as_deref().map_or("not submitted".to_string(), |id| {
-                states
-                    .get(id)
-                    .map_or(format!("{id} (no longer known to Slurm)"), |(st, _)| {
-                        format!("{id} {st}")
-                    })
-            })
-        };
-        for p in &s.pretrain {
-            println!("  pre-training of {}: job {}", p.source, state(&p.job.id));
-        }
-        for a in &s.arrays {
-            let id = a.job.id.as_deref().unwrap_or("?");
-            let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
-            for t in 0..a.batches.len() {
-                let st = states
-                    .get(&format!("{id}_{t}"))
-                    .map_or("no longer known to Slurm".to_string(), |(s, _)| s.clone());
-                *by_state.entry(st).or_default() += 1;
-            }
-            let by_state: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
-            println!(
-                "  array {id} ({} tasks): {}",
-                a.batches.len(),
-                by_state.join(", ")
-            );
-        }
-        println!("  reports: job {}", state(&s.finish.id));
+        print_jobs(folder, s, &states);
     }
     Ok(())
+}
+
+/// One experiment's line of `harness status`: its cells by where they stand, then the log of
+/// each failed task.
+fn print_cells(
+    l: &Loaded,
+    found: &[(PathBuf, Submission)],
+    states: &BTreeMap<String, (String, String)>,
+    paths: &Paths,
+) {
+    let done = ResultStore::open(&paths.results, &l.experiment.name).finished();
+    // Each cell's latest task (submissions come oldest first).
+    let mut of_cell: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut failed_logs = Vec::new();
+    for (_, s) in found {
+        for a in s.arrays.iter().filter(|a| a.name == l.experiment.name) {
+            for (t, batch) in a.batches.iter().enumerate() {
+                let key = format!("{}_{t}", a.job.id.as_deref().unwrap_or("?"));
+                let (state, log) = states.get(&key).map_or(("UNKNOWN", ""), |(s, l)| (s, l));
+                if failed_state(state) {
+                    failed_logs.push(format!("{key} {state}: {log}"));
+                }
+                for fp in batch {
+                    of_cell.insert(fp, state);
+                }
+            }
+        }
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &l.plan.cells {
+        let what = if done.contains(&c.fingerprint) {
+            "finished"
+        } else {
+            match of_cell.get(c.fingerprint.as_str()).copied() {
+                Some("RUNNING" | "COMPLETING") => "running",
+                Some("PENDING" | "CONFIGURING" | "REQUEUED") => "pending",
+                Some(s) if failed_state(s) => "failed",
+                Some(_) => "ended without a row",
+                None => "not submitted",
+            }
+        };
+        *counts.entry(what).or_default() += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+    println!(
+        "experiment {}: {} cells: {}",
+        l.experiment.name,
+        l.plan.cells.len(),
+        counts.join(", ")
+    );
+    for log in failed_logs {
+        println!("  failed task {log}");
+    }
+}
+
+/// One submission's jobs in `harness status`, each with its state (arrays: how many tasks in
+/// each state).
+fn print_jobs(folder: &Path, s: &Submission, states: &BTreeMap<String, (String, String)>) {
+    println!("submission {} ({}):", s.id, folder.display());
+    let forgotten = "no longer known to Slurm";
+    let state = |id: &Option<String>| match id.as_deref() {
+        None => "not submitted".to_string(),
+        Some(id) => match states.get(id) {
+            Some((st, _)) => format!("{id} {st}"),
+            None => format!("{id} ({forgotten})"),
+        },
+    };
+    for p in &s.pretrain {
+        println!("  pre-training of {}: job {}", p.source, state(&p.job.id));
+    }
+    for a in &s.arrays {
+        let id = a.job.id.as_deref().unwrap_or("?");
+        let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in 0..a.batches.len() {
+            let st = states
+                .get(&format!("{id}_{t}"))
+                .map_or(forgotten, |(s, _)| s);
+            *by_state.entry(st).or_default() += 1;
+        }
+        let by_state: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        println!(
+            "  array {id} ({} tasks): {}",
+            a.batches.len(),
+            by_state.join(", ")
+        );
+    }
+    println!("  reports: job {}", state(&s.finish.id));
+}
+
+/// The task indices of an `ArrayTaskId` field: `3`, or a pending range such as `0-15%2` or
+/// `1,4-6`.
+fn array_tasks(field: &str) -> Vec<usize> {
+    let field = field.split('%').next().unwrap_or("");
+    let mut tasks = Vec::new();
+    for part in field.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    tasks.extend(a..=b);
+                }
+            }
+            None => tasks.extend(part.parse::<usize>().ok()),
+        }
+    }
+    tasks
 }
 
 #[cfg(test)]
@@ -924,6 +963,14 @@ mod tests {
         );
         assert!(single.contains("%x-%j.out") && !single.contains("%A_%a"));
         assert!(!single.contains("--partition"));
+    }
+
+    #[test]
+    fn a_pending_arrays_task_range_is_read_task_by_task() {
+        assert_eq!(array_tasks("3"), [3]);
+        assert_eq!(array_tasks("0-3%2"), [0, 1, 2, 3]);
+        assert_eq!(array_tasks("1,4-6"), [1, 4, 5, 6]);
+        assert!(array_tasks("").is_empty());
     }
 
     #[test]
