@@ -182,7 +182,7 @@ fn cancel_part_way_then_resubmit(p: &Project, reference: &[String]) {
 
 #[test]
 #[ignore = "needs a running Slurm: .ci/slurm/start.sh, then cargo test --test slurm -- --ignored"]
-fn a_second_submission_is_refused_while_the_first_has_jobs_queued() {
+fn a_second_submission_or_a_run_is_refused_while_the_first_has_jobs_queued() {
     let _serial = serial();
     let p = Project::tiny();
     let args = [
@@ -204,6 +204,10 @@ fn a_second_submission_is_refused_while_the_first_has_jobs_queued() {
         "{}",
         stderr(&out)
     );
+    // So is `harness run` of the same experiment into the same store.
+    let out = p.harness(&["run", "experiments/tiny.toml", "--results", "results-twice"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("then run again"), "{}", stderr(&out));
     let out = Command::new("scancel").args(queued()).output().unwrap();
     assert!(out.status.success(), "scancel: {}", stderr(&out));
     wait_for_slurm(Duration::from_secs(120));

@@ -98,6 +98,7 @@ enum Command {
     /// same experiments still has jobs queued or running. Scripts, logs and job ids are in
     /// RESULTS/.slurm/SUBMISSION/; `harness status` reads them.
     Submit {
+        /// Experiment files, e.g. experiments/transfer-matrix.toml (several may be given).
         #[arg(required = true)]
         experiments: Vec<PathBuf>,
         #[command(flatten)]
@@ -117,6 +118,7 @@ enum Command {
     /// running, pending, failed or not submitted, the state of each job of every submission,
     /// and the log of every failed task.
     Status {
+        /// Experiment files, as given to `harness submit`.
         #[arg(required = true)]
         experiments: Vec<PathBuf>,
         #[command(flatten)]

@@ -126,6 +126,8 @@ pub fn run(
             .context("setting the thread count")?;
     }
     let (manifests, mut loaded) = load(files, paths)?;
+    let names: BTreeSet<String> = loaded.iter().map(|l| l.experiment.name.clone()).collect();
+    crate::slurm::refuse_while_active(&paths.results, &names, "run again")?;
     let display = Display::new();
     let mut ran = Ran::new(&loaded, paths, parallelism);
 

@@ -360,10 +360,11 @@ fn job_ids(s: &Submission) -> Vec<&str> {
         .collect()
 }
 
-/// Refuses to submit while an earlier submission of the same experiments still has jobs
-/// queued or running (but the job this runs in, when the final job submits the next round):
-/// both would run the same cells.
-fn refuse_while_active(results: &Path, names: &BTreeSet<String>) -> Result<()> {
+/// Refuses to go on while a submission of the same experiments still has jobs queued or
+/// running (but the job this runs in, when the final job submits the next round): both would
+/// run the same cells, and `harness run` would clear the temporary row files of running
+/// tasks. Without a submission folder (or without Slurm) there is nothing to ask.
+pub fn refuse_while_active(results: &Path, names: &BTreeSet<String>, then: &str) -> Result<()> {
     let own = std::env::var("SLURM_JOB_ID").ok();
     for (folder, s) in submissions(results, names) {
         let ids: Vec<&str> = job_ids(&s)
@@ -376,7 +377,7 @@ fn refuse_while_active(results: &Path, names: &BTreeSet<String>) -> Result<()> {
             .collect();
         if !active.is_empty() {
             anyhow::bail!(
-                "submission {} ({}) still has jobs queued or running: {}; wait for them (harness status) or cancel them (scancel {}), then submit again",
+                "submission {} ({}) still has jobs queued or running: {}; wait for them (harness status) or cancel them (scancel {}), then {then}",
                 s.id,
                 folder.display(),
                 active.join(", "),
@@ -398,7 +399,7 @@ pub fn submit(
     let (manifests, loaded) = load(files, paths)?;
     let names: BTreeSet<String> = loaded.iter().map(|l| l.experiment.name.clone()).collect();
     if !dry_run {
-        refuse_while_active(&paths.results, &names)?;
+        refuse_while_active(&paths.results, &names, "submit again")?;
     }
     // Datasets, tokenizers and weights are fetched and verified here, before any job exists.
     let (todo, keys) = crate::run::work_left(&loaded, &manifests, paths, &display)?;
