@@ -556,6 +556,11 @@ fn pilot_seeds_choose_each_arms_rate_on_validation_and_the_other_seeds_train_at_
         said.contains("4 arm sizes choose their learning rate"),
         "{said}"
     );
+    // Seed 1 of each of the 4 arm sizes may train again at a chosen rate.
+    assert!(
+        said.contains("and up to 4 cells that join if the pilots choose"),
+        "{said}"
+    );
 
     let out = p.harness(&["run", "experiments/tiny.toml", "--jobs", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));

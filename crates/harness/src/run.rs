@@ -745,6 +745,31 @@ fn print_estimate(
     for line in estimate.lines(jobs, &from) {
         println!("{line}");
     }
+    // Under pilot seeds, the cells that may join once an arm's pilots have chosen.
+    let undecided: BTreeSet<harness_results::ArmSize> = (unfinished.iter())
+        .filter(|c| c.is_pilot())
+        .map(|c| harness_results::ArmSize::of_cell(c))
+        .collect();
+    let waiting: Vec<&Cell> = (all.cells.iter())
+        .filter(|c| {
+            c.rate_choice.as_ref().is_some_and(|r| {
+                !c.is_pilot()
+                    && c.learning_rate() == Some(r.fixed)
+                    && undecided.contains(&harness_results::ArmSize::of_cell(c))
+            })
+        })
+        .collect();
+    if !waiting.is_empty() {
+        let joining = estimate::estimate(&waiting, &[], &rows, &recorded, &here);
+        let measured = joining.cells.iter().filter(|c| c.seconds.is_some()).count();
+        println!(
+            "  and up to {} cells that join if the pilots choose a rate other than the fixed one: \
+             about {} more at {jobs} job{}, each taken to cost what its fixed-rate twin does ({measured} of them estimated)",
+            waiting.len(),
+            estimate::duration(joining.cell_seconds() / jobs.max(1) as f64),
+            if jobs == 1 { "" } else { "s" },
+        );
+    }
     Ok(())
 }
 
