@@ -32,16 +32,8 @@ pub fn imprecise(
     hypotheses: &[Hypothesis],
     goal: impl Fn(f64) -> f64,
 ) -> PolarsResult<Vec<Imprecise>> {
-    let chosen;
-    let rows = match RateViews::of(rows) {
-        Some(views) => {
-            chosen = views.chosen;
-            &chosen[..]
-        }
-        None => rows,
-    };
     let mut out = Vec::new();
-    for t in test_hypotheses(rows, hypotheses)? {
+    for t in test_hypotheses(&RateViews::read(rows), hypotheses)? {
         if t.verdict == Verdict::NoData {
             continue;
         }

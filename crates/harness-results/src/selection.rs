@@ -169,6 +169,15 @@ pub struct RateViews {
 }
 
 impl RateViews {
+    /// `rows` as the report reads them: each arm at its chosen rate where arms choose one
+    /// ([`RateViews::chosen`]), else every row.
+    pub fn read(rows: &[ResultRow]) -> std::borrow::Cow<'_, [ResultRow]> {
+        match RateViews::of(rows) {
+            Some(views) => std::borrow::Cow::Owned(views.chosen),
+            None => std::borrow::Cow::Borrowed(rows),
+        }
+    }
+
     /// `rows` split by protocol, or `None` when no row chooses its rate.
     pub fn of(rows: &[ResultRow]) -> Option<RateViews> {
         let by_arm = choices_by_arm(rows);
@@ -203,10 +212,7 @@ impl RateViews {
 /// validation accuracy over its finished rows. Ties go to the first in [`ArmSize`] order. The
 /// test set plays no part.
 pub fn best_arm(rows: &[ResultRow], target: &str, n_train: i64) -> Option<ArmSize> {
-    match RateViews::of(rows) {
-        Some(views) => best_on_validation(&views.chosen, target, n_train),
-        None => best_on_validation(rows, target, n_train),
-    }
+    best_on_validation(&RateViews::read(rows), target, n_train)
 }
 
 /// [`best_arm`] among rows already read at one rate per arm (a report's rows).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use harness_results::{
-    ArmSize, RateViews, ResultRow, ResultStore, best_arm, chosen_rates, imprecise,
+    ArmSize, RateViews, ResultRow, ResultStore, best_on_validation, chosen_rates, imprecise,
 };
 use harness_spec::{
     Cell, CellStatus, Experiment, ExtraSeeds, ManifestSet, MoreSeeds, Plan, expand_with_seeds,
@@ -55,11 +55,8 @@ fn plan_with_results(
 ) -> Result<Plan> {
     let tag = harness_train::backend().fingerprint_tag();
     let matrix = expand_with_seeds(experiment, manifests, &ExtraSeeds::new())?;
-    let grows = experiment.matrix.more_seeds.is_some()
-        || experiment.matrix.ceiling.is_some()
-        || matrix.cells.iter().any(|c| c.rate_choice.is_some());
     let store = ResultStore::open(&paths.results, &experiment.name);
-    if !grows || store.finished().is_empty() {
+    if !grows_from_results(experiment, &matrix) || store.finished().is_empty() {
         return Ok(matrix.for_backend(tag));
     }
     // Only the rows that can be counted: a damaged file is for `harness doctor` to name (and
@@ -67,8 +64,12 @@ fn plan_with_results(
     let rows = store.countable_rows()?.0;
     let by_cell = rows_by_cell(&rows);
     let mut extra = ExtraSeeds::new();
+    let mut unseeded = Some(matrix);
     loop {
-        let mut plan = expand_with_seeds(experiment, manifests, &extra)?;
+        let mut plan = match unseeded.take() {
+            Some(matrix) => matrix,
+            None => expand_with_seeds(experiment, manifests, &extra)?,
+        };
         add_chosen_rates(&mut plan, &rows);
         add_ceilings(experiment, &mut plan, &by_cell, tag);
         let plan = plan.for_backend(tag);
@@ -79,6 +80,23 @@ fn plan_with_results(
             return Ok(plan);
         }
     }
+}
+
+/// Whether the experiment's plan can grow from its rows: learning rates chosen on pilot
+/// seeds, a ceiling, more seeds. `harness run` loads such a plan again after each round.
+pub fn grows_from_results(experiment: &Experiment, plan: &Plan) -> bool {
+    experiment.matrix.more_seeds.is_some()
+        || experiment.matrix.ceiling.is_some()
+        || plan.cells.iter().any(|c| c.rate_choice.is_some())
+}
+
+/// Every loaded experiment's jobs and cells in one plan (shared pre-trainings once).
+pub fn merged(loaded: &[Loaded]) -> Plan {
+    let mut all = Plan::default();
+    for l in loaded {
+        all.merge(l.plan.clone());
+    }
+    all
 }
 
 /// Under `[finetune.search] pilot_seeds`: the cells of every seed at the learning rate its
@@ -142,7 +160,7 @@ fn rows_by_cell(rows: &[ResultRow]) -> BTreeMap<&str, &ResultRow> {
 
 /// `[matrix.ceiling]`: for each target with a ceiling larger than its largest n_train, once
 /// every cell of the matrix's own seeds at that n_train has a row, the cells of the arm best on
-/// validation there ([`best_arm`]), at the rate it trains at, on the ceiling's seeds and size.
+/// validation there ([`harness_results::best_arm`]), at the rate it trains at, on the ceiling's seeds and size.
 /// Only the matrix's own seeds choose, so seeds that `[matrix.more_seeds]` adds later never
 /// change the arm. `tag` names the backend whose fingerprints the rows carry.
 fn add_ceilings(
@@ -169,11 +187,11 @@ fn add_ceilings(
         let Some(rows) = rows else {
             continue;
         };
-        let Some(best) = best_arm(&rows, target, largest as i64) else {
+        // Each arm at its chosen rate: the rows the choice reads, and so the cells to copy.
+        let read = RateViews::read(&rows);
+        let Some(best) = best_on_validation(&read, target, largest as i64) else {
             continue;
         };
-        // The best arm's cells at its chosen rate: those whose rows the choice reads.
-        let read = RateViews::of(&rows).map_or(rows, |views| views.chosen);
         let read: BTreeSet<&str> = read.iter().map(|r| r.fingerprint.as_str()).collect();
         for &seed in experiment.ceiling_seeds() {
             let template = at_largest.iter().find(|c| {

@@ -11,7 +11,7 @@ use harness_spec::{Cell, CellStatus, ManifestSet, Plan};
 use harness_train::{CachedCheckpoint, TrainEvent};
 
 use crate::ledger::{Parallelism, Ran, Todo, command_line, recorded_wall_seconds};
-use crate::load::{Loaded, load};
+use crate::load::{Loaded, grows_from_results, load, merged};
 use crate::progress::Display;
 use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
 use crate::workbench::{Workbench, fetch_datasets, fetch_network};
@@ -157,12 +157,7 @@ pub fn run(
         };
         let (todo, ran_now) = this.round(files, &manifests, parallelism, &mut tried, &mut ran)?;
         total += ran_now;
-        let grows = (loaded.iter()).any(|l| {
-            l.experiment.matrix.more_seeds.is_some()
-                || l.experiment.matrix.ceiling.is_some()
-                || l.plan.cells.iter().any(|c| c.rate_choice.is_some())
-        });
-        if !grows {
+        if !(loaded.iter()).any(|l| grows_from_results(&l.experiment, &l.plan)) {
             break todo;
         }
         let (_, reloaded) = load(files, paths)?;
@@ -229,10 +224,7 @@ pub(crate) fn work_left(
     paths: &Paths,
     display: &Display,
 ) -> Result<(Todo, BTreeSet<String>)> {
-    let mut all = Plan::default();
-    for l in loaded {
-        all.merge(l.plan.clone());
-    }
+    let all = merged(loaded);
     let mut bench = Workbench::new(manifests, &all, DataCache::new(paths.cache_dir()), display);
     let run = Run {
         loaded,
@@ -549,10 +541,7 @@ fn run_here(
 /// checkpoint of `key` into the shared cache, or finds it there.
 pub(crate) fn pretrain_one(files: &[PathBuf], paths: &Paths, key: &str) -> Result<()> {
     let (manifests, loaded) = load(files, paths)?;
-    let mut all = Plan::default();
-    for l in &loaded {
-        all.merge(l.plan.clone());
-    }
+    let all = merged(&loaded);
     let display = Display::quiet();
     let mut bench = Workbench::new(
         &manifests,

@@ -342,10 +342,8 @@ fn submissions(results: &Path, names: &BTreeSet<String>) -> Vec<(PathBuf, Submis
             let text = std::fs::read_to_string(e.path().join("submission.json")).ok()?;
             Some((e.path(), serde_json::from_str::<Submission>(&text).ok()?))
         })
-        .filter(|(_, s)| {
-            (s.files.iter())
-                .any(|f| harness_spec::Experiment::load(f).is_ok_and(|e| names.contains(&e.name)))
-        })
+        // Every submission has an array (it submits nothing without a cell to run).
+        .filter(|(_, s)| s.arrays.iter().any(|a| names.contains(&a.name)))
         .collect();
     found.sort_by(|a, b| a.1.id.cmp(&b.1.id));
     found
@@ -458,10 +456,7 @@ fn plan_submission(
     options: &SlurmOptions,
     id: &str,
 ) -> Result<Submission> {
-    let mut all = harness_spec::Plan::default();
-    for l in loaded {
-        all.merge(l.plan.clone());
-    }
+    let all = crate::load::merged(loaded);
     let pretrain = (to_pretrain.iter().enumerate())
         .map(|(i, key)| -> Result<PretrainJob> {
             let job = all.job(key).context("job of a planned key")?;
