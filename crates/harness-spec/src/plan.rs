@@ -1489,12 +1489,20 @@ fn cell(
     sealed(cell)
 }
 
+/// Bumped for the cells that fine-tune a network with BatchNorm (EfficientNet-Lite, CREPE)
+/// under Option 2, whose rows before it were wrong: the best validation check was tested with
+/// the BatchNorm statistics of the last step. Their fingerprints change, so their old rows
+/// are not reused; every other cell keeps its fingerprint.
+pub const BATCH_NORM_VERSION: u32 = 2;
+
 /// `cell` with its fingerprint: the hash of everything in it but the experiment's name.
 fn sealed(mut cell: Cell) -> Cell {
     #[derive(Serialize)]
     struct Key<'a> {
         version: u32,
         cell: &'a Cell,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        batch_norm: Option<u32>,
     }
     let mut keyed = cell.clone();
     keyed.experiment = String::new();
@@ -1502,8 +1510,20 @@ fn sealed(mut cell: Cell) -> Cell {
     cell.fingerprint = fingerprint_of(&Key {
         version: FINGERPRINT_VERSION,
         cell: &keyed,
+        batch_norm: fine_tunes_batch_norm(&cell).then_some(BATCH_NORM_VERSION),
     });
     cell
+}
+
+/// Whether `cell` trains BatchNorm layers: Option 2 on an EfficientNet or a CREPE.
+fn fine_tunes_batch_norm(cell: &Cell) -> bool {
+    let batch_norm = (cell.network.as_ref()).is_some_and(|n| {
+        matches!(
+            n.body,
+            NetworkBody::Image { .. } | NetworkBody::Audio { .. }
+        )
+    });
+    batch_norm && cell.option == TransferOption::FineTune
 }
 
 #[cfg(test)]
@@ -1973,6 +1993,49 @@ seeds = [0, 1, 2]
         experiment(&format!(
             "[matrix]\ntargets = [{targets}]\nsources = [{sources}]\nn_train = [50]\noptions = [1, 2]\nseeds = [0]\n\n[model]\npatch = 7\nframes_per_token = 4\n\n[networks]\nside = 64\n"
         ))
+    }
+
+    #[test]
+    fn only_cells_that_fine_tune_batch_norm_layers_took_a_new_fingerprint() {
+        let plan = expand(
+            &cross_modal_matrix(
+                "\"mnist\", \"hedgewars-speakers\"",
+                "\"scratch\", \"efficientnet-lite0-imagenet\", \"all-minilm-l6-v2\"",
+            ),
+            &reference_manifests(),
+        )
+        .unwrap();
+        let mut bumped = std::collections::BTreeSet::new();
+        for cell in &plan.cells {
+            // The fingerprint the cell had before the BatchNorm fix.
+            #[derive(Serialize)]
+            struct Before<'a> {
+                version: u32,
+                cell: &'a Cell,
+            }
+            let mut keyed = cell.clone();
+            keyed.experiment = String::new();
+            keyed.fingerprint = String::new();
+            let before = fingerprint_of(&Before {
+                version: FINGERPRINT_VERSION,
+                cell: &keyed,
+            });
+            if before != cell.fingerprint {
+                bumped.insert((cell.target.clone(), cell.arm(), cell.option.number()));
+            }
+        }
+        // EfficientNet on the images and on the speakers' log-mel images, pre-trained and from
+        // scratch, under Option 2; not MiniLM's layers behind a patch stem, nor the Transformer.
+        let expected: std::collections::BTreeSet<(String, String, u8)> = [
+            ("hedgewars-speakers", "efficientnet-lite0-imagenet"),
+            ("hedgewars-speakers", "scratch (efficientnet-lite0)"),
+            ("mnist", "efficientnet-lite0-imagenet"),
+            ("mnist", "scratch (efficientnet-lite0)"),
+        ]
+        .iter()
+        .map(|(t, a)| (t.to_string(), a.to_string(), 2))
+        .collect();
+        assert_eq!(bumped, expected);
     }
 
     #[test]

@@ -410,7 +410,8 @@ fn run(
     let grid = cell.finetune.search.learning_rates(cell.option);
     let probe = &cell.finetune.probe.c;
     let probe_cache = cache.as_deref_mut().filter(|_| fits_probe(cell));
-    // Built (and its weights read) once; each run of a search starts from a copy.
+    // Built (and its weights read) once; each run of a search starts from its own copy
+    // (`snapshot`: a BatchNorm's running statistics are not shared with the other runs).
     let start = initial_model(cell, target, source)?;
     let (fitted, search, examples_seen) = if let Some(cache) = probe_cache {
         let (fitted, search) = fit_probe(&setup, start, cache, probe)?;
@@ -418,7 +419,7 @@ fn run(
         (fitted, Some(search), seen)
     } else {
         let mut fit = |pass: &Pass| -> Result<Fitted> {
-            let model = start.clone();
+            let model = snapshot(&start);
             Ok(match cache.as_deref_mut() {
                 Some(cache) if cell.trains_head_on_frozen_features() => {
                     fit_on_features(&setup, pass, model, cache, events)
@@ -922,6 +923,15 @@ struct Trained<M> {
     examples_seen: usize,
 }
 
+/// A copy of `module` that later training leaves alone. `clone` is not one: a cloned
+/// BatchNorm shares its running mean and variance with the original (burn's `RunningState`
+/// keeps them behind an `Arc`), so the best check of an EfficientNet or CREPE would be tested
+/// with the statistics of the last step. `valid` copies them out; `train` gives the copy back its
+/// autodiff tensors and each parameter's frozen or trainable state.
+fn snapshot<M: Module>(module: &M) -> M {
+    module.valid().train()
+}
+
 /// Adam on `module` over shuffled batches of `fit` (the order fixed by the seed), validated
 /// `evaluations` times over the budget, stopping after `patience` checks without a better
 /// validation accuracy (ties: lower loss); the best checked module is kept. The same loop
@@ -945,7 +955,7 @@ fn fine_tune<M: Module>(
     } else {
         Evaluation::not_measured()
     };
-    let mut best = (first, 0usize, module.clone());
+    let mut best = (first, 0usize, snapshot(&module));
     let mut since_best = 0;
     let mut status = CellStatus::Ok;
     let mut step = 0;
@@ -975,7 +985,7 @@ fn fine_tune<M: Module>(
         if plan.validated && (step % plan.eval_every == 0 || step == plan.total) {
             let eval = validate(&module);
             if score(&eval) > score(&best.0) {
-                best = (eval, step, module.clone());
+                best = (eval, step, snapshot(&module));
                 since_best = 0;
             } else {
                 since_best += 1;
@@ -996,5 +1006,102 @@ fn fine_tune<M: Module>(
         best_step,
         steps_run: step,
         examples_seen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{BatchNorm, BatchNormConfig, LinearConfig};
+    use std::cell::RefCell;
+
+    /// A BatchNorm in front of an output layer: its running statistics are state that
+    /// training changes besides the parameters.
+    #[derive(Module, Debug)]
+    struct Normed {
+        norm: BatchNorm,
+        head: Linear,
+    }
+
+    impl Normed {
+        fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+            let x: Tensor<3> = x.unsqueeze_dim(2);
+            self.head.forward(self.norm.forward(x).squeeze_dim(2))
+        }
+    }
+
+    #[test]
+    fn the_best_check_keeps_its_own_batch_norm_statistics() {
+        let device = train_device();
+        device.seed(7);
+        let module = Normed {
+            norm: BatchNormConfig::new(4).init(&device),
+            head: LinearConfig::new(4, 2).init(&device),
+        };
+        // Inputs far from the initial running mean (0) and variance (1), so that the statistics
+        // move with every step.
+        let n = 64;
+        let values: Vec<f32> = (0..n * 4).map(|i| 5.0 + ((i * 37) % 11) as f32).collect();
+        let labels: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
+        let inputs = |chunk: &[usize], device: &Device| {
+            let rows: Vec<f32> = (chunk.iter())
+                .flat_map(|&i| values[4 * i..4 * i + 4].to_vec())
+                .collect();
+            Tensor::<2>::from_data(TensorData::new(rows, [chunk.len(), 4]), device)
+        };
+        let probe: Vec<usize> = (0..8).collect();
+        let seen = RefCell::new(Vec::new());
+        let plan = Schedule {
+            steps_per_epoch: 4,
+            total: 12,
+            eval_every: 4,
+            batch_size: 16,
+            learning_rate: 1e-2,
+            patience: 10,
+            seed: 1,
+            validated: true,
+        };
+        let fit: Vec<usize> = (0..n).collect();
+        let trained = fine_tune(
+            module,
+            &plan,
+            &fit,
+            |m: &Normed, chunk: &[usize]| {
+                let y = Tensor::<1, Int>::from_data(
+                    TensorData::new(chunk.iter().map(|&i| labels[i]).collect(), [chunk.len()]),
+                    &device,
+                );
+                (m.forward(inputs(chunk, &device)), y)
+            },
+            |m: &Normed| {
+                let out = m.valid().forward(inputs(&probe, &crate::eval_device()));
+                let mut seen = seen.borrow_mut();
+                seen.push(out.into_data().try_to_vec::<f32>().unwrap());
+                // The check after the first 4 steps is the best; the later ones are worse.
+                let accuracy = if seen.len() == 2 { 1.0 } else { 0.5 };
+                Evaluation {
+                    accuracy,
+                    macro_f1: accuracy,
+                    loss: 1.0,
+                }
+            },
+            &mut |_| {},
+        );
+        assert_eq!((trained.best_step, trained.steps_run), (4, 12));
+        let seen = seen.into_inner();
+        let (at_best, last) = (&seen[1], &seen[seen.len() - 1]);
+        assert_ne!(
+            at_best, last,
+            "training after the best check changed nothing"
+        );
+        let kept = (trained.best.valid())
+            .forward(inputs(&probe, &crate::eval_device()))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            &kept, at_best,
+            "the kept network is not the one its check scored"
+        );
     }
 }

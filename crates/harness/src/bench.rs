@@ -14,7 +14,7 @@ use harness_model::ClassifierConfig;
 use harness_results::{ResultRow, ResultStore};
 use harness_spec::{
     Activation, Cell, CellStatus, Experiment, ManifestSet, Modality, ModelSpec, NetworkArm,
-    NetworkBody, Plan, Relation,
+    NetworkBody, Relation,
 };
 use harness_train::{
     InputShape, cached_pretrained, cell_arrays, classifier_config, measure_features, measure_train,
@@ -22,7 +22,7 @@ use harness_train::{
 };
 
 use crate::ledger::run_records;
-use crate::load::{Loaded, load};
+use crate::load::{Loaded, load, merged};
 use crate::progress::Display;
 use crate::progress::cell_title;
 use crate::workbench::Workbench;
@@ -1318,10 +1318,7 @@ fn bench_cells(
         .build()
         .context("building a thread pool")?;
     let (manifests, loaded) = load(files, paths)?;
-    let mut all = Plan::default();
-    for l in &loaded {
-        all.merge(l.plan.clone());
-    }
+    let all = merged(&loaded);
     let chosen = reduced_matrix(&loaded)?;
     let display = Display::new();
     let mut bench = Workbench::new(

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Paths;
 use crate::ledger::{Parallelism, Ran, Todo};
-use crate::load::{Loaded, load};
+use crate::load::{Loaded, load, merged};
 use crate::progress::Display;
 use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
 use crate::scheduler::{self, FeatureKey, Waiting};
@@ -391,10 +391,7 @@ pub fn worker(files: &[PathBuf], paths: &Paths, threads: usize) -> Result<()> {
         .build_global()
         .context("setting the thread count")?;
     let (manifests, loaded) = load(files, paths)?;
-    let mut all = Plan::default();
-    for l in &loaded {
-        all.merge(l.plan.clone());
-    }
+    let all = merged(&loaded);
     let cells = cells_by_fingerprint(&loaded);
     let display = Display::quiet();
     let mut tasks = WorkerTasks {

@@ -161,9 +161,15 @@ pub fn run(
             break todo;
         }
         let (_, reloaded) = load(files, paths)?;
+        let planned: BTreeSet<&str> = (loaded.iter())
+            .flat_map(|l| &l.plan.cells)
+            .map(|c| c.fingerprint.as_str())
+            .collect();
         let joined: Vec<&Cell> = (reloaded.iter())
             .flat_map(|l| &l.plan.cells)
-            .filter(|c| !tried.contains(&c.fingerprint) && !this.planned(&c.fingerprint))
+            .filter(|c| {
+                !tried.contains(&c.fingerprint) && !planned.contains(c.fingerprint.as_str())
+            })
             .collect();
         if joined.is_empty() {
             break todo;
@@ -328,10 +334,7 @@ impl Run<'_> {
         tried: &mut BTreeSet<String>,
         ran: &mut Ran,
     ) -> Result<(Todo, usize)> {
-        let mut all = Plan::default();
-        for l in self.loaded {
-            all.merge(l.plan.clone());
-        }
+        let all = merged(self.loaded);
         let mut bench = Workbench::new(
             manifests,
             &all,
@@ -377,11 +380,6 @@ impl Run<'_> {
             )?;
         }
         Ok((todo, total))
-    }
-
-    /// Whether a cell of `fingerprint` is in the loaded plans.
-    fn planned(&self, fingerprint: &str) -> bool {
-        (self.loaded.iter()).any(|l| l.plan.cells.iter().any(|c| c.fingerprint == fingerprint))
     }
 
     /// What is left to run, with every dataset, tokenizer and training size it needs checked
@@ -656,10 +654,7 @@ fn ceiling_sizes(experiment: &harness_spec::Experiment) -> BTreeMap<String, i64>
 /// `harness plan`; `jobs`: the worker processes its estimate of `harness run` assumes.
 pub fn plan(files: &[PathBuf], paths: &Paths, jobs: usize) -> Result<()> {
     let (_, loaded) = load(files, paths)?;
-    let mut all = Plan::default();
-    for l in &loaded {
-        all.merge(l.plan.clone());
-    }
+    let all = merged(&loaded);
     let current = Current::checkpoints(&all, paths, &Display::new());
     print_tokenizers(&all);
     print_pretrain_jobs(&all, &current);
@@ -953,10 +948,7 @@ impl std::error::Error for UsageError {}
 /// run redoes those cells.
 pub fn doctor(files: &[PathBuf], paths: &Paths, repair: bool) -> Result<()> {
     let (_, loaded) = load(files, paths)?;
-    let mut all = Plan::default();
-    for l in &loaded {
-        all.merge(l.plan.clone());
-    }
+    let all = merged(&loaded);
     let display = Display::new();
     let mut remaining = 0;
     for l in &loaded {
