@@ -60,7 +60,31 @@ pub struct Choice {
     pub scores: Vec<RateScore>,
 }
 
+/// Where a chosen rate lies in the grid the pilots tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridEdge {
+    /// The largest rate tried: a larger one might have done better.
+    Largest,
+    /// The smallest rate tried: a smaller one might have done better.
+    Smallest,
+}
+
 impl Choice {
+    /// Whether the chosen rate is the largest or the smallest the pilots tried, so that the
+    /// best rate may lie outside the grid (none for a grid of one rate).
+    pub fn at_edge(&self) -> Option<GridEdge> {
+        let (first, last) = (self.scores.first()?, self.scores.last()?);
+        if self.scores.len() < 2 {
+            None
+        } else if self.rate == last.rate {
+            Some(GridEdge::Largest)
+        } else if self.rate == first.rate {
+            Some(GridEdge::Smallest)
+        } else {
+            None
+        }
+    }
+
     /// The rule: among the rates at which no pilot diverged (all of them if every one did),
     /// the highest mean validation accuracy; ties go to the fixed rate, then to the smaller
     /// rate, so that the choice moves away from the fixed rate only when validation says so.
@@ -207,6 +231,46 @@ impl RateViews {
     }
 }
 
+/// A moved choice checked on the seeds that did not make it: their mean validation accuracy at
+/// the fixed rate and at the chosen one, over the seeds that have a finished row at both (each
+/// pair shares one validation split).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldOut {
+    pub fixed: f64,
+    pub chosen: f64,
+    pub seeds: usize,
+}
+
+impl RateViews {
+    /// [`HeldOut`] for `arm`, or `None` when its choice kept the fixed rate or no seed outside
+    /// the pilots has both rows yet. It reads validation only and changes no choice.
+    pub fn held_out(&self, arm: &ArmSize) -> Option<HeldOut> {
+        let choice = self.choices.get(arm).filter(|c| c.rate != c.fixed)?;
+        let by_seed = |rows: &[ResultRow], rate: f64| -> BTreeMap<i64, f64> {
+            (rows.iter())
+                .filter(|r| r.status == CellStatus::Ok && r.learning_rate == rate)
+                .filter(|r| !choice.pilot_seeds.contains(&(r.seed as u64)))
+                .filter(|r| ArmSize::of_row(r) == *arm)
+                .map(|r| (r.seed, r.validation_accuracy))
+                .collect()
+        };
+        let fixed = by_seed(&self.fixed, choice.fixed);
+        let chosen = by_seed(&self.chosen, choice.rate);
+        let pairs: Vec<(f64, f64)> = (fixed.iter())
+            .filter_map(|(seed, f)| chosen.get(seed).map(|c| (*f, *c)))
+            .collect();
+        if pairs.is_empty() {
+            return None;
+        }
+        let n = pairs.len() as f64;
+        Some(HeldOut {
+            fixed: pairs.iter().map(|p| p.0).sum::<f64>() / n,
+            chosen: pairs.iter().map(|p| p.1).sum::<f64>() / n,
+            seeds: pairs.len(),
+        })
+    }
+}
+
 /// The ceiling's arm of `target` (`[matrix.ceiling]`): among `rows` at `n_train` (read at each
 /// arm's chosen rate where arms choose one; the floor left out), the arm with the highest mean
 /// validation accuracy over its finished rows. Ties go to the first in [`ArmSize`] order. The
@@ -292,6 +356,41 @@ mod tests {
         assert_eq!(c.rate, 1e-2);
         assert_eq!(c.scores.len(), 3);
         assert!((c.scores[2].validation - 0.65).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_choice_at_either_end_of_the_grid_says_so() {
+        let edge = |v| only(&pilots(v)).at_edge();
+        assert_eq!(
+            edge([[0.5, 0.6, 0.7], [0.5, 0.6, 0.6]]),
+            Some(GridEdge::Largest)
+        );
+        assert_eq!(
+            edge([[0.8, 0.6, 0.7], [0.8, 0.6, 0.6]]),
+            Some(GridEdge::Smallest)
+        );
+        assert_eq!(edge([[0.5, 0.6, 0.5], [0.5, 0.6, 0.5]]), None);
+    }
+
+    #[test]
+    fn a_moved_choice_is_checked_on_the_validation_of_the_seeds_that_did_not_choose() {
+        // The pilots choose 1e-2; seeds 2 and 3 train at 1e-3 (fixed) and 1e-2 (chosen), seed 4
+        // at the fixed rate only. Test accuracy plays no part.
+        let mut rows = pilots([[0.5, 0.6, 0.7], [0.5, 0.6, 0.6]]);
+        for (seed, fixed, chosen) in [(2, 0.70, 0.50), (3, 0.60, 0.40)] {
+            rows.push(row(seed, 1e-3, fixed, 0.1));
+            rows.push(row(seed, 1e-2, chosen, 0.9));
+        }
+        rows.push(row(4, 1e-3, 0.99, 0.5));
+        let views = RateViews::of(&rows).unwrap();
+        let arm = views.choices.keys().next().unwrap().clone();
+        let held = views.held_out(&arm).unwrap();
+        assert_eq!(held.seeds, 2);
+        assert!((held.fixed - 0.65).abs() < 1e-12 && (held.chosen - 0.45).abs() < 1e-12);
+        // A choice that keeps the fixed rate has nothing to check.
+        let kept = RateViews::of(&pilots([[0.5, 0.7, 0.6], [0.5, 0.7, 0.6]])).unwrap();
+        let arm = kept.choices.keys().next().unwrap().clone();
+        assert_eq!(kept.held_out(&arm), None);
     }
 
     #[test]
