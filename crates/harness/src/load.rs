@@ -90,6 +90,26 @@ pub fn grows_from_results(experiment: &Experiment, plan: &Plan) -> bool {
         || plan.cells.iter().any(|c| c.rate_choice.is_some())
 }
 
+/// The first file, of `before`'s experiments or of the files they include, that `after` read
+/// with other text (or no longer, or newly, includes). `harness run` loads its files again
+/// after each round, so an edit made while it runs would change its plan halfway.
+pub fn changed_file(before: &[Loaded], after: &[Loaded]) -> Option<PathBuf> {
+    let texts = |l: &Loaded| -> Vec<(PathBuf, String)> {
+        let e = &l.experiment;
+        std::iter::once((e.path.clone(), e.text.clone()))
+            .chain(e.included.iter().map(|f| (f.path.clone(), f.text.clone())))
+            .collect()
+    };
+    for (b, a) in before.iter().zip(after) {
+        let (old, new) = (texts(b), texts(a));
+        if old != new {
+            let differs = old.iter().zip(&new).find(|(o, n)| o != n);
+            return Some(differs.map_or_else(|| b.experiment.path.clone(), |(o, _)| o.0.clone()));
+        }
+    }
+    None
+}
+
 /// Every loaded experiment's jobs and cells in one plan (shared pre-trainings once).
 pub fn merged(loaded: &[Loaded]) -> Plan {
     let mut all = Plan::default();
@@ -203,4 +223,37 @@ fn add_ceilings(
         }
     }
     plan.cells.extend(ceilings);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MATRIX: &str = "include = [\"base.toml\"]\n\n[matrix]\ntargets = [\"mnist\"]\nsources = [\"scratch\"]\nn_train = [50]\noptions = [1]\nseeds = [0]\n";
+
+    fn loaded(path: &std::path::Path) -> Loaded {
+        Loaded {
+            experiment: Experiment::load(path).unwrap(),
+            plan: Plan::default(),
+        }
+    }
+
+    #[test]
+    fn an_edit_to_a_file_or_its_include_while_running_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, base) = (dir.path().join("exp.toml"), dir.path().join("base.toml"));
+        std::fs::write(&base, "[finetune]\nepochs = 3\n").unwrap();
+        std::fs::write(&file, MATRIX).unwrap();
+        let before = [loaded(&file)];
+        assert_eq!(changed_file(&before, &[loaded(&file)]), None);
+
+        std::fs::write(&base, "[finetune]\nepochs = 4\n").unwrap();
+        let after = [loaded(&file)];
+        assert_eq!(after[0].experiment.finetune.epochs, 4);
+        assert_eq!(changed_file(&before, &after), Some(base.clone()));
+
+        // A comment is an edit too: the check compares text, not settings.
+        std::fs::write(&file, format!("# one seed\n{MATRIX}")).unwrap();
+        assert_eq!(changed_file(&after, &[loaded(&file)]), Some(file));
+    }
 }

@@ -11,7 +11,7 @@ use harness_spec::{Cell, CellStatus, ManifestSet, Plan};
 use harness_train::{CachedCheckpoint, TrainEvent};
 
 use crate::ledger::{Parallelism, Ran, Todo, command_line, recorded_wall_seconds};
-use crate::load::{Loaded, grows_from_results, load, merged};
+use crate::load::{Loaded, changed_file, grows_from_results, load, merged};
 use crate::progress::Display;
 use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
 use crate::workbench::{Workbench, fetch_datasets, fetch_network};
@@ -160,21 +160,10 @@ pub fn run(
         if !(loaded.iter()).any(|l| grows_from_results(&l.experiment, &l.plan)) {
             break todo;
         }
-        let (_, reloaded) = load(files, paths)?;
-        let planned: BTreeSet<&str> = (loaded.iter())
-            .flat_map(|l| &l.plan.cells)
-            .map(|c| c.fingerprint.as_str())
-            .collect();
-        let joined: Vec<&Cell> = (reloaded.iter())
-            .flat_map(|l| &l.plan.cells)
-            .filter(|c| {
-                !tried.contains(&c.fingerprint) && !planned.contains(c.fingerprint.as_str())
-            })
-            .collect();
-        if joined.is_empty() {
+        let Some((reloaded, joined)) = reload(files, paths, &loaded, &tried, total)? else {
             break todo;
-        }
-        display.line(joined_line(&loaded, &joined));
+        };
+        display.line(joined);
         loaded = reloaded;
     };
 
@@ -187,6 +176,41 @@ pub fn run(
     this.record_and_report(&mut ran, &todo, write_reports)?;
     drop(locks);
     this.finish(wall, total, ran.failures)
+}
+
+/// After a round: the files loaded again and a line on the cells that joined the plan, or None
+/// when none did. Stops, naming the file, when one changed since `loaded` was read (`total`
+/// cells ran until then).
+fn reload(
+    files: &[PathBuf],
+    paths: &Paths,
+    loaded: &[Loaded],
+    tried: &BTreeSet<String>,
+    total: usize,
+) -> Result<Option<(Vec<Loaded>, String)>> {
+    let (_, reloaded) = load(files, paths)?;
+    if let Some(file) = changed_file(loaded, &reloaded) {
+        anyhow::bail!(
+            "{} changed while `harness run` was running: it reads its files again after each \
+             round (pilots, ceiling, more seeds), and would have gone on with another plan. \
+             The {total} cells it ran are kept; run `{}` again to go on with the files as they are now",
+            file.display(),
+            command_line(files)
+        );
+    }
+    let planned: BTreeSet<&str> = (loaded.iter())
+        .flat_map(|l| &l.plan.cells)
+        .map(|c| c.fingerprint.as_str())
+        .collect();
+    let joined: Vec<&Cell> = (reloaded.iter())
+        .flat_map(|l| &l.plan.cells)
+        .filter(|c| !tried.contains(&c.fingerprint) && !planned.contains(c.fingerprint.as_str()))
+        .collect();
+    if joined.is_empty() {
+        return Ok(None);
+    }
+    let line = joined_line(loaded, &joined);
+    Ok(Some((reloaded, line)))
 }
 
 /// What a reload added to the plan: cells at the rates the pilots chose, ceilings, seeds that
