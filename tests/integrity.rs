@@ -349,9 +349,9 @@ fn a_killed_run_is_in_runs_jsonl_up_to_its_last_cell() {
     assert_eq!(last["complete"], false);
     assert_eq!(last["cells_run"], 5, "{text}");
     assert_eq!(records.last().unwrap()["complete"], true);
-    // The report's wall time covers both runs: at least the cell time it sums.
+    // The report's wall time covers both runs, the killed one and the one that finished.
     let report = fs::read_to_string(p.path("reports/tiny/report.md")).unwrap();
-    assert!(report.contains("**Wall time of the run**"), "{report}");
+    assert!(report.contains("**Wall time of its 2 runs**"), "{report}");
 }
 
 #[test]
@@ -417,4 +417,62 @@ fn rows_written_before_a_column_existed_still_count() {
     assert!(out.contains("16 finished, 0 to run"), "{out}");
     assert_eq!(numbers(&p), expected);
     assert_eq!(p.rows("tiny").iter().filter(|r| r.cpu.is_none()).count(), 1);
+}
+
+/// The final job of a Slurm submission reads the experiment files again to write the reports
+/// and plan the next round; a file edited since `harness submit` read it stops that job before
+/// it writes or submits anything. The job runs here without Slurm, from a submission folder
+/// shaped as `harness submit` writes it, with every cell finished (so no next round).
+#[test]
+fn the_final_slurm_job_stops_when_an_experiment_file_changed_since_the_submission() {
+    let p = Project::tiny();
+    run_ok(&p, &["run", "experiments/tiny.toml"]);
+    fs::remove_dir_all(p.path("reports/tiny")).unwrap();
+    let file = p.path("experiments/tiny.toml");
+    let text = fs::read_to_string(&file).unwrap();
+    let folder = p.path("results/.slurm/20261205T000000.000Z");
+    fs::create_dir_all(&folder).unwrap();
+    let submission = serde_json::json!({
+        "id": "20261205T000000.000Z",
+        "files": [file],
+        "options": {
+            "partition": null, "time": "2:00:00", "mem": "4G", "cpus_per_task": 1,
+            "throttle": null, "cells_per_task": 8, "extra": []
+        },
+        "pretrain": [],
+        "arrays": [],
+        "finish": { "script": "finish.sh", "id": null },
+        "read": [[file, text]],
+    });
+    fs::write(folder.join("submission.json"), submission.to_string()).unwrap();
+    let (file_arg, folder_arg) = (file.to_str().unwrap(), folder.to_str().unwrap());
+    let finish = || {
+        p.harness(&[
+            "slurm-task",
+            file_arg,
+            "--submission",
+            folder_arg,
+            "--finish",
+        ])
+    };
+
+    // As submitted: the job writes the report.
+    let out = finish();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(p.path("reports/tiny/report.md").exists());
+    fs::remove_dir_all(p.path("reports/tiny")).unwrap();
+
+    // A comment added since is an edit too: the job stops, names the file, writes nothing.
+    fs::write(&file, format!("# one more seed later\n{text}")).unwrap();
+    let out = finish();
+    assert!(!out.status.success(), "the final job went on");
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "{} changed since `harness submit`",
+            file.display()
+        )),
+        "{said}"
+    );
+    assert!(!p.path("reports/tiny").exists(), "a report was written");
 }

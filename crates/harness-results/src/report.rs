@@ -38,8 +38,14 @@ pub struct ReportContext {
     pub experiment_text: String,
     /// The command that produces these results.
     pub command: String,
-    /// Wall time of the run that produced the rows, pre-training included, when known.
+    /// Wall time of the runs that produced the rows (their pre-trainings included), when known.
     pub wall_seconds: Option<f64>,
+    /// How many `harness run`s that wall time adds up, and how many pre-trainings they ran
+    /// (the rest came from the checkpoint cache); absent in contexts written before them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrainings_run: Option<usize>,
     /// (name, version) of the harness and its main dependencies.
     pub versions: Vec<(String, String)>,
     pub generated_at: String,
@@ -812,11 +818,7 @@ fn render_header(md: &mut String, rows: &[ResultRow], notes: &[String], ctx: &Re
         seeds.len()
     );
     if let Some(w) = ctx.wall_seconds {
-        let _ = writeln!(
-            md,
-            "**Wall time of the run** (pre-training included): {}.\n",
-            fmt_duration(w)
-        );
+        let _ = writeln!(md, "{}\n", wall_time_sentence(w, ctx));
     }
     let cell_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let _ = writeln!(md, "Sum of cell times: {}.\n", fmt_duration(cell_seconds));
@@ -826,6 +828,22 @@ fn render_header(md: &mut String, rows: &[ResultRow], notes: &[String], ctx: &Re
     for warning in mixed_provenance(rows) {
         let _ = writeln!(md, "> **Warning:** {warning}\n");
     }
+}
+
+/// The wall time of the runs behind the rows, saying how many runs it adds up and whether
+/// it includes pre-training or the checkpoints came from the cache.
+fn wall_time_sentence(wall_seconds: f64, ctx: &ReportContext) -> String {
+    let runs = match ctx.runs {
+        Some(n) if n > 1 => format!("**Wall time of its {n} runs**"),
+        _ => "**Wall time of the run**".to_string(),
+    };
+    let pretraining = match ctx.pretrainings_run {
+        None => "pre-training, if any, included".to_string(),
+        Some(0) => "no pre-training: every source checkpoint came from the cache".to_string(),
+        Some(1) => "1 pre-training included".to_string(),
+        Some(n) => format!("{n} pre-trainings included"),
+    };
+    format!("{runs} ({pretraining}): {}.", fmt_duration(wall_seconds))
 }
 
 /// A paired difference as the cells `seeds | difference | [low, high] | reading`.

@@ -90,3 +90,48 @@ fn a_report_is_written_again_from_its_folder_with_hypotheses_and_included_files(
         );
     }
 }
+
+#[test]
+fn the_wall_time_says_how_many_runs_it_adds_up_and_whether_they_pre_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            Some(2),
+            Some(0),
+            "**Wall time of its 2 runs** (no pre-training: every source checkpoint came from the cache): 0h 20m 00s",
+        ),
+        (
+            Some(1),
+            Some(1),
+            "**Wall time of the run** (1 pre-training included): 0h 20m 00s",
+        ),
+        (
+            Some(1),
+            Some(3),
+            "**Wall time of the run** (3 pre-trainings included): 0h 20m 00s",
+        ),
+        (
+            None,
+            None,
+            "**Wall time of the run** (pre-training, if any, included): 0h 20m 00s",
+        ),
+    ];
+    for (i, (runs, pretrainings_run, expected)) in cases.into_iter().enumerate() {
+        let ctx = ReportContext {
+            experiment: "ctx".into(),
+            wall_seconds: Some(1200.0),
+            runs,
+            pretrainings_run,
+            ..ReportContext::default()
+        };
+        let out = dir.path().join(i.to_string());
+        write_report(&rows(), &ctx, &out).unwrap();
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains(expected), "{expected}\nnot in\n{md}");
+        let stored = ReportContext::read(&out).unwrap();
+        assert_eq!(
+            (stored.runs, stored.pretrainings_run),
+            (runs, pretrainings_run)
+        );
+    }
+}

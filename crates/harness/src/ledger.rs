@@ -157,11 +157,22 @@ fn append_run_record(store: &ResultStore, record: &RunRecord) -> Result<()> {
     Ok(())
 }
 
-/// Total wall time of the runs that did work for this experiment. Runs started by one command
-/// over several experiments are counted once per experiment.
-pub fn recorded_wall_seconds(store: &ResultStore) -> Option<f64> {
+/// Total wall time of the runs that did work for this experiment, and the pre-trainings they
+/// ran. Runs started by one command over several experiments are counted once per experiment.
+pub fn recorded_time(store: &ResultStore) -> Option<RecordedTime> {
     let records = run_records(store);
-    (!records.is_empty()).then(|| records.iter().map(|r| r.wall_seconds).sum())
+    (!records.is_empty()).then(|| RecordedTime {
+        wall_seconds: records.iter().map(|r| r.wall_seconds).sum(),
+        runs: records.len(),
+        pretrainings_run: records.iter().map(|r| r.pretrainings_run).sum(),
+    })
+}
+
+/// What the runs recorded in an experiment's store add up to.
+pub struct RecordedTime {
+    pub wall_seconds: f64,
+    pub runs: usize,
+    pub pretrainings_run: usize,
 }
 
 /// The runs recorded in an experiment's store, oldest first: the last record of each run (a

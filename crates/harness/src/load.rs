@@ -90,24 +90,31 @@ pub fn grows_from_results(experiment: &Experiment, plan: &Plan) -> bool {
         || plan.cells.iter().any(|c| c.rate_choice.is_some())
 }
 
+/// Every experiment file and every file it includes, (path, text) in the order read: what a
+/// plan was made from.
+pub fn file_texts(loaded: &[Loaded]) -> Vec<(PathBuf, String)> {
+    (loaded.iter().map(|l| &l.experiment))
+        .flat_map(|e| {
+            std::iter::once((e.path.clone(), e.text.clone()))
+                .chain(e.included.iter().map(|f| (f.path.clone(), f.text.clone())))
+        })
+        .collect()
+}
+
 /// The first file, of `before`'s experiments or of the files they include, that `after` read
 /// with other text (or no longer, or newly, includes). `harness run` loads its files again
 /// after each round, so an edit made while it runs would change its plan halfway.
 pub fn changed_file(before: &[Loaded], after: &[Loaded]) -> Option<PathBuf> {
-    let texts = |l: &Loaded| -> Vec<(PathBuf, String)> {
-        let e = &l.experiment;
-        std::iter::once((e.path.clone(), e.text.clone()))
-            .chain(e.included.iter().map(|f| (f.path.clone(), f.text.clone())))
-            .collect()
-    };
-    for (b, a) in before.iter().zip(after) {
-        let (old, new) = (texts(b), texts(a));
-        if old != new {
-            let differs = old.iter().zip(&new).find(|(o, n)| o != n);
-            return Some(differs.map_or_else(|| b.experiment.path.clone(), |(o, _)| o.0.clone()));
-        }
-    }
-    None
+    changed_text(&file_texts(before), &file_texts(after))
+}
+
+/// The first file whose text differs between two readings of the same experiment files (as
+/// [`file_texts`] lists them), named as `after` names it, else as `before` does (a file no
+/// longer read). Only texts are compared: a submission records its files by absolute path.
+pub fn changed_text(before: &[(PathBuf, String)], after: &[(PathBuf, String)]) -> Option<PathBuf> {
+    let differs = before.iter().zip(after).find(|(b, a)| b.1 != a.1);
+    let extra = || after.get(before.len()).or(before.get(after.len()));
+    differs.map(|(_, a)| a).or_else(extra).map(|f| f.0.clone())
 }
 
 /// Every loaded experiment's jobs and cells in one plan (shared pre-trainings once).

@@ -10,7 +10,7 @@ use harness_results::{ReportContext, ResultStore, StoreLock, write_report};
 use harness_spec::{Cell, CellStatus, ManifestSet, Plan};
 use harness_train::{CachedCheckpoint, TrainEvent};
 
-use crate::ledger::{Parallelism, Ran, Todo, command_line, recorded_wall_seconds};
+use crate::ledger::{Parallelism, Ran, Todo, command_line, recorded_time};
 use crate::load::{Loaded, changed_file, grows_from_results, load, merged};
 use crate::progress::Display;
 use crate::progress::{cell_line, cell_title, pretrained_line, show_pretrain_event};
@@ -643,13 +643,16 @@ pub(crate) fn write_experiment_report(l: &Loaded, paths: &Paths) -> Result<PathB
     let wanted: BTreeSet<&String> = l.plan.cells.iter().map(|c| &c.fingerprint).collect();
     rows.retain(|r| wanted.contains(&r.fingerprint));
     let out = paths.reports.join(&l.experiment.name);
+    let time = recorded_time(&store);
     let ctx = ReportContext {
         experiment: l.experiment.name.clone(),
         description: l.experiment.description.clone(),
         experiment_file: l.experiment.path.display().to_string(),
         experiment_text: l.experiment.text.clone(),
         command: command_line(&[l.experiment.path.clone()]),
-        wall_seconds: recorded_wall_seconds(&store),
+        wall_seconds: time.as_ref().map(|t| t.wall_seconds),
+        runs: time.as_ref().map(|t| t.runs),
+        pretrainings_run: time.as_ref().map(|t| t.pretrainings_run),
         versions: provenance::versions(),
         generated_at: provenance::now(),
         hypotheses: l.experiment.hypotheses.clone(),

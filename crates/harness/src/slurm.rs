@@ -96,6 +96,10 @@ pub struct Submission {
     pub arrays: Vec<ArrayJob>,
     /// Writes the reports, and submits the next round when the plan grew.
     pub finish: Job,
+    /// Every experiment file and every file it includes, (path, text), as `harness submit`
+    /// read them: the final job stops if one has changed since (absent in older submissions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<(PathBuf, String)>,
 }
 
 /// The folders and binary every job uses, absolute: the nodes must see the same paths.
@@ -499,6 +503,7 @@ fn plan_submission(
             script: "finish.sh".into(),
             id: None,
         },
+        read: crate::load::file_texts(loaded),
     })
 }
 
@@ -728,9 +733,26 @@ pub fn task(
 /// The final job: writes the reports and, when the plan now holds cells that no job of this
 /// submission ran (the rates the pilots chose, a ceiling, more seeds), submits them the same
 /// way. Cells of this submission still without a row (a task failed) are left to a
-/// resubmission, which `harness status` points to.
+/// resubmission, which `harness status` points to. An experiment file or include edited since
+/// the submission stops it first, as it stops `harness run` between rounds.
 fn finish(files: &[PathBuf], paths: &Paths, s: &Submission) -> Result<()> {
     let (_, loaded) = load(files, paths)?;
+    let now = crate::load::file_texts(&loaded);
+    if let Some(file) = (!s.read.is_empty())
+        .then(|| crate::load::changed_text(&s.read, &now))
+        .flatten()
+    {
+        anyhow::bail!(
+            "{} changed since `harness submit` read it: the reports would quote another file \
+             than the one these rows were planned from, and the next round would follow another \
+             plan. No report was written and nothing was submitted; the rows are kept. Run \
+             `harness submit --slurm {}` to go on with the files as they are now",
+            file.display(),
+            (files.iter().map(|f| f.display().to_string()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let submitted: BTreeSet<&str> = (s.arrays.iter())
         .flat_map(|a| a.batches.iter().flatten())
         .map(String::as_str)
