@@ -41,8 +41,13 @@ pub struct RunRecord {
 }
 
 pub fn command_line(files: &[PathBuf]) -> String {
+    harness_command("run", files)
+}
+
+/// `harness VERB FILE…`, as a user would type it again.
+pub fn harness_command(verb: &str, files: &[PathBuf]) -> String {
     let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    format!("harness run {}", files.join(" "))
+    format!("harness {verb} {}", files.join(" "))
 }
 
 /// How `harness run` spreads its work: `jobs` worker processes (1: everything in this

@@ -737,20 +737,19 @@ pub fn task(
 /// the submission stops it first, as it stops `harness run` between rounds.
 fn finish(files: &[PathBuf], paths: &Paths, s: &Submission) -> Result<()> {
     let (_, loaded) = load(files, paths)?;
-    let now = crate::load::file_texts(&loaded);
-    if let Some(file) = (!s.read.is_empty())
-        .then(|| crate::load::changed_text(&s.read, &now))
-        .flatten()
-    {
+    // A submission written before `read` existed has nothing to compare with.
+    let changed = match s.read.is_empty() {
+        true => None,
+        false => crate::load::changed_text(&s.read, &crate::load::file_texts(&loaded)),
+    };
+    if let Some(file) = changed {
         anyhow::bail!(
             "{} changed since `harness submit` read it: the reports would quote another file \
              than the one these rows were planned from, and the next round would follow another \
              plan. No report was written and nothing was submitted; the rows are kept. Run \
-             `harness submit --slurm {}` to go on with the files as they are now",
+             `{}` to go on with the files as they are now",
             file.display(),
-            (files.iter().map(|f| f.display().to_string()))
-                .collect::<Vec<_>>()
-                .join(" ")
+            crate::ledger::harness_command("submit --slurm", files)
         );
     }
     let submitted: BTreeSet<&str> = (s.arrays.iter())
